@@ -1,0 +1,96 @@
+//! EnvironmentService.
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, fingerprint, Api, Page};
+use crate::app::{new_id, View};
+use crate::domain::command::Command;
+use crate::domain::error::Error as Rule;
+use crate::domain::event::Role;
+use crate::pb;
+
+#[tonic::async_trait]
+impl pb::environment_service_server::EnvironmentService for Api {
+    async fn create_environment(
+        &self,
+        request: Request<pb::CreateEnvironmentRequest>,
+    ) -> Result<Response<pb::CreateEnvironmentResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let orchestration = convert::orchestration(r.orchestration)?;
+        let fp = fingerprint(
+            &self.app,
+            "CreateEnvironment",
+            &[r.name.as_bytes(), &r.orchestration.to_be_bytes()],
+        );
+        let id = new_id();
+        let view = self
+            .app
+            .execute(&who, &r.request_id, &fp, || Command::CreateEnvironment {
+                environment_id: id.clone(),
+                name: r.name.clone(),
+                orchestration,
+            })
+            .await?;
+        let View::Environment(env) = view else {
+            return Err(Status::not_found("the environment was deleted since"));
+        };
+        Ok(Response::new(pb::CreateEnvironmentResponse {
+            environment: Some(convert::environment(&env)),
+        }))
+    }
+
+    async fn get_environment(
+        &self,
+        request: Request<pb::GetEnvironmentRequest>,
+    ) -> Result<Response<pb::GetEnvironmentResponse>, Status> {
+        let who = self.principal(&request)?;
+        let id = &request.get_ref().id;
+        let state = self.app.projection().read();
+        let env = state
+            .environment(id)
+            .filter(|e| who.sees(&e.id))
+            .ok_or_else(|| {
+                crate::app::Error::from(Rule::NotFound {
+                    what: "environment",
+                    id: id.clone(),
+                })
+            })?;
+        Ok(Response::new(pb::GetEnvironmentResponse {
+            environment: Some(convert::environment(env)),
+        }))
+    }
+
+    async fn list_environments(
+        &self,
+        request: Request<pb::ListEnvironmentsRequest>,
+    ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.get_ref();
+        let page = Page::parse(r.page_size, &r.page_token)?;
+        let state = self.app.projection().read();
+        let visible = state
+            .environments_after(&page.after)
+            .filter(|e| who.role == Role::Admin || who.sees(&e.id));
+        let (envs, next_page_token) = page.take(visible, |e| e.id.clone());
+        Ok(Response::new(pb::ListEnvironmentsResponse {
+            environments: envs.into_iter().map(convert::environment).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn delete_environment(
+        &self,
+        request: Request<pb::DeleteEnvironmentRequest>,
+    ) -> Result<Response<pb::DeleteEnvironmentResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let fp = fingerprint(&self.app, "DeleteEnvironment", &[r.id.as_bytes()]);
+        self.app
+            .execute(&who, &r.request_id, &fp, || Command::DeleteEnvironment {
+                environment_id: r.id.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteEnvironmentResponse {}))
+    }
+}

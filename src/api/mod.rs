@@ -1,0 +1,142 @@
+//! The gRPC surface: tonic services over the app, authentication from the
+//! `authorization` metadata, pagination, health and reflection. The only
+//! place (with server.rs) that knows tonic.
+
+mod convert;
+mod environment;
+pub(crate) mod error;
+mod redact;
+mod registry;
+mod settings;
+mod token;
+
+use base64::Engine as _;
+use tonic::{Request, Status};
+
+use crate::app::App;
+use crate::domain::access::Principal;
+use crate::pb;
+
+/// The encoded descriptor set of the API, for reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("registrar_descriptor");
+
+/// Default and largest page sizes of list RPCs.
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+
+/// The services of the API, sharing one app.
+#[derive(Debug, Clone)]
+pub struct Api {
+    app: App,
+}
+
+impl Api {
+    /// Returns the API over an app.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    /// Authenticates the caller from `authorization: Bearer <token>`.
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "missing authorization metadata: send `authorization: Bearer <token>`",
+                )
+            })?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization metadata is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
+            })?;
+        Ok(self.app.authenticate(token.trim())?)
+    }
+
+    /// Returns the environment service.
+    pub fn environment_service(
+        &self,
+    ) -> pb::environment_service_server::EnvironmentServiceServer<Self> {
+        pb::environment_service_server::EnvironmentServiceServer::new(self.clone())
+    }
+
+    /// Returns the registry service.
+    pub fn registry_service(&self) -> pb::registry_service_server::RegistryServiceServer<Self> {
+        pb::registry_service_server::RegistryServiceServer::new(self.clone())
+    }
+
+    /// Returns the settings service.
+    pub fn settings_service(&self) -> pb::settings_service_server::SettingsServiceServer<Self> {
+        pb::settings_service_server::SettingsServiceServer::new(self.clone())
+    }
+
+    /// Returns the token service.
+    pub fn token_service(&self) -> pb::token_service_server::TokenServiceServer<Self> {
+        pb::token_service_server::TokenServiceServer::new(self.clone())
+    }
+}
+
+/// One page of a list: how many, and the key to start after.
+#[derive(Debug)]
+struct Page {
+    size: usize,
+    after: String,
+}
+
+impl Page {
+    fn parse(page_size: i32, page_token: &str) -> Result<Self, Status> {
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(error::invalid("page_size", "must not be negative")),
+            n => usize::try_from(n)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let after = if page_token.is_empty() {
+            String::new()
+        } else {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(page_token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    error::invalid("page_token", "is not a token from a previous list call")
+                })?
+        };
+        Ok(Self { size, after })
+    }
+
+    /// Takes one page from `items` (already positioned after the token) and
+    /// returns it with the next page's token.
+    fn take<T, K: AsRef<str>>(
+        &self,
+        items: impl Iterator<Item = T>,
+        key: impl Fn(&T) -> K,
+    ) -> (Vec<T>, String) {
+        let mut page: Vec<T> = items.take(self.size + 1).collect();
+        let next = if page.len() > self.size {
+            page.truncate(self.size);
+            page.last()
+                .map(|last| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(last).as_ref())
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        (page, next)
+    }
+}
+
+/// Returns the serving fingerprint parts of a request: its RPC and fields.
+fn fingerprint(app: &App, rpc: &str, fields: &[&[u8]]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(fields.len() + 1);
+    parts.push(rpc.as_bytes());
+    parts.extend_from_slice(fields);
+    app.fingerprint(&parts).to_vec()
+}

@@ -1,0 +1,226 @@
+//! RegistryService: no answer of it carries a password (R9).
+
+use secrecy::SecretString;
+use tonic::{Request, Response, Status};
+
+use super::{convert, fingerprint, Api, Page};
+use crate::app::{new_id, Error, View};
+use crate::domain::command::Command;
+use crate::domain::credential::NewCredential;
+use crate::domain::error::Error as Rule;
+use crate::pb;
+use crate::store::payload::timestamp_to_system;
+
+fn not_found(id: &str) -> Status {
+    Error::from(Rule::NotFound {
+        what: "registry",
+        id: id.to_owned(),
+    })
+    .into()
+}
+
+fn registry_response(view: View, id: &str) -> Result<pb::Registry, Status> {
+    match view {
+        View::Registry(r) => Ok(convert::registry(&r)),
+        _ => Err(not_found(id)),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::registry_service_server::RegistryService for Api {
+    async fn create_registry(
+        &self,
+        request: Request<pb::CreateRegistryRequest>,
+    ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let kind = convert::kind(r.kind)?;
+        if r.ecr.is_some() {
+            return Err(super::error::invalid(
+                "ecr",
+                "ECR access keys are not accepted yet: give the ECR token as the password, with username AWS and its expire_time",
+            ));
+        }
+        let expire = r.expire_time.as_ref().map(timestamp_to_system);
+        let fp = fingerprint(
+            &self.app,
+            "CreateRegistry",
+            &[
+                r.environment_id.as_bytes(),
+                &r.kind.to_be_bytes(),
+                r.address.as_bytes(),
+                r.email.as_bytes(),
+                r.username.as_bytes(),
+                r.password.as_bytes(),
+                &[u8::from(r.insecure)],
+                r.ca_certificate_pem.as_bytes(),
+                &expire_bytes(&r.expire_time),
+            ],
+        );
+        let (registry_id, credential_id) = (new_id(), new_id());
+        let view = self
+            .app
+            .execute(&who, &r.request_id, &fp, || Command::CreateRegistry {
+                environment_id: r.environment_id.clone(),
+                registry_id: registry_id.clone(),
+                credential_id: credential_id.clone(),
+                kind,
+                address: r.address.clone(),
+                credential: NewCredential {
+                    email: r.email.clone(),
+                    username: r.username.clone(),
+                    password: SecretString::from(r.password.clone()),
+                    expire_time: expire,
+                },
+                insecure: r.insecure,
+                ca_certificate_pem: r.ca_certificate_pem.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::CreateRegistryResponse {
+            registry: Some(registry_response(view, &registry_id)?),
+        }))
+    }
+
+    async fn get_registry(
+        &self,
+        request: Request<pb::GetRegistryRequest>,
+    ) -> Result<Response<pb::GetRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let id = &request.get_ref().id;
+        let state = self.app.projection().read();
+        let reg = state
+            .registry(id)
+            .filter(|r| who.sees(&r.environment_id))
+            .ok_or_else(|| not_found(id))?;
+        Ok(Response::new(pb::GetRegistryResponse {
+            registry: Some(convert::registry(reg)),
+        }))
+    }
+
+    async fn list_registries(
+        &self,
+        request: Request<pb::ListRegistriesRequest>,
+    ) -> Result<Response<pb::ListRegistriesResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.get_ref();
+        let page = Page::parse(r.page_size, &r.page_token)?;
+        let env = who.scope(&r.environment_id).map_err(Error::from)?;
+        let state = self.app.projection().read();
+        if state.environment(env).is_none() {
+            return Err(Error::from(Rule::NotFound {
+                what: "environment",
+                id: env.to_owned(),
+            })
+            .into());
+        }
+        let (regs, next_page_token) = page.take(state.registries_in(env, &page.after), |r| {
+            r.address.as_str().to_owned()
+        });
+        Ok(Response::new(pb::ListRegistriesResponse {
+            registries: regs.into_iter().map(convert::registry).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_registry(
+        &self,
+        request: Request<pb::UpdateRegistryRequest>,
+    ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let expire = r.expire_time.as_ref().map(timestamp_to_system);
+        let fp = fingerprint(
+            &self.app,
+            "UpdateRegistry",
+            &[
+                r.id.as_bytes(),
+                r.address.as_bytes(),
+                r.email.as_bytes(),
+                r.username.as_bytes(),
+                r.password.as_bytes(),
+                &[r.insecure.map_or(2, u8::from)],
+                r.ca_certificate_pem
+                    .as_deref()
+                    .unwrap_or("\0unset")
+                    .as_bytes(),
+                &expire_bytes(&r.expire_time),
+            ],
+        );
+        let credential_id = new_id();
+        let view = self
+            .app
+            .execute(&who, &r.request_id, &fp, || Command::UpdateRegistry {
+                registry_id: r.id.clone(),
+                credential_id: credential_id.clone(),
+                address: r.address.clone(),
+                email: r.email.clone(),
+                username: r.username.clone(),
+                password: Some(SecretString::from(r.password.clone())),
+                insecure: r.insecure,
+                ca_certificate_pem: r.ca_certificate_pem.clone(),
+                expire_time: expire,
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateRegistryResponse {
+            registry: Some(registry_response(view, &r.id)?),
+        }))
+    }
+
+    async fn activate_registry(
+        &self,
+        request: Request<pb::ActivateRegistryRequest>,
+    ) -> Result<Response<pb::ActivateRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let fp = fingerprint(&self.app, "ActivateRegistry", &[r.id.as_bytes()]);
+        let view = self
+            .app
+            .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
+                registry_id: r.id.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::ActivateRegistryResponse {
+            registry: Some(registry_response(view, &r.id)?),
+        }))
+    }
+
+    async fn deactivate_registry(
+        &self,
+        request: Request<pb::DeactivateRegistryRequest>,
+    ) -> Result<Response<pb::DeactivateRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let fp = fingerprint(&self.app, "DeactivateRegistry", &[r.id.as_bytes()]);
+        let view = self
+            .app
+            .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
+                registry_id: r.id.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::DeactivateRegistryResponse {
+            registry: Some(registry_response(view, &r.id)?),
+        }))
+    }
+
+    async fn delete_registry(
+        &self,
+        request: Request<pb::DeleteRegistryRequest>,
+    ) -> Result<Response<pb::DeleteRegistryResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let fp = fingerprint(&self.app, "DeleteRegistry", &[r.id.as_bytes()]);
+        self.app
+            .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
+                registry_id: r.id.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteRegistryResponse {}))
+    }
+}
+
+fn expire_bytes(t: &Option<prost_types::Timestamp>) -> Vec<u8> {
+    match t {
+        Some(t) => [t.seconds.to_be_bytes().as_slice(), &t.nanos.to_be_bytes()].concat(),
+        None => Vec::new(),
+    }
+}

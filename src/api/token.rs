@@ -1,0 +1,60 @@
+//! TokenService (admin only): secrets are shown once and stored as hashes.
+
+use secrecy::ExposeSecret;
+use tonic::{Request, Response, Status};
+
+use super::{convert, Api, Page};
+use crate::app::Error;
+use crate::domain::command::Command;
+use crate::pb;
+
+#[tonic::async_trait]
+impl pb::token_service_server::TokenService for Api {
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        let role = convert::role(r.role)?;
+        let issued = self
+            .app
+            .create_token(&who, role, r.environment_id, r.description)
+            .await?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token_id: issued.token_id,
+            token: issued.token.expose_secret().to_owned(),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let who = self.principal(&request)?;
+        who.check_admin("tokens").map_err(Error::from)?;
+        let r = request.get_ref();
+        let page = Page::parse(r.page_size, &r.page_token)?;
+        let state = self.app.projection().read();
+        let (tokens, next_page_token) =
+            page.take(state.tokens_after(&page.after), |t| t.id.clone());
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.into_iter().map(convert::token).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.into_inner();
+        self.app
+            .execute(&who, "", &[], || Command::RevokeToken {
+                token_id: r.token_id.clone(),
+            })
+            .await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+}

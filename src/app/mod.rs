@@ -1,0 +1,406 @@
+//! The one writer: authenticates callers, decides commands against the
+//! projection, stores new data keys, appends with expected versions (retrying
+//! on conflict), destroys replaced keys, and answers idempotent retries.
+
+mod error;
+mod keys;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use error::{Error, Result};
+pub use keys::DataKeys;
+
+use crate::crypto::Kek;
+use crate::domain::access::Principal;
+use crate::domain::command::Command;
+use crate::domain::decide::{decide, Decision, Outcome};
+use crate::domain::event::{Event, Role};
+use crate::domain::settings::Settings;
+use crate::domain::state::{Environment, Registry, State, Token};
+use crate::projection::Projection;
+use crate::store::{self, payload, Commit, EventLog, KeyStore, StreamAppend};
+
+/// How often a command is re-decided after losing a race on its stream.
+const MAX_ATTEMPTS: usize = 5;
+/// Prefix of bearer tokens, so they are recognizable in a secret scanner.
+pub const TOKEN_PREFIX: &str = "rgr";
+
+/// The application service.
+#[derive(Debug, Clone)]
+pub struct App {
+    log: Arc<dyn EventLog>,
+    keys: DataKeys,
+    kek: Arc<Kek>,
+    projection: Projection,
+    configured_admin: Option<[u8; 32]>,
+}
+
+/// The object a command's answer shows, as of the command's commit.
+#[derive(Debug, Clone)]
+pub enum View {
+    /// An environment.
+    Environment(Environment),
+    /// A registry.
+    Registry(Box<Registry>),
+    /// The settings.
+    Settings(Settings),
+    /// A token.
+    Token(Token),
+    /// The object is gone.
+    Removed,
+}
+
+/// A token just issued: its secret is shown once.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The public id.
+    pub token_id: String,
+    /// The bearer secret.
+    pub token: secrecy::SecretString,
+}
+
+impl App {
+    /// Opens the app over a log and a key store: checks the key-encryption
+    /// key, replays the log, and loads the data keys of live credentials.
+    pub async fn open(
+        log: Arc<dyn EventLog>,
+        key_store: Arc<dyn KeyStore>,
+        kek: Kek,
+        configured_admin: Option<&str>,
+    ) -> Result<Self> {
+        let kek = Arc::new(kek);
+        match key_store.meta("key_id").await? {
+            Some(id) => kek.check_key_id(&String::from_utf8_lossy(&id))?,
+            None => {
+                key_store
+                    .set_meta("key_id", kek.key_id().into_bytes())
+                    .await?
+            }
+        }
+        let projection = Projection::start(Arc::clone(&log)).await?;
+        let keys = DataKeys::new(key_store, Arc::clone(&kek));
+        {
+            let live: Vec<String> = projection
+                .read()
+                .live_credential_ids()
+                .map(str::to_owned)
+                .collect();
+            keys.load(&live).await?;
+        }
+        Ok(Self {
+            log,
+            keys,
+            kek,
+            projection,
+            configured_admin: configured_admin.map(|t| Sha256::digest(t.as_bytes()).into()),
+        })
+    }
+
+    /// Returns the read model.
+    pub fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// Returns the data keys of live credentials.
+    pub fn data_keys(&self) -> &DataKeys {
+        &self.keys
+    }
+
+    /// Returns the log.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// Returns a keyed fingerprint of a request's fields, to tell a retry
+    /// from a reuse of its request id without storing a password's hash.
+    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.kek.fingerprint(parts)
+    }
+
+    /// Authenticates a bearer token (`rgr.<id>.<secret>`).
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let presented: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        if let Some(admin) = &self.configured_admin {
+            if bool::from(admin.ct_eq(&presented)) {
+                return Ok(Principal {
+                    token_id: "configured-admin".to_owned(),
+                    role: Role::Admin,
+                    environment_id: None,
+                });
+            }
+        }
+        let invalid = || Error::Unauthenticated("the bearer token is not valid".to_owned());
+        let Some((id, secret)) = split_token(bearer) else {
+            return Err(invalid());
+        };
+        let state = self.projection.read();
+        let token = state.token(id).ok_or_else(invalid)?;
+        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        if !bool::from(token.secret_sha256.ct_eq(&hash)) {
+            return Err(invalid());
+        }
+        Ok(Principal {
+            token_id: token.id.clone(),
+            role: token.role,
+            environment_id: token.environment_id.clone(),
+        })
+    }
+
+    /// Issues a token with a fresh secret; the secret is in the answer only.
+    pub async fn create_token(
+        &self,
+        who: &Principal,
+        role: Option<Role>,
+        environment_id: String,
+        description: String,
+    ) -> Result<IssuedToken> {
+        let issued = IssuedToken::generate();
+        self.issue_token(who, role, environment_id, description, &issued)
+            .await?;
+        Ok(issued)
+    }
+
+    /// Records a token whose secret the caller generated (the bootstrap
+    /// admin token is written to its file before it is recorded).
+    pub async fn issue_token(
+        &self,
+        who: &Principal,
+        role: Option<Role>,
+        environment_id: String,
+        description: String,
+        token: &IssuedToken,
+    ) -> Result<()> {
+        let secret = token
+            .secret()
+            .ok_or_else(|| Error::Unauthenticated("malformed token".to_owned()))?;
+        let secret_sha256: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.execute(who, "", &[], || Command::CreateToken {
+            token_id: token.token_id.clone(),
+            role,
+            environment_id: environment_id.clone(),
+            description: description.clone(),
+            secret_sha256,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Executes a command. `make` builds it (it is called again on a retry
+    /// after a conflict, with the same ids). A non-empty `request_id` makes
+    /// the call idempotent: a retry with the same fingerprint returns the
+    /// first result; a different request with the same id is refused.
+    pub async fn execute(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        fingerprint: &[u8],
+        make: impl Fn() -> Command,
+    ) -> Result<View> {
+        if !request_id.is_empty() {
+            if let Some(record) = self.log.find_request(request_id).await? {
+                return self.replay_request(request_id, fingerprint, record).await;
+            }
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let now = SystemTime::now();
+            let mut sealer = keys::NewKeys::default();
+            let decision = {
+                let state = self.projection.read();
+                decide(&state, who, make(), now, &mut sealer)?
+            };
+            self.keys.store_new(&sealer).await?;
+            let commit = Commit {
+                appends: decision
+                    .appends
+                    .iter()
+                    .map(|a| StreamAppend {
+                        stream: a.stream.clone(),
+                        expected_version: a.expected_version,
+                        events: a.events.iter().map(payload::encode).collect(),
+                    })
+                    .collect(),
+                actor: who.token_id.clone(),
+                request_id: request_id.to_owned(),
+                request_fingerprint: fingerprint.to_vec(),
+                time: now,
+            };
+            match self.log.append(commit).await {
+                Ok(recorded) => {
+                    self.keys.commit_new(sealer);
+                    self.keys.destroy(&destroyed(&decision)).await;
+                    let last = recorded.last().map_or(0, |e| e.position);
+                    self.projection.wait_for(last).await;
+                    return self.view(&decision.outcome, &decision, last).await;
+                }
+                Err(store::Error::Conflict { .. }) => {
+                    self.keys.discard(&sealer).await;
+                    // Let the projection catch up with whatever won the race.
+                    self.projection.wait_for(self.log.head()).await;
+                }
+                Err(store::Error::DuplicateRequest { record }) => {
+                    self.keys.discard(&sealer).await;
+                    return self.replay_request(request_id, fingerprint, record).await;
+                }
+                Err(e) => {
+                    self.keys.discard(&sealer).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Answers a retry: the view as of the first commit of the request.
+    async fn replay_request(
+        &self,
+        request_id: &str,
+        fingerprint: &[u8],
+        record: store::RequestRecord,
+    ) -> Result<View> {
+        if record.fingerprint != fingerprint {
+            return Err(Error::RequestReused(request_id.to_owned()));
+        }
+        let count =
+            usize::try_from(record.last_position - record.first_position + 1).unwrap_or(usize::MAX);
+        let envelopes = self.log.read(record.first_position, count).await?;
+        let mut outcome = Outcome::Removed;
+        for e in &envelopes {
+            let r = payload::decode(e)?;
+            outcome = match r.event {
+                Event::EnvironmentCreated { environment_id, .. } => {
+                    Outcome::Environment(environment_id)
+                }
+                Event::RegistryCreated { registry_id, .. }
+                | Event::CredentialReplaced { registry_id, .. }
+                | Event::RegistryActivated { registry_id }
+                | Event::RegistryDeactivated { registry_id } => Outcome::Registry(registry_id),
+                Event::SettingsUpdated { .. } => Outcome::Settings,
+                Event::TokenCreated { token_id, .. } => Outcome::Token(token_id),
+                _ => continue,
+            };
+        }
+        let decision = Decision {
+            appends: Vec::new(),
+            outcome: outcome.clone(),
+        };
+        self.projection.wait_for(record.last_position).await;
+        self.view_at(&outcome, &decision, record.last_position, &envelopes)
+            .await
+    }
+
+    async fn view(&self, outcome: &Outcome, decision: &Decision, position: u64) -> Result<View> {
+        self.view_at(outcome, decision, position, &[]).await
+    }
+
+    /// Folds the streams the outcome lives in up to `position`, so the
+    /// answer shows the object as that commit left it.
+    async fn view_at(
+        &self,
+        outcome: &Outcome,
+        decision: &Decision,
+        position: u64,
+        commit: &[store::Envelope],
+    ) -> Result<View> {
+        let mut streams: Vec<String> = decision
+            .appends
+            .iter()
+            .filter(|a| !a.events.is_empty())
+            .map(|a| a.stream.clone())
+            .collect();
+        streams.extend(commit.iter().map(|e| e.stream.clone()));
+        streams.dedup();
+        let mut state = State::default();
+        let mut records = Vec::new();
+        for stream in &streams {
+            for e in self.log.read_stream(stream, position).await? {
+                records.push(payload::decode(&e)?);
+            }
+        }
+        records.sort_by_key(|r| r.position);
+        for r in &records {
+            state.apply(r);
+        }
+        Ok(match outcome {
+            Outcome::Environment(id) => state
+                .environment(id)
+                .cloned()
+                .map_or(View::Removed, View::Environment),
+            Outcome::Registry(id) => state
+                .registry(id)
+                .cloned()
+                .map_or(View::Removed, |r| View::Registry(Box::new(r))),
+            Outcome::Settings => View::Settings(state.settings().clone()),
+            Outcome::Token(id) => state.token(id).cloned().map_or(View::Removed, View::Token),
+            Outcome::Removed => View::Removed,
+        })
+    }
+}
+
+impl IssuedToken {
+    /// Generates a token: a random id and 256 random bits of secret.
+    pub fn generate() -> Self {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        use base64::Engine as _;
+        let secret = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        );
+        let token_id = new_id();
+        Self {
+            token: secrecy::SecretString::from(format!("{TOKEN_PREFIX}.{token_id}.{}", *secret)),
+            token_id,
+        }
+    }
+
+    /// Parses a token read back from a file.
+    pub fn parse(token: &str) -> Option<Self> {
+        let (id, _) = split_token(token)?;
+        Some(Self {
+            token_id: id.to_owned(),
+            token: secrecy::SecretString::from(token.to_owned()),
+        })
+    }
+
+    fn secret(&self) -> Option<&str> {
+        use secrecy::ExposeSecret as _;
+        split_token(self.token.expose_secret()).map(|(_, s)| s)
+    }
+}
+
+/// Splits `rgr.<id>.<secret>` into id and secret.
+fn split_token(token: &str) -> Option<(&str, &str)> {
+    let mut parts = token.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(TOKEN_PREFIX), Some(id), Some(secret)) if !id.is_empty() && secret.len() >= 32 => {
+            Some((id, secret))
+        }
+        _ => None,
+    }
+}
+
+/// Returns the credentials a decision destroys (R7, R10).
+fn destroyed(decision: &Decision) -> Vec<String> {
+    decision
+        .appends
+        .iter()
+        .flat_map(|a| &a.events)
+        .filter_map(|e| match e {
+            Event::CredentialReplaced {
+                previous_credential_id,
+                ..
+            } => Some(previous_credential_id.clone()),
+            Event::RegistryDeleted { credential_id, .. } => Some(credential_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Returns a new random id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

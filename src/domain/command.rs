@@ -1,0 +1,109 @@
+//! Commands: what a caller asks for, with the ids the app chose for anything
+//! the command may create. `decide` turns them into events or refuses them.
+
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+
+use super::address::RegistryKind;
+use super::credential::NewCredential;
+use super::event::{Orchestration, Role};
+
+/// A request to change state.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Create an environment (admin).
+    CreateEnvironment {
+        /// Id for the new environment.
+        environment_id: String,
+        /// Display name.
+        name: String,
+        /// Orchestration type; `None` when the caller left it unspecified.
+        orchestration: Option<Orchestration>,
+    },
+    /// Delete an environment and all its registries (admin).
+    DeleteEnvironment {
+        /// The environment.
+        environment_id: String,
+    },
+    /// Add a credential for an address (R7).
+    CreateRegistry {
+        /// The environment.
+        environment_id: String,
+        /// Id for the registry, used only if the address has none yet.
+        registry_id: String,
+        /// Id for the new credential.
+        credential_id: String,
+        /// The kind; `None` when unspecified.
+        kind: Option<RegistryKind>,
+        /// The address as the caller typed it.
+        address: String,
+        /// The credential.
+        credential: NewCredential,
+        /// Plain HTTP or unverified TLS.
+        insecure: bool,
+        /// CA bundle, empty for none.
+        ca_certificate_pem: String,
+    },
+    /// Edit a registry's credential and trust settings (R8).
+    UpdateRegistry {
+        /// The registry.
+        registry_id: String,
+        /// Id for the new credential.
+        credential_id: String,
+        /// Must be empty or the current address.
+        address: String,
+        /// New email; empty keeps the current one.
+        email: String,
+        /// New username; empty keeps the current one.
+        username: String,
+        /// The password, required again.
+        password: Option<SecretString>,
+        /// New insecure flag; `None` keeps it.
+        insecure: Option<bool>,
+        /// New CA bundle; `None` keeps it, empty removes it.
+        ca_certificate_pem: Option<String>,
+        /// Expiry of the new credential.
+        expire_time: Option<SystemTime>,
+    },
+    /// Activate an inactive registry (R10).
+    ActivateRegistry {
+        /// The registry.
+        registry_id: String,
+    },
+    /// Deactivate an active registry (R10).
+    DeactivateRegistry {
+        /// The registry.
+        registry_id: String,
+    },
+    /// Delete a registry and destroy its credential (R10).
+    DeleteRegistry {
+        /// The registry.
+        registry_id: String,
+    },
+    /// Change settings (admin); `None` keeps a setting.
+    UpdateSettings {
+        /// `registry.default`.
+        default_registry: Option<String>,
+        /// `registry.whitelist`.
+        whitelist: Option<Vec<String>>,
+    },
+    /// Issue a token (admin).
+    CreateToken {
+        /// Public id for the token.
+        token_id: String,
+        /// Its role; `None` when unspecified.
+        role: Option<Role>,
+        /// Its environment; empty for admins.
+        environment_id: String,
+        /// What it is for.
+        description: String,
+        /// SHA-256 of the secret the app generated.
+        secret_sha256: [u8; 32],
+    },
+    /// Revoke a token (admin).
+    RevokeToken {
+        /// The token.
+        token_id: String,
+    },
+}

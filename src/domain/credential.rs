@@ -1,0 +1,382 @@
+//! Credentials (R6): email, username and a write-only secret, with the checks
+//! each registry kind needs, and the sealed form a credential is stored in.
+
+use std::time::SystemTime;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::address::RegistryKind;
+use super::error::{Error, Result};
+
+/// Longest accepted password; a GCR key is held to `MAX_GCR_KEY_LEN`.
+pub const MAX_PASSWORD_LEN: usize = 8 * 1024;
+/// Longest accepted GCR service-account JSON key (R6).
+pub const MAX_GCR_KEY_LEN: usize = 8 * 1024;
+/// Longest accepted email and username.
+pub const MAX_NAME_LEN: usize = 256;
+/// The username GCR and Artifact Registry expect with a JSON key.
+pub const GCR_JSON_KEY_USER: &str = "_json_key";
+/// The username for a base64-encoded JSON key; stored decoded as `_json_key`.
+pub const GCR_JSON_KEY_BASE64_USER: &str = "_json_key_base64";
+
+/// A credential as a caller submits it, before it is sealed.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    /// Contact email of the credential's owner.
+    pub email: String,
+    /// Registry username.
+    pub username: String,
+    /// Registry password or key; never printed.
+    pub password: SecretString,
+    /// When the credential stops being handed out (R13).
+    pub expire_time: Option<SystemTime>,
+}
+
+/// A secret in its stored form: AES-256-GCM ciphertext under the
+/// credential's data key, bound to its environment, registry, credential and
+/// version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The 96-bit nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.ciphertext.len())
+    }
+}
+
+/// A credential as the log records it: the secret is sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Random id; a new one whenever the credential changes.
+    pub credential_id: String,
+    /// Contact email.
+    pub email: String,
+    /// Registry username.
+    pub username: String,
+    /// The sealed password or key.
+    pub password: SealedSecret,
+    /// When the credential stops being handed out (R13).
+    pub expire_time: Option<SystemTime>,
+}
+
+/// What binds a sealed secret to its place (DESIGN §4); the associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretContext<'a> {
+    /// The environment of the registry.
+    pub environment_id: &'a str,
+    /// The registry.
+    pub registry_id: &'a str,
+    /// The credential.
+    pub credential_id: &'a str,
+    /// The registry stream version of the event that carries the secret.
+    pub version: u64,
+    /// Which secret of the credential, e.g. `password`.
+    pub field: &'a str,
+}
+
+/// Seals secrets for `decide`; the app provides it with real keys.
+pub trait Sealer {
+    /// Seals `secret` for `context`, creating the credential's data key on
+    /// its first use.
+    fn seal(&mut self, context: SecretContext<'_>, secret: &SecretString) -> SealedSecret;
+}
+
+fn check_text(field: &'static str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_NAME_LEN} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    if value != value.trim() {
+        return Err(Error::invalid(
+            field,
+            "must not start or end with whitespace",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an email: required, printable, one `@` with text on both sides.
+pub fn check_email(email: &str) -> Result<()> {
+    check_text("email", email)?;
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::invalid(
+            "email",
+            "must be an address like name@example.com",
+        )),
+    }
+}
+
+/// Checks a username: required, printable.
+pub fn check_username(username: &str) -> Result<()> {
+    check_text("username", username)
+}
+
+/// Checks a password without ever echoing it.
+pub fn check_password(password: &SecretString) -> Result<()> {
+    let p = password.expose_secret();
+    if p.is_empty() {
+        return Err(Error::invalid("password", "is required"));
+    }
+    if p.len() > MAX_PASSWORD_LEN {
+        return Err(Error::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl NewCredential {
+    /// Validates the credential for a registry of `kind` and returns it in
+    /// the form it is stored in: a GCR `_json_key_base64` key is decoded and
+    /// kept as `_json_key`.
+    pub fn validate(self, kind: RegistryKind, now: SystemTime) -> Result<Self> {
+        check_email(&self.email)?;
+        check_username(&self.username)?;
+        check_password(&self.password)?;
+        if let Some(expire) = self.expire_time {
+            if expire <= now {
+                return Err(Error::invalid("expire_time", "must be in the future"));
+            }
+        }
+        if kind != RegistryKind::Gcr {
+            return Ok(self);
+        }
+        let key = match self.username.as_str() {
+            GCR_JSON_KEY_USER => self.password,
+            GCR_JSON_KEY_BASE64_USER => decode_base64_key(&self.password)?,
+            _ => {
+                return Err(Error::invalid(
+                    "username",
+                    "a GCR registry's username is _json_key (or _json_key_base64)",
+                ))
+            }
+        };
+        check_gcr_key(&key)?;
+        Ok(Self {
+            username: GCR_JSON_KEY_USER.to_owned(),
+            password: key,
+            ..self
+        })
+    }
+}
+
+fn decode_base64_key(password: &SecretString) -> Result<SecretString> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(password.expose_secret().trim())
+        .map_err(|_| Error::invalid("password", "a _json_key_base64 password must be base64"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::invalid("password", "the decoded key must be UTF-8 JSON"))?;
+    Ok(SecretString::from(text))
+}
+
+/// Checks a GCR service-account JSON key (R6) without echoing any of it.
+pub fn check_gcr_key(key: &SecretString) -> Result<()> {
+    let text = key.expose_secret();
+    if text.len() > MAX_GCR_KEY_LEN {
+        return Err(Error::invalid(
+            "password",
+            format!("a GCR JSON key must be at most {MAX_GCR_KEY_LEN} bytes"),
+        ));
+    }
+    // The parse error of serde_json quotes input, so it is not passed on.
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        Error::invalid(
+            "password",
+            "a GCR password must be a service-account JSON key",
+        )
+    })?;
+    let object = value.as_object().ok_or_else(|| {
+        Error::invalid(
+            "password",
+            "a GCR password must be a service-account JSON key object",
+        )
+    })?;
+    match object.get("type").and_then(|t| t.as_str()) {
+        Some("service_account") => {}
+        Some("external_account") => {
+            return Err(Error::invalid(
+                "password",
+                "external_account (workload identity federation) keys are not supported: use a service-account key",
+            ))
+        }
+        _ => {
+            return Err(Error::invalid(
+                "password",
+                "the JSON key's \"type\" must be \"service_account\"",
+            ))
+        }
+    }
+    for field in ["client_email", "private_key", "private_key_id"] {
+        let present = object
+            .get(field)
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if !present {
+            return Err(Error::invalid(
+                "password",
+                format!("the JSON key has no \"{field}\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(email: &str, username: &str, password: &str) -> NewCredential {
+        NewCredential {
+            email: email.into(),
+            username: username.into(),
+            password: SecretString::from(password.to_owned()),
+            expire_time: None,
+        }
+    }
+
+    fn gcr_key() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "puller@proj.iam.gserviceaccount.com",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+            "private_key_id": "abc123",
+        })
+        .to_string()
+    }
+
+    fn field_of(err: Error) -> &'static str {
+        match err {
+            Error::Invalid { field, .. } => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_complete_credential_is_accepted() {
+        let c = cred("a@b.c", "alice", "s3cret").validate(RegistryKind::Custom, SystemTime::now());
+        assert!(c.is_ok());
+    }
+
+    #[test]
+    fn each_empty_field_is_named() {
+        let now = SystemTime::now();
+        let e = cred("", "u", "p")
+            .validate(RegistryKind::Custom, now)
+            .unwrap_err();
+        assert_eq!(field_of(e), "email");
+        let e = cred("a@b.c", " ", "p")
+            .validate(RegistryKind::Custom, now)
+            .unwrap_err();
+        assert_eq!(field_of(e), "username");
+        let e = cred("a@b.c", "u", "")
+            .validate(RegistryKind::Custom, now)
+            .unwrap_err();
+        assert_eq!(field_of(e), "password");
+    }
+
+    #[test]
+    fn a_one_mebibyte_password_is_refused_without_echo() {
+        let big = "x".repeat(1 << 20);
+        let e = cred("a@b.c", "u", &big)
+            .validate(RegistryKind::Custom, SystemTime::now())
+            .unwrap_err();
+        assert!(!e.to_string().contains("xxxx"));
+        assert_eq!(field_of(e), "password");
+    }
+
+    #[test]
+    fn an_email_without_at_is_refused() {
+        let e = cred("alice", "u", "p")
+            .validate(RegistryKind::Custom, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(field_of(e), "email");
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_refused() {
+        let mut c = cred("a@b.c", "u", "p");
+        c.expire_time = Some(SystemTime::UNIX_EPOCH);
+        let e = c
+            .validate(RegistryKind::Custom, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(field_of(e), "expire_time");
+    }
+
+    #[test]
+    fn a_gcr_service_account_key_is_accepted() {
+        let c = cred("a@b.c", "_json_key", &gcr_key())
+            .validate(RegistryKind::Gcr, SystemTime::now())
+            .unwrap();
+        assert_eq!(c.username, "_json_key");
+    }
+
+    #[test]
+    fn a_base64_gcr_key_is_stored_decoded() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(gcr_key());
+        let c = cred("a@b.c", "_json_key_base64", &b64)
+            .validate(RegistryKind::Gcr, SystemTime::now())
+            .unwrap();
+        assert_eq!(c.username, "_json_key");
+        assert_eq!(c.password.expose_secret(), gcr_key());
+    }
+
+    #[test]
+    fn gcr_keys_that_are_not_service_accounts_are_refused() {
+        let now = SystemTime::now();
+        let cases = [
+            "not json at all SECRETMARK".to_owned(),
+            "[1,2]".to_owned(),
+            serde_json::json!({"type": "authorized_user", "client_email": "x", "private_key": "k", "private_key_id": "i"}).to_string(),
+            serde_json::json!({"type": "external_account"}).to_string(),
+            serde_json::json!({"type": "service_account", "private_key": "k", "private_key_id": "i"}).to_string(),
+            serde_json::json!({"type": "service_account", "client_email": "x", "private_key_id": "i"}).to_string(),
+            serde_json::json!({"type": "service_account", "client_email": "x", "private_key": "k"}).to_string(),
+        ];
+        for key in cases {
+            let e = cred("a@b.c", "_json_key", &key)
+                .validate(RegistryKind::Gcr, now)
+                .unwrap_err();
+            assert!(!e.to_string().contains("SECRETMARK"), "{e}");
+            assert_eq!(field_of(e), "password", "{key}");
+        }
+    }
+
+    #[test]
+    fn a_gcr_key_over_8_kib_is_refused() {
+        let mut key: serde_json::Value = serde_json::from_str(&gcr_key()).unwrap();
+        key["padding"] = serde_json::Value::String("p".repeat(MAX_GCR_KEY_LEN));
+        let e = cred("a@b.c", "_json_key", &key.to_string())
+            .validate(RegistryKind::Gcr, SystemTime::now())
+            .unwrap_err();
+        assert!(e.to_string().contains("8192"), "{e}");
+    }
+
+    #[test]
+    fn a_gcr_registry_needs_the_json_key_username() {
+        let e = cred("a@b.c", "alice", &gcr_key())
+            .validate(RegistryKind::Gcr, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(field_of(e), "username");
+    }
+}

@@ -1,0 +1,476 @@
+//! `decide`: checks a command against the current state and the caller, and
+//! returns the events that record it, per stream with expected versions.
+//! Pure: secrets are sealed through the `Sealer` the caller passes in.
+
+use std::time::SystemTime;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::access::Principal;
+use super::address::Address;
+use super::credential::{CredentialRecord, NewCredential, Sealer, SecretContext};
+use super::error::{Error, Result};
+use super::event::{CredentialCause, Event, Role, Stream};
+use super::settings::Settings;
+use super::state::{Registry, RegistryState, State};
+use super::trust::check_ca_bundle;
+
+/// Longest environment name and token description.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// Events for one stream, with the version the stream must be at. An append
+/// without events only checks the version (a guard against concurrent change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Append {
+    /// The stream's name.
+    pub stream: String,
+    /// The version the stream must have now.
+    pub expected_version: u64,
+    /// The events to record.
+    pub events: Vec<Event>,
+}
+
+/// What a command produced, and what its answer is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The appends, committed atomically.
+    pub appends: Vec<Append>,
+    /// The object the answer shows.
+    pub outcome: Outcome,
+}
+
+/// The object a command's answer shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An environment.
+    Environment(String),
+    /// A registry.
+    Registry(String),
+    /// The settings.
+    Settings,
+    /// A token.
+    Token(String),
+    /// Nothing: the object is gone.
+    Removed,
+}
+
+/// Decides a command.
+pub fn decide(
+    state: &State,
+    who: &Principal,
+    command: Command,
+    now: SystemTime,
+    sealer: &mut dyn Sealer,
+) -> Result<Decision> {
+    match command {
+        Command::CreateEnvironment {
+            environment_id,
+            name,
+            orchestration,
+        } => {
+            who.check_admin("creating environments")?;
+            check_label("name", &name, true)?;
+            let orchestration = orchestration
+                .ok_or_else(|| Error::invalid("orchestration", "must be CATTLE or KUBERNETES"))?;
+            let stream = Stream::Environment(environment_id.clone()).name();
+            Ok(Decision {
+                appends: vec![Append {
+                    expected_version: state.stream_version(&stream),
+                    stream,
+                    events: vec![Event::EnvironmentCreated {
+                        environment_id: environment_id.clone(),
+                        name,
+                        orchestration,
+                    }],
+                }],
+                outcome: Outcome::Environment(environment_id),
+            })
+        }
+        Command::DeleteEnvironment { environment_id } => {
+            who.check_admin("deleting environments")?;
+            if state.environment(&environment_id).is_none() {
+                return Err(not_found("environment", &environment_id));
+            }
+            let mut appends: Vec<Append> = state
+                .registries_in(&environment_id, "")
+                .map(|reg| registry_append(state, reg, deleted(reg)))
+                .collect();
+            let stream = Stream::Environment(environment_id.clone()).name();
+            appends.push(Append {
+                expected_version: state.stream_version(&stream),
+                stream,
+                events: vec![Event::EnvironmentDeleted { environment_id }],
+            });
+            Ok(Decision {
+                appends,
+                outcome: Outcome::Removed,
+            })
+        }
+        Command::CreateRegistry {
+            environment_id,
+            registry_id,
+            credential_id,
+            kind,
+            address,
+            credential,
+            insecure,
+            ca_certificate_pem,
+        } => {
+            if state.environment(&environment_id).is_none() || !who.sees(&environment_id) {
+                return Err(not_found("environment", &environment_id));
+            }
+            who.check_manage(&environment_id, "environment", &environment_id)?;
+            let kind = kind.ok_or_else(|| {
+                Error::invalid("kind", "must be DOCKER_HUB, QUAY, CUSTOM, ECR or GCR")
+            })?;
+            let address = Address::for_kind(kind, &address)
+                .map_err(|e| Error::invalid("address", e.to_string()))?;
+            let credential = credential.validate(kind, now)?;
+            let ca_certificate_pem = check_ca_bundle(&ca_certificate_pem)?;
+            let stream = Stream::Registry {
+                environment_id: environment_id.clone(),
+                address: address.clone(),
+            }
+            .name();
+            let version = state.stream_version(&stream) + 1;
+            let existing = state.registry_at(&environment_id, &address);
+            let id = existing.map_or(registry_id, |r| r.id.clone());
+            let sealed = seal(
+                sealer,
+                &environment_id,
+                &id,
+                &credential_id,
+                version,
+                &credential,
+            );
+            let event = match existing {
+                // R7: the registry keeps its id and state; the newest credential wins.
+                Some(reg) => Event::CredentialReplaced {
+                    registry_id: id.clone(),
+                    credential: sealed,
+                    previous_credential_id: reg.credential.credential_id.clone(),
+                    insecure,
+                    ca_certificate_pem,
+                    cause: CredentialCause::Added,
+                },
+                None => Event::RegistryCreated {
+                    registry_id: id.clone(),
+                    environment_id: environment_id.clone(),
+                    kind,
+                    address,
+                    insecure,
+                    ca_certificate_pem,
+                    credential: sealed,
+                },
+            };
+            Ok(Decision {
+                appends: vec![
+                    env_guard(state, &environment_id),
+                    Append {
+                        stream,
+                        expected_version: version - 1,
+                        events: vec![event],
+                    },
+                ],
+                outcome: Outcome::Registry(id),
+            })
+        }
+        Command::UpdateRegistry {
+            registry_id,
+            credential_id,
+            address,
+            email,
+            username,
+            password,
+            insecure,
+            ca_certificate_pem,
+            expire_time,
+        } => {
+            let reg = managed_registry(state, who, &registry_id)?;
+            if !address.trim().is_empty() {
+                let same = Address::for_kind(reg.kind, &address).is_ok_and(|a| a == reg.address);
+                if !same {
+                    return Err(Error::invalid(
+                        "address",
+                        format!(
+                            "the address of a registry cannot be changed (it is {}); add a new registry instead",
+                            reg.address
+                        ),
+                    ));
+                }
+            }
+            let password = password
+                .filter(|p| !p.expose_secret().is_empty())
+                .ok_or_else(|| Error::invalid("password", "password must be re-entered"))?;
+            let credential = NewCredential {
+                email: or_current(email, &reg.credential.email),
+                username: or_current(username, &reg.credential.username),
+                password,
+                expire_time,
+            }
+            .validate(reg.kind, now)?;
+            let ca_certificate_pem = match ca_certificate_pem {
+                Some(pem) => check_ca_bundle(&pem)?,
+                None => reg.ca_certificate_pem.clone(),
+            };
+            let version = reg_version(state, reg) + 1;
+            let sealed = seal(
+                sealer,
+                &reg.environment_id,
+                &reg.id,
+                &credential_id,
+                version,
+                &credential,
+            );
+            let event = Event::CredentialReplaced {
+                registry_id: reg.id.clone(),
+                credential: sealed,
+                previous_credential_id: reg.credential.credential_id.clone(),
+                insecure: insecure.unwrap_or(reg.insecure),
+                ca_certificate_pem,
+                cause: CredentialCause::Edited,
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(reg.id.clone()),
+            })
+        }
+        Command::ActivateRegistry { registry_id } => {
+            let reg = managed_registry(state, who, &registry_id)?;
+            if reg.state == RegistryState::Active {
+                return Err(Error::FailedPrecondition(format!(
+                    "registry {registry_id} is already active"
+                )));
+            }
+            let event = Event::RegistryActivated {
+                registry_id: reg.id.clone(),
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(registry_id),
+            })
+        }
+        Command::DeactivateRegistry { registry_id } => {
+            let reg = managed_registry(state, who, &registry_id)?;
+            if reg.state == RegistryState::Inactive {
+                return Err(Error::FailedPrecondition(format!(
+                    "registry {registry_id} is already inactive"
+                )));
+            }
+            let event = Event::RegistryDeactivated {
+                registry_id: reg.id.clone(),
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(registry_id),
+            })
+        }
+        Command::DeleteRegistry { registry_id } => {
+            let reg = managed_registry(state, who, &registry_id)?;
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, deleted(reg))],
+                outcome: Outcome::Removed,
+            })
+        }
+        Command::UpdateSettings {
+            default_registry,
+            whitelist,
+        } => {
+            who.check_admin("settings")?;
+            let current = state.settings();
+            let default_registry = match default_registry {
+                Some(d) => Settings::parse_default_registry(&d)?,
+                None => current.default_registry.clone(),
+            };
+            let whitelist = match whitelist {
+                Some(w) => Settings::parse_whitelist(&w)?,
+                None => current.whitelist.clone(),
+            };
+            let stream = Stream::Settings.name();
+            Ok(Decision {
+                appends: vec![Append {
+                    expected_version: state.stream_version(&stream),
+                    stream,
+                    events: vec![Event::SettingsUpdated {
+                        default_registry,
+                        whitelist,
+                    }],
+                }],
+                outcome: Outcome::Settings,
+            })
+        }
+        Command::CreateToken {
+            token_id,
+            role,
+            environment_id,
+            description,
+            secret_sha256,
+        } => {
+            who.check_admin("tokens")?;
+            check_label("description", &description, false)?;
+            let role =
+                role.ok_or_else(|| Error::invalid("role", "must be ADMIN, MEMBER or AGENT"))?;
+            let environment_id = match (role, environment_id.is_empty()) {
+                (Role::Admin, true) => None,
+                (Role::Admin, false) => {
+                    return Err(Error::invalid(
+                        "environment_id",
+                        "must be empty for admin tokens",
+                    ))
+                }
+                (_, true) => {
+                    return Err(Error::invalid(
+                        "environment_id",
+                        "is required for member and agent tokens",
+                    ))
+                }
+                (_, false) => {
+                    if state.environment(&environment_id).is_none() {
+                        return Err(not_found("environment", &environment_id));
+                    }
+                    Some(environment_id)
+                }
+            };
+            let stream = Stream::Tokens.name();
+            Ok(Decision {
+                appends: vec![Append {
+                    expected_version: state.stream_version(&stream),
+                    stream,
+                    events: vec![Event::TokenCreated {
+                        token_id: token_id.clone(),
+                        role,
+                        environment_id,
+                        description,
+                        secret_sha256,
+                    }],
+                }],
+                outcome: Outcome::Token(token_id),
+            })
+        }
+        Command::RevokeToken { token_id } => {
+            who.check_admin("tokens")?;
+            if state.token(&token_id).is_none() {
+                return Err(not_found("token", &token_id));
+            }
+            let stream = Stream::Tokens.name();
+            Ok(Decision {
+                appends: vec![Append {
+                    expected_version: state.stream_version(&stream),
+                    stream,
+                    events: vec![Event::TokenRevoked { token_id }],
+                }],
+                outcome: Outcome::Removed,
+            })
+        }
+    }
+}
+
+use super::command::Command;
+
+fn not_found(what: &'static str, id: &str) -> Error {
+    Error::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}
+
+fn check_label(field: &'static str, value: &str, required: bool) -> Result<()> {
+    if required && value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if value.chars().count() > MAX_LABEL_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_LABEL_LEN} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn or_current(given: String, current: &str) -> String {
+    if given.is_empty() {
+        current.to_owned()
+    } else {
+        given
+    }
+}
+
+fn managed_registry<'a>(state: &'a State, who: &Principal, id: &str) -> Result<&'a Registry> {
+    let reg = state
+        .registry(id)
+        .ok_or_else(|| not_found("registry", id))?;
+    who.check_manage(&reg.environment_id, "registry", id)?;
+    Ok(reg)
+}
+
+fn registry_stream(reg: &Registry) -> String {
+    Stream::Registry {
+        environment_id: reg.environment_id.clone(),
+        address: reg.address.clone(),
+    }
+    .name()
+}
+
+fn reg_version(state: &State, reg: &Registry) -> u64 {
+    state.stream_version(&registry_stream(reg))
+}
+
+fn registry_append(state: &State, reg: &Registry, event: Event) -> Append {
+    let stream = registry_stream(reg);
+    Append {
+        expected_version: state.stream_version(&stream),
+        stream,
+        events: vec![event],
+    }
+}
+
+fn env_guard(state: &State, environment_id: &str) -> Append {
+    let stream = Stream::Environment(environment_id.to_owned()).name();
+    Append {
+        expected_version: state.stream_version(&stream),
+        stream,
+        events: Vec::new(),
+    }
+}
+
+fn deleted(reg: &Registry) -> Event {
+    Event::RegistryDeleted {
+        registry_id: reg.id.clone(),
+        credential_id: reg.credential.credential_id.clone(),
+    }
+}
+
+fn seal(
+    sealer: &mut dyn Sealer,
+    environment_id: &str,
+    registry_id: &str,
+    credential_id: &str,
+    version: u64,
+    credential: &NewCredential,
+) -> CredentialRecord {
+    let password: &SecretString = &credential.password;
+    let sealed = sealer.seal(
+        SecretContext {
+            environment_id,
+            registry_id,
+            credential_id,
+            version,
+            field: "password",
+        },
+        password,
+    );
+    CredentialRecord {
+        credential_id: credential_id.to_owned(),
+        email: credential.email.clone(),
+        username: credential.username.clone(),
+        password: sealed,
+        expire_time: credential.expire_time,
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,304 @@
+//! The current view folded from the log (`evolve`): environments, registries
+//! with their current credential, settings, tokens and stream versions. It is
+//! what `decide` checks commands against and what reads serve.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use super::address::{Address, RegistryKind};
+use super::credential::CredentialRecord;
+use super::event::{Event, Orchestration, Recorded, Role};
+use super::settings::Settings;
+
+/// An environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its orchestration type.
+    pub orchestration: Orchestration,
+    /// When it was created.
+    pub create_time: SystemTime,
+}
+
+/// Whether pulls may use a registry (R10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryState {
+    /// Pulls use its credential.
+    Active,
+    /// Pulls from its address are denied.
+    Inactive,
+}
+
+/// A registry with its current credential (R7: exactly one is in use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// Its id, kept across credential changes.
+    pub id: String,
+    /// Its environment.
+    pub environment_id: String,
+    /// Its kind.
+    pub kind: RegistryKind,
+    /// Its canonical address, never changed.
+    pub address: Address,
+    /// Active or inactive.
+    pub state: RegistryState,
+    /// Plain HTTP or unverified TLS.
+    pub insecure: bool,
+    /// CA bundle, empty for none.
+    pub ca_certificate_pem: String,
+    /// The current credential, sealed.
+    pub credential: CredentialRecord,
+    /// The registry stream version of the event that sealed the credential.
+    pub credential_version: u64,
+    /// When it was created.
+    pub create_time: SystemTime,
+    /// When it last changed.
+    pub update_time: SystemTime,
+}
+
+/// An issued token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its public id.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its environment; `None` for admins.
+    pub environment_id: Option<String>,
+    /// What it is for.
+    pub description: String,
+    /// SHA-256 of the bearer secret.
+    pub secret_sha256: [u8; 32],
+    /// When it was issued.
+    pub create_time: SystemTime,
+}
+
+/// The fold of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    position: u64,
+    environments: BTreeMap<String, Environment>,
+    registries: HashMap<String, Registry>,
+    by_address: BTreeMap<(String, Address), String>,
+    settings: Settings,
+    tokens: BTreeMap<String, Token>,
+    streams: HashMap<String, u64>,
+}
+
+impl State {
+    /// Returns the position of the last event folded in (0 for none).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Returns the current version of a stream (0 when it has no events).
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.streams.get(stream).copied().unwrap_or(0)
+    }
+
+    /// Returns an environment.
+    pub fn environment(&self, id: &str) -> Option<&Environment> {
+        self.environments.get(id)
+    }
+
+    /// Returns environments in id order, starting after `after`.
+    pub fn environments_after<'a>(
+        &'a self,
+        after: &str,
+    ) -> impl Iterator<Item = &'a Environment> + 'a {
+        use std::ops::Bound;
+        self.environments
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .map(|(_, e)| e)
+    }
+
+    /// Returns a registry by id.
+    pub fn registry(&self, id: &str) -> Option<&Registry> {
+        self.registries.get(id)
+    }
+
+    /// Returns the registry of an environment for a canonical address.
+    pub fn registry_at(&self, environment_id: &str, address: &Address) -> Option<&Registry> {
+        self.by_address
+            .get(&(environment_id.to_owned(), address.clone()))
+            .and_then(|id| self.registries.get(id))
+    }
+
+    /// Returns an environment's registries in address order, starting after
+    /// the address `after` (empty for the first page).
+    pub fn registries_in<'a>(
+        &'a self,
+        environment_id: &'a str,
+        after: &str,
+    ) -> impl Iterator<Item = &'a Registry> + 'a {
+        use std::ops::Bound;
+        let start = (
+            environment_id.to_owned(),
+            Address::from_canonical_unchecked(after.to_owned()),
+        );
+        let lower = if after.is_empty() {
+            Bound::Included(start)
+        } else {
+            Bound::Excluded(start)
+        };
+        self.by_address
+            .range((lower, Bound::Unbounded))
+            .take_while(move |((env, _), _)| env == environment_id)
+            .filter_map(|(_, id)| self.registries.get(id))
+    }
+
+    /// Returns the settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Returns a token.
+    pub fn token(&self, id: &str) -> Option<&Token> {
+        self.tokens.get(id)
+    }
+
+    /// Returns tokens in id order, starting after `after`.
+    pub fn tokens_after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Token> + 'a {
+        use std::ops::Bound;
+        self.tokens
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .map(|(_, t)| t)
+    }
+
+    /// Returns whether any admin token is live.
+    pub fn has_admin_token(&self) -> bool {
+        self.tokens.values().any(|t| t.role == Role::Admin)
+    }
+
+    /// Folds one recorded event in (`evolve`). Events are applied in log
+    /// order; an event that names a missing object is ignored, since `decide`
+    /// never emits one.
+    pub fn apply(&mut self, r: &Recorded) {
+        self.position = r.position;
+        self.streams.insert(r.stream.clone(), r.stream_version);
+        match &r.event {
+            Event::EnvironmentCreated {
+                environment_id,
+                name,
+                orchestration,
+            } => {
+                self.environments.insert(
+                    environment_id.clone(),
+                    Environment {
+                        id: environment_id.clone(),
+                        name: name.clone(),
+                        orchestration: *orchestration,
+                        create_time: r.time,
+                    },
+                );
+            }
+            Event::EnvironmentDeleted { environment_id } => {
+                self.environments.remove(environment_id);
+            }
+            Event::RegistryCreated {
+                registry_id,
+                environment_id,
+                kind,
+                address,
+                insecure,
+                ca_certificate_pem,
+                credential,
+            } => {
+                self.by_address.insert(
+                    (environment_id.clone(), address.clone()),
+                    registry_id.clone(),
+                );
+                self.registries.insert(
+                    registry_id.clone(),
+                    Registry {
+                        id: registry_id.clone(),
+                        environment_id: environment_id.clone(),
+                        kind: *kind,
+                        address: address.clone(),
+                        state: RegistryState::Active,
+                        insecure: *insecure,
+                        ca_certificate_pem: ca_certificate_pem.clone(),
+                        credential: credential.clone(),
+                        credential_version: r.stream_version,
+                        create_time: r.time,
+                        update_time: r.time,
+                    },
+                );
+            }
+            Event::CredentialReplaced {
+                registry_id,
+                credential,
+                insecure,
+                ca_certificate_pem,
+                ..
+            } => {
+                if let Some(reg) = self.registries.get_mut(registry_id) {
+                    reg.credential = credential.clone();
+                    reg.credential_version = r.stream_version;
+                    reg.insecure = *insecure;
+                    reg.ca_certificate_pem = ca_certificate_pem.clone();
+                    reg.update_time = r.time;
+                }
+            }
+            Event::RegistryDeactivated { registry_id } => {
+                self.set_state(registry_id, RegistryState::Inactive, r.time)
+            }
+            Event::RegistryActivated { registry_id } => {
+                self.set_state(registry_id, RegistryState::Active, r.time)
+            }
+            Event::RegistryDeleted { registry_id, .. } => {
+                if let Some(reg) = self.registries.remove(registry_id) {
+                    self.by_address.remove(&(reg.environment_id, reg.address));
+                }
+            }
+            Event::SettingsUpdated {
+                default_registry,
+                whitelist,
+            } => {
+                self.settings = Settings {
+                    default_registry: default_registry.clone(),
+                    whitelist: whitelist.clone(),
+                };
+            }
+            Event::TokenCreated {
+                token_id,
+                role,
+                environment_id,
+                description,
+                secret_sha256,
+            } => {
+                self.tokens.insert(
+                    token_id.clone(),
+                    Token {
+                        id: token_id.clone(),
+                        role: *role,
+                        environment_id: environment_id.clone(),
+                        description: description.clone(),
+                        secret_sha256: *secret_sha256,
+                        create_time: r.time,
+                    },
+                );
+            }
+            Event::TokenRevoked { token_id } => {
+                self.tokens.remove(token_id);
+            }
+        }
+    }
+
+    fn set_state(&mut self, registry_id: &str, state: RegistryState, time: SystemTime) {
+        if let Some(reg) = self.registries.get_mut(registry_id) {
+            reg.state = state;
+            reg.update_time = time;
+        }
+    }
+
+    /// Returns the ids of every credential in use, for the key sweep at start.
+    pub fn live_credential_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.registries
+            .values()
+            .map(|r| r.credential.credential_id.as_str())
+    }
+}

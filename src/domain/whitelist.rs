@@ -1,0 +1,929 @@
+//! The registry whitelist (R16): which registries, and which repositories in them, images may come from.
+//! Owns `Whitelist`, `WhitelistEntry`, `EntryFault` and `WhitelistError`.
+
+use super::address::{parse_port, redact_user_info, validate_dns_name, Address, AddressError};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One whitelist entry: an exact address, a host glob or a repository prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhitelistEntry {
+    /// Matches any image whose canonical registry equals this address, port included.
+    Exact(Address),
+    /// A host pattern where each `*` label stands for exactly one DNS label.
+    ///
+    /// Matches hosts with the same number of labels and exactly the same port (a pattern without
+    /// a port only matches portless addresses).
+    Glob {
+        /// The lower-cased labels; `*` is a wildcard label.
+        labels: Vec<String>,
+        /// The port the address must have, or `None` for portless addresses only.
+        port: Option<u16>,
+    },
+    /// Matches images in `registry` whose repository lies under `path`, on `/` boundaries.
+    Prefix {
+        /// The registry.
+        registry: Address,
+        /// The repository path without leading or trailing `/`, e.g. `myorg` or `myorg/team`.
+        path: String,
+    },
+}
+
+impl WhitelistEntry {
+    /// Parses one entry, trimmed of surrounding whitespace.
+    ///
+    /// `quay.io` is an exact address, `*.dkr.ecr.*.amazonaws.com` a glob and `quay.io/myorg/`
+    /// a repository prefix (`quay.io/` is the same as `quay.io`). The error carries no
+    /// position; [`Whitelist::parse`] adds it.
+    pub fn parse(s: &str) -> Result<Self, WhitelistError> {
+        let text = s.trim();
+        if text.is_empty() {
+            return Err(WhitelistError::Empty { position: None });
+        }
+        parse_entry(text).map_err(|fault| WhitelistError::Invalid {
+            position: None,
+            // The entry is echoed back in the message, so a pasted password must not survive.
+            entry: redact_user_info(text).into_owned(),
+            fault,
+        })
+    }
+
+    /// Returns whether an image in `registry` at `repository` (e.g. `myorg/app`) is allowed.
+    pub fn matches(&self, registry: &Address, repository: &str) -> bool {
+        match self {
+            WhitelistEntry::Exact(address) => address == registry,
+            WhitelistEntry::Glob { labels, port } => {
+                registry.port() == *port && glob_matches(labels, registry.host())
+            }
+            WhitelistEntry::Prefix {
+                registry: prefix_registry,
+                path,
+            } => prefix_registry == registry && is_under(repository, path),
+        }
+    }
+}
+
+impl fmt::Display for WhitelistEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WhitelistEntry::Exact(address) => write!(f, "{address}"),
+            WhitelistEntry::Glob { labels, port } => {
+                f.write_str(&labels.join("."))?;
+                match port {
+                    Some(port) => write!(f, ":{port}"),
+                    None => Ok(()),
+                }
+            }
+            WhitelistEntry::Prefix { registry, path } => write!(f, "{registry}/{path}/"),
+        }
+    }
+}
+
+impl FromStr for WhitelistEntry {
+    type Err = WhitelistError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The registry whitelist: empty allows every registry, otherwise only what an entry matches.
+///
+/// Docker Hub is allowed by a non-empty list only if an entry matches `index.docker.io`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Whitelist(Vec<WhitelistEntry>);
+
+impl Whitelist {
+    /// Parses every entry, dropping duplicates (after canonicalization) and keeping first order.
+    pub fn parse<I: IntoIterator<Item = S>, S: AsRef<str>>(
+        entries: I,
+    ) -> Result<Self, WhitelistError> {
+        let mut parsed: Vec<WhitelistEntry> = Vec::new();
+        for (index, text) in entries.into_iter().enumerate() {
+            let entry =
+                WhitelistEntry::parse(text.as_ref()).map_err(|e| e.at_position(index + 1))?;
+            if !parsed.contains(&entry) {
+                parsed.push(entry);
+            }
+        }
+        Ok(Self(parsed))
+    }
+
+    /// Parses Rancher's comma-separated form, e.g. `"quay.io, *.gcr.io"`; a blank string is empty.
+    pub fn parse_comma_separated(s: &str) -> Result<Self, WhitelistError> {
+        if s.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        Self::parse(s.split(','))
+    }
+
+    /// Returns whether the list is empty, which allows every registry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Returns the entries in their original order.
+    pub fn entries(&self) -> &[WhitelistEntry] {
+        &self.0
+    }
+
+    /// Returns each entry's canonical text, which parses back to the same whitelist.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    /// Returns whether an image from `registry` may be used.
+    ///
+    /// `repository` is the image path within the registry, e.g. "library/ubuntu" or "myorg/app";
+    /// Docker Hub's official images must already carry their `library/` part.
+    pub fn allows(&self, registry: &Address, repository: &str) -> bool {
+        self.is_empty()
+            || self
+                .0
+                .iter()
+                .any(|entry| entry.matches(registry, repository))
+    }
+}
+
+/// What is wrong with one whitelist entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryFault {
+    /// The address part is not a valid address.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// A `*` shares its label with other characters, as in `a*.io`.
+    #[error(
+        "\"*\" must stand for a whole DNS label: replace {label:?} with \"*\" or spell it out"
+    )]
+    PartialWildcard {
+        /// The offending label.
+        label: String,
+    },
+    /// A `*` stands in the port.
+    #[error("\"*\" cannot stand for a port: write the port number or remove it")]
+    WildcardPort,
+    /// A `*` inside a bracketed IPv6 address.
+    #[error("\"*\" can only stand for DNS labels, not part of an IPv6 address: write the address in full")]
+    WildcardIpv6,
+    /// A glob followed by a repository path, as in `*.io/x/`.
+    #[error("a glob cannot be used as a repository prefix: remove the path or the \"*\"")]
+    GlobPrefix,
+    /// A repository prefix without its closing `/`.
+    #[error("a repository prefix must end with \"/\": write {suggestion:?}")]
+    MissingTrailingSlash {
+        /// The entry with `/` added.
+        suggestion: String,
+    },
+    /// Two `/` in a row in the repository path.
+    #[error("repository path must not contain an empty component: remove the extra \"/\"")]
+    EmptyPathComponent,
+    /// A path component with characters outside `[a-z0-9._-]`.
+    #[error(
+        "repository path component {component:?} may contain only lowercase letters, digits, \
+         \".\", \"_\" and \"-\""
+    )]
+    InvalidPathComponent {
+        /// The offending component.
+        component: String,
+    },
+    /// A `*` in the repository path, as in `quay.io/myorg/*`.
+    #[error(
+        "\"*\" is not allowed in a repository path: a prefix ending in \"/\" already allows \
+         everything beneath it"
+    )]
+    PathWildcard,
+    /// A `.` or `..` path component.
+    #[error("repository path component {component:?} is not allowed: remove it")]
+    DotPathComponent {
+        /// The offending component.
+        component: String,
+    },
+}
+
+/// Why a whitelist was rejected; messages name the entry's position (counting from 1) and text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhitelistError {
+    /// An entry was empty or only whitespace.
+    #[error("{} is empty: remove it", at(.position))]
+    Empty {
+        /// The entry's position counting from 1, when parsed as part of a list.
+        position: Option<usize>,
+    },
+    /// An entry could not be parsed.
+    #[error("{} ({entry:?}): {fault}", at(.position))]
+    Invalid {
+        /// The entry's position counting from 1, when parsed as part of a list.
+        position: Option<usize>,
+        /// The trimmed entry text, with any password redacted.
+        entry: String,
+        /// What is wrong with it.
+        fault: EntryFault,
+    },
+}
+
+impl WhitelistError {
+    /// Returns the entry's position counting from 1, if known.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            WhitelistError::Empty { position } | WhitelistError::Invalid { position, .. } => {
+                *position
+            }
+        }
+    }
+
+    fn at_position(mut self, new: usize) -> Self {
+        match &mut self {
+            WhitelistError::Empty { position } | WhitelistError::Invalid { position, .. } => {
+                *position = Some(new);
+            }
+        }
+        self
+    }
+}
+
+fn at(position: &Option<usize>) -> String {
+    match position {
+        Some(position) => format!("whitelist entry {position}"),
+        None => "whitelist entry".to_string(),
+    }
+}
+
+fn parse_entry(text: &str) -> Result<WhitelistEntry, EntryFault> {
+    // Address::parse reports schemes, user info and bad characters before paths and wildcards,
+    // so only those two faults are left for the whitelist to interpret.
+    match Address::parse(text) {
+        Ok(address) => Ok(WhitelistEntry::Exact(address)),
+        Err(AddressError::Path { .. }) => parse_prefix(text),
+        Err(AddressError::Wildcard) => parse_glob(text),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn parse_prefix(text: &str) -> Result<WhitelistEntry, EntryFault> {
+    let (address, path) = text.split_once('/').unwrap_or((text, ""));
+    if address.contains('*') {
+        return Err(EntryFault::GlobPrefix);
+    }
+    let registry = Address::parse(address)?;
+    if path.is_empty() {
+        return Ok(WhitelistEntry::Exact(registry));
+    }
+    let (body, closed) = match path.strip_suffix('/') {
+        Some(body) => (body, true),
+        None => (path, false),
+    };
+    body.split('/').try_for_each(check_path_component)?;
+    if !closed {
+        return Err(EntryFault::MissingTrailingSlash {
+            suggestion: format!("{registry}/{body}/"),
+        });
+    }
+    Ok(WhitelistEntry::Prefix {
+        registry,
+        path: body.to_string(),
+    })
+}
+
+fn check_path_component(component: &str) -> Result<(), EntryFault> {
+    if component.is_empty() {
+        return Err(EntryFault::EmptyPathComponent);
+    }
+    if component.contains('*') {
+        return Err(EntryFault::PathWildcard);
+    }
+    if component == "." || component == ".." {
+        return Err(EntryFault::DotPathComponent {
+            component: component.to_string(),
+        });
+    }
+    if !component.bytes().all(is_path_byte) {
+        return Err(EntryFault::InvalidPathComponent {
+            component: component.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+}
+
+fn parse_glob(text: &str) -> Result<WhitelistEntry, EntryFault> {
+    let text = text.to_ascii_lowercase();
+    if text.starts_with('[') {
+        return Err(EntryFault::WildcardIpv6);
+    }
+    let (host, port) = match text.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text.as_str(), None),
+    };
+    if host.is_empty() {
+        return Err(AddressError::MissingHost {
+            port: port.unwrap_or_default().to_string(),
+        }
+        .into());
+    }
+    if let Some(label) = host
+        .split('.')
+        .find(|label| *label != "*" && label.contains('*'))
+    {
+        return Err(EntryFault::PartialWildcard {
+            label: label.to_string(),
+        });
+    }
+    // A one-letter stand-in keeps the length and leaves every error about the real labels.
+    let probe: Vec<&str> = host
+        .split('.')
+        .map(|label| if label == "*" { "x" } else { label })
+        .collect();
+    validate_dns_name(&probe.join("."))?;
+    let port = match port {
+        None => None,
+        Some(port) if port.contains('*') => return Err(EntryFault::WildcardPort),
+        Some(port) if port.contains(':') => return Err(AddressError::TooManyColons.into()),
+        Some(port) => Some(parse_port(port)?),
+    };
+    Ok(WhitelistEntry::Glob {
+        labels: host.split('.').map(str::to_string).collect(),
+        port,
+    })
+}
+
+fn glob_matches(labels: &[String], host: &str) -> bool {
+    // A `*` stands for a DNS label; an IPv6 host has no labels to stand for.
+    if host.starts_with('[') {
+        return false;
+    }
+    let mut host_labels = host.split('.');
+    let all_equal = labels.iter().all(|pattern| {
+        host_labels
+            .next()
+            .is_some_and(|label| pattern == "*" || pattern == label)
+    });
+    all_equal && host_labels.next().is_none()
+}
+
+/// Returns whether `repository` lies strictly under `path`, on `/` boundaries.
+fn is_under(repository: &str, path: &str) -> bool {
+    // A malformed repository (empty, `.` or `..` components) could climb out of the prefix
+    // once a registry normalizes it, so it never matches.
+    let well_formed = repository
+        .split('/')
+        .all(|component| check_path_component(component).is_ok());
+    well_formed
+        && repository
+            .strip_prefix(path)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).expect("test address is valid")
+    }
+
+    fn list(entries: &[&str]) -> Whitelist {
+        Whitelist::parse(entries).expect("test whitelist is valid")
+    }
+
+    fn entry(s: &str) -> WhitelistEntry {
+        WhitelistEntry::parse(s).expect("test entry is valid")
+    }
+
+    fn list_err(entries: &[&str]) -> WhitelistError {
+        match Whitelist::parse(entries) {
+            Ok(whitelist) => panic!("{entries:?} parsed as {whitelist:?}, expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    fn fault(s: &str) -> EntryFault {
+        match WhitelistEntry::parse(s) {
+            Err(WhitelistError::Invalid { fault, .. }) => fault,
+            other => panic!("{s:?} gave {other:?}, expected an invalid entry"),
+        }
+    }
+
+    #[test]
+    fn empty_whitelist_allows_every_registry() {
+        let whitelist = Whitelist::default();
+        assert!(whitelist.is_empty());
+        assert!(whitelist.allows(&Address::docker_hub(), "library/ubuntu"));
+        assert!(whitelist.allows(&addr("anything.example:5000"), "x"));
+    }
+
+    #[test]
+    fn exact_entry_allows_only_that_registry() {
+        let whitelist = list(&["myreg.io"]);
+        assert!(whitelist.allows(&addr("myreg.io"), "app"));
+        assert!(whitelist.allows(&addr("MyReg.IO"), "team/app"));
+        assert!(!whitelist.allows(&addr("other.io"), "app"));
+    }
+
+    #[test]
+    fn exact_entry_does_not_allow_a_longer_host() {
+        let whitelist = list(&["myreg.io"]);
+        for host in [
+            "myreg.io.evil.com",
+            "evilmyreg.io",
+            "x.myreg.io",
+            "myreg.iox",
+        ] {
+            assert!(!whitelist.allows(&addr(host), "app"), "{host}");
+        }
+    }
+
+    #[test]
+    fn exact_entry_port_must_match_exactly() {
+        let whitelist = list(&["myreg.io:5000"]);
+        assert!(whitelist.allows(&addr("myreg.io:05000"), "app"));
+        assert!(!whitelist.allows(&addr("myreg.io"), "app"));
+        assert!(!whitelist.allows(&addr("myreg.io:5001"), "app"));
+        assert!(!list(&["myreg.io"]).allows(&addr("myreg.io:5000"), "app"));
+    }
+
+    #[test]
+    fn docker_hub_is_allowed_only_if_listed() {
+        let hub = Address::docker_hub();
+        assert!(!list(&["quay.io"]).allows(&hub, "library/ubuntu"));
+        for alias in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "Docker.IO",
+        ] {
+            let whitelist = list(&["quay.io", alias]);
+            assert!(whitelist.allows(&hub, "library/ubuntu"), "{alias}");
+            assert_eq!(whitelist.to_strings(), ["quay.io", "index.docker.io"]);
+        }
+        // Given Hub's address with a port, then it is a different registry, not Hub.
+        assert!(!list(&["docker.io:443"]).allows(&hub, "library/ubuntu"));
+    }
+
+    #[test]
+    fn glob_star_stands_for_exactly_one_label() {
+        let whitelist = list(&["*.dkr.ecr.*.amazonaws.com"]);
+        assert!(whitelist.allows(&addr("123456789012.dkr.ecr.us-west-2.amazonaws.com"), "app"));
+        assert!(whitelist.allows(&addr("210987654321.dkr.ecr.eu-west-1.amazonaws.com"), "a/b"));
+        assert!(!whitelist.allows(&addr("a.b.dkr.ecr.us-west-2.amazonaws.com"), "app"));
+        assert!(!whitelist.allows(&addr("dkr.ecr.us-west-2.amazonaws.com"), "app"));
+        assert!(!whitelist.allows(&addr("1.dkr.ecr.us-west-2.amazonaws.com.evil.com"), "app"));
+        assert!(!whitelist.allows(&addr("1.dkr.ecr.us-west-2.amazonaws.com.cn"), "app"));
+    }
+
+    #[test]
+    fn glob_requires_the_same_number_of_labels() {
+        let whitelist = list(&["*.gcr.io"]);
+        assert!(whitelist.allows(&addr("us.gcr.io"), "p/img"));
+        assert!(!whitelist.allows(&addr("gcr.io"), "p/img"));
+        assert!(!whitelist.allows(&addr("a.us.gcr.io"), "p/img"));
+        let lone = list(&["*"]);
+        assert!(lone.allows(&addr("localhost"), "app"));
+        assert!(!lone.allows(&addr("reg.io"), "app"));
+    }
+
+    #[test]
+    fn glob_ports_must_match_exactly() {
+        let with_port = list(&["*.corp.io:5000"]);
+        assert!(with_port.allows(&addr("reg.corp.io:5000"), "app"));
+        assert!(!with_port.allows(&addr("reg.corp.io"), "app"));
+        assert!(!with_port.allows(&addr("reg.corp.io:5001"), "app"));
+        let without = list(&["*.corp.io"]);
+        assert!(without.allows(&addr("reg.corp.io"), "app"));
+        assert!(!without.allows(&addr("reg.corp.io:5000"), "app"));
+    }
+
+    #[test]
+    fn glob_is_lower_cased() {
+        assert_eq!(
+            entry("*.Corp.IO:05000"),
+            WhitelistEntry::Glob {
+                labels: vec!["*".to_string(), "corp".to_string(), "io".to_string()],
+                port: Some(5000),
+            }
+        );
+        assert_eq!(entry("*.Corp.IO:05000").to_string(), "*.corp.io:5000");
+        assert!(list(&["*.CORP.io"]).allows(&addr("Reg.Corp.Io"), "app"));
+    }
+
+    #[test]
+    fn glob_never_matches_an_ipv6_host() {
+        assert!(!list(&["*"]).allows(&addr("[::1]"), "app"));
+        assert!(!list(&["*:5000"]).allows(&addr("[::1]:5000"), "app"));
+    }
+
+    #[test]
+    fn glob_matching_docker_hub_allows_docker_hub() {
+        assert!(list(&["*.docker.io"]).allows(&Address::docker_hub(), "library/ubuntu"));
+        assert!(!list(&["*.io"]).allows(&Address::docker_hub(), "library/ubuntu"));
+    }
+
+    #[test]
+    fn partial_wildcard_is_rejected_with_a_clear_message() {
+        let e = list_err(&["quay.io", "a*.io"]);
+        assert_eq!(e.position(), Some(2));
+        let message = e.to_string();
+        assert!(
+            message.starts_with(
+                "whitelist entry 2 (\"a*.io\"): \"*\" must stand for a whole DNS label"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("\"a*\""), "{message}");
+        assert_eq!(
+            fault("*a.io"),
+            EntryFault::PartialWildcard {
+                label: "*a".to_string()
+            }
+        );
+        assert!(matches!(fault("**.io"), EntryFault::PartialWildcard { .. }));
+    }
+
+    #[test]
+    fn glob_labels_must_be_valid_dns_labels() {
+        assert_eq!(
+            fault("*.my_reg.io"),
+            EntryFault::Address(AddressError::LabelCharacter {
+                label: "my_reg".to_string(),
+                ch: '_'
+            })
+        );
+        assert!(matches!(
+            fault("*.-a.io"),
+            EntryFault::Address(AddressError::LabelHyphen { .. })
+        ));
+        assert_eq!(
+            fault("*..io"),
+            EntryFault::Address(AddressError::EmptyLabel)
+        );
+        assert_eq!(
+            fault("*.io."),
+            EntryFault::Address(AddressError::TrailingDot)
+        );
+        assert!(matches!(
+            fault(&format!("*.{}.io", "a".repeat(64))),
+            EntryFault::Address(AddressError::LabelTooLong { len: 64, .. })
+        ));
+        let long = format!("*.{}", vec!["a".repeat(63); 4].join("."));
+        assert!(matches!(
+            fault(&long),
+            EntryFault::Address(AddressError::HostTooLong { .. })
+        ));
+        assert!(matches!(
+            fault(":5000*"),
+            EntryFault::Address(AddressError::MissingHost { .. })
+        ));
+    }
+
+    #[test]
+    fn glob_ports_are_validated() {
+        assert_eq!(fault("*.io:*"), EntryFault::WildcardPort);
+        assert!(fault("*.io:*")
+            .to_string()
+            .contains("cannot stand for a port"));
+        assert!(matches!(
+            fault("*.io:0"),
+            EntryFault::Address(AddressError::PortOutOfRange { .. })
+        ));
+        assert!(matches!(
+            fault("*.io:99999"),
+            EntryFault::Address(AddressError::PortOutOfRange { .. })
+        ));
+        assert_eq!(
+            fault("*.io:"),
+            EntryFault::Address(AddressError::MissingPort)
+        );
+        assert_eq!(
+            fault("*.io:1:2"),
+            EntryFault::Address(AddressError::TooManyColons)
+        );
+        assert_eq!(fault("[*::1]"), EntryFault::WildcardIpv6);
+    }
+
+    #[test]
+    fn glob_cannot_be_used_as_a_prefix() {
+        let e = list_err(&["*.io/x/"]);
+        assert_eq!(
+            e,
+            WhitelistError::Invalid {
+                position: Some(1),
+                entry: "*.io/x/".to_string(),
+                fault: EntryFault::GlobPrefix,
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("cannot be used as a repository prefix"),
+            "{e}"
+        );
+        assert_eq!(fault("*.io/"), EntryFault::GlobPrefix);
+    }
+
+    #[test]
+    fn prefix_matches_on_path_boundaries_only() {
+        let whitelist = list(&["quay.io/myorg/"]);
+        let quay = addr("quay.io");
+        assert!(whitelist.allows(&quay, "myorg/x"));
+        assert!(whitelist.allows(&quay, "myorg/sub/x"));
+        assert!(!whitelist.allows(&quay, "myorgevil/x"));
+        assert!(!whitelist.allows(&quay, "other/x"));
+        assert!(!whitelist.allows(&quay, "x/myorg/y"));
+    }
+
+    #[test]
+    fn prefix_allows_only_repositories_beneath_it() {
+        let whitelist = list(&["quay.io/myorg/"]);
+        let quay = addr("quay.io");
+        // Given the organisation's own name as the repository, then it lies at the prefix, not
+        // beneath it.
+        assert!(!whitelist.allows(&quay, "myorg"));
+        assert!(!whitelist.allows(&quay, "myorg/"));
+        assert!(!whitelist.allows(&quay, ""));
+    }
+
+    #[test]
+    fn nested_prefix_matches_deeper_paths_only() {
+        let whitelist = list(&["reg.io:5000/team/project/"]);
+        assert!(whitelist.allows(&addr("reg.io:5000"), "team/project/app"));
+        assert!(!whitelist.allows(&addr("reg.io:5000"), "team/other/app"));
+        assert!(!whitelist.allows(&addr("reg.io:5000"), "team/projectx/app"));
+        assert!(!whitelist.allows(&addr("reg.io"), "team/project/app"));
+    }
+
+    #[test]
+    fn malformed_repositories_never_match_a_prefix() {
+        let whitelist = list(&["quay.io/myorg/"]);
+        let quay = addr("quay.io");
+        for repository in [
+            "myorg/../other/x",
+            "myorg//x",
+            "myorg/./x",
+            "myorg/X",
+            "myorg/x/",
+            "/myorg/x",
+            "myorg/x y",
+        ] {
+            assert!(!whitelist.allows(&quay, repository), "{repository}");
+        }
+    }
+
+    #[test]
+    fn prefix_requires_the_same_registry() {
+        let whitelist = list(&["docker.io/library/"]);
+        assert!(whitelist.allows(&Address::docker_hub(), "library/ubuntu"));
+        assert!(!whitelist.allows(&Address::docker_hub(), "someone/ubuntu"));
+        assert!(!whitelist.allows(&addr("quay.io"), "library/ubuntu"));
+        assert_eq!(whitelist.to_strings(), ["index.docker.io/library/"]);
+    }
+
+    #[test]
+    fn registry_with_a_bare_slash_is_the_exact_entry() {
+        assert_eq!(entry("quay.io/"), WhitelistEntry::Exact(addr("quay.io")));
+        assert_eq!(list(&["quay.io/", "quay.io"]).entries().len(), 1);
+    }
+
+    #[test]
+    fn prefix_path_components_are_validated() {
+        assert_eq!(
+            fault("quay.io/MyOrg/"),
+            EntryFault::InvalidPathComponent {
+                component: "MyOrg".to_string()
+            }
+        );
+        let message = WhitelistEntry::parse("quay.io/MyOrg/")
+            .expect_err("uppercase path")
+            .to_string();
+        assert!(message.contains("\"MyOrg\""), "{message}");
+        assert!(message.contains("lowercase"), "{message}");
+        assert!(matches!(
+            fault("quay.io/a@b/"),
+            EntryFault::InvalidPathComponent { .. }
+        ));
+        assert!(matches!(
+            fault("quay.io/a:b/"),
+            EntryFault::InvalidPathComponent { .. }
+        ));
+        assert_eq!(fault("quay.io/myorg/*"), EntryFault::PathWildcard);
+        assert!(fault("quay.io/*/app/")
+            .to_string()
+            .contains("\"*\" is not allowed in a repository path"));
+        assert_eq!(fault("quay.io/a//b/"), EntryFault::EmptyPathComponent);
+        assert_eq!(fault("quay.io//"), EntryFault::EmptyPathComponent);
+        assert_eq!(
+            fault("quay.io/../"),
+            EntryFault::DotPathComponent {
+                component: "..".to_string()
+            }
+        );
+        assert!(matches!(
+            fault("quay.io/./x/"),
+            EntryFault::DotPathComponent { .. }
+        ));
+        assert_eq!(
+            entry("quay.io/my-org_1.x/").to_string(),
+            "quay.io/my-org_1.x/"
+        );
+    }
+
+    #[test]
+    fn prefix_without_trailing_slash_says_to_add_it() {
+        let e = fault("Quay.io/myorg");
+        assert_eq!(
+            e,
+            EntryFault::MissingTrailingSlash {
+                suggestion: "quay.io/myorg/".to_string()
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("must end with \"/\": write \"quay.io/myorg/\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn prefix_registry_must_be_a_valid_address() {
+        assert!(matches!(
+            fault("/myorg/"),
+            EntryFault::Address(AddressError::Required)
+        ));
+        assert!(matches!(
+            fault("quay.io:0/myorg/"),
+            EntryFault::Address(AddressError::PortOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn entry_with_a_scheme_is_rejected_with_the_address_message() {
+        let message = list_err(&["https://quay.io/myorg/"]).to_string();
+        assert_eq!(
+            message,
+            "whitelist entry 1 (\"https://quay.io/myorg/\"): address must not include a scheme: remove \"https://\""
+        );
+        assert!(list_err(&["user@quay.io/x/"])
+            .to_string()
+            .contains("remove \"user@\""));
+        assert!(list_err(&["quay .io"])
+            .to_string()
+            .contains("must not contain whitespace"));
+        assert!(list_err(&["\u{ff51}uay.io"]).to_string().contains("U+FF51"));
+    }
+
+    #[test]
+    fn entry_password_is_never_echoed() {
+        let message = list_err(&["admin:s3cret@quay.io"]).to_string();
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(message.contains("admin:***@"), "{message}");
+    }
+
+    #[test]
+    fn standalone_entry_error_has_no_position() {
+        let e = WhitelistEntry::parse("a*.io").expect_err("partial wildcard");
+        assert_eq!(e.position(), None);
+        assert!(
+            e.to_string().starts_with("whitelist entry (\"a*.io\"): "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn entries_are_trimmed_of_surrounding_whitespace() {
+        assert_eq!(
+            list(&["  quay.io \t", "\n*.gcr.io"]).to_strings(),
+            ["quay.io", "*.gcr.io"]
+        );
+        assert_eq!(entry(" quay.io/myorg/ "), entry("quay.io/myorg/"));
+    }
+
+    #[test]
+    fn empty_entries_are_rejected_naming_their_position() {
+        let e = list_err(&["quay.io", "  "]);
+        assert_eq!(e, WhitelistError::Empty { position: Some(2) });
+        assert_eq!(e.to_string(), "whitelist entry 2 is empty: remove it");
+        assert_eq!(list_err(&[""]).position(), Some(1));
+    }
+
+    #[test]
+    fn duplicates_are_removed_keeping_first_order() {
+        let whitelist = list(&[
+            "quay.io",
+            "docker.io",
+            "Quay.IO",
+            "index.docker.io",
+            "*.io",
+            "*.IO",
+            "quay.io/",
+        ]);
+        assert_eq!(
+            whitelist.to_strings(),
+            ["quay.io", "index.docker.io", "*.io"]
+        );
+    }
+
+    #[test]
+    fn comma_separated_form_is_split_and_trimmed() {
+        let whitelist = Whitelist::parse_comma_separated("quay.io, *.gcr.io ,reg.io:5000/team/")
+            .expect("valid");
+        assert_eq!(
+            whitelist.to_strings(),
+            ["quay.io", "*.gcr.io", "reg.io:5000/team/"]
+        );
+        assert_eq!(
+            Whitelist::parse_comma_separated(""),
+            Ok(Whitelist::default())
+        );
+        assert_eq!(
+            Whitelist::parse_comma_separated("  "),
+            Ok(Whitelist::default())
+        );
+        let e =
+            Whitelist::parse_comma_separated("quay.io,,gcr.io").expect_err("empty middle entry");
+        assert_eq!(e, WhitelistError::Empty { position: Some(2) });
+        let e = Whitelist::parse_comma_separated("quay.io, a*.io").expect_err("partial wildcard");
+        assert!(
+            e.to_string().starts_with("whitelist entry 2 (\"a*.io\")"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn canonical_text_parses_back_to_the_same_whitelist() {
+        let whitelist = list(&[
+            "Docker.io",
+            "*.Dkr.ECR.*.amazonaws.com",
+            "[0:0::1]:05000",
+            "quay.io/org/team/",
+            "r:1/",
+        ]);
+        let strings = whitelist.to_strings();
+        assert_eq!(
+            strings,
+            [
+                "index.docker.io",
+                "*.dkr.ecr.*.amazonaws.com",
+                "[::1]:5000",
+                "quay.io/org/team/",
+                "r:1"
+            ]
+        );
+        assert_eq!(Whitelist::parse(&strings), Ok(whitelist));
+    }
+
+    #[test]
+    fn exact_ipv6_entry_matches_its_canonical_address() {
+        assert!(list(&["[0:0::1]:5000"]).allows(&addr("[::1]:5000"), "app"));
+        assert!(!list(&["[::1]:5000"]).allows(&addr("[::2]:5000"), "app"));
+    }
+
+    proptest! {
+        #[test]
+        fn entry_parse_never_panics(input in any::<String>()) {
+            let _ = WhitelistEntry::parse(&input);
+            let _ = Whitelist::parse_comma_separated(&input);
+        }
+
+        #[test]
+        fn entry_parse_never_panics_on_entry_like_strings(input in "[a-zA-Z0-9.:/*@\\[\\]-]{0,40}") {
+            if let Ok(entry) = WhitelistEntry::parse(&input) {
+                prop_assert_eq!(WhitelistEntry::parse(&entry.to_string()), Ok(entry));
+            }
+        }
+
+        #[test]
+        fn entry_text_round_trips(input in "(\\*|[a-zA-Z0-9]{1,8})(\\.(\\*|[a-z0-9]{1,8})){0,3}(:[0-9]{1,5})?(/([a-z0-9]{1,6}/){0,3})?") {
+            if let Ok(entry) = WhitelistEntry::parse(&input) {
+                prop_assert_eq!(WhitelistEntry::parse(&entry.to_string()), Ok(entry));
+            }
+        }
+
+        #[test]
+        fn exact_entry_never_allows_a_host_that_extends_it(
+            host in "[a-z][a-z0-9]{0,8}\\.[a-z]{2,4}",
+            suffix in "[a-z][a-z0-9]{0,7}",
+        ) {
+            let whitelist = list(&[host.as_str()]);
+            for other in [format!("{host}.{suffix}"), format!("{suffix}.{host}"), format!("{host}{suffix}")] {
+                prop_assert!(!whitelist.allows(&addr(&other), "app"), "{} allowed {}", host, other);
+            }
+        }
+
+        #[test]
+        fn prefix_allows_exactly_the_repositories_beneath_it(
+            org in "[a-z0-9]{1,8}",
+            extra in "[a-z0-9_-]{1,8}",
+            rest in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+        ) {
+            let whitelist = list(&[format!("quay.io/{org}/").as_str()]);
+            let quay = addr("quay.io");
+            let inside = format!("{org}/{rest}");
+            let beside = format!("{org}{extra}/{rest}");
+            prop_assert!(whitelist.allows(&quay, &inside));
+            prop_assert!(!whitelist.allows(&quay, &beside));
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! registrar keeps private container-registry credentials for orchestrator
+//! environments and tells agents whether they may pull an image, and with
+//! which credential. It is an event-sourced gRPC service.
+//!
+//! Layout (dependencies point down this list, never up):
+//!
+//! - `api`: tonic services, authentication, proto <-> domain conversion and
+//!   the error -> status table. The only module (with `server`) that knows tonic.
+//! - `app`: the one writer: decide, store data keys, append, answer retries.
+//! - `projection`: the in-memory read model, folded from the log by one task.
+//! - `store`: the `EventLog` and `KeyStore` traits, sled and memory
+//!   implementations, the record codec and event payloads.
+//! - `crypto`: data keys, AES-256-GCM sealing, the key-encryption key.
+//! - `domain`: pure rules: addresses, credentials, settings, commands, events,
+//!   `decide` and the fold (`State::apply`). No I/O, no async.
+//! - `config`, `telemetry`, `server`: flags, logging, and `run`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod projection;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+/// The API's generated types (`registrar.v1`).
+pub mod pb {
+    #![allow(
+        missing_docs,
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::all
+    )]
+    tonic::include_proto!("registrar.v1");
+}
+
+/// The log's generated event types (`registrar.event.v1`).
+pub mod event_pb {
+    #![allow(
+        missing_docs,
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::all
+    )]
+    tonic::include_proto!("registrar.event.v1");
+}

@@ -1,0 +1,317 @@
+//! `run`: open the store, replay, bootstrap the admin token, and serve the
+//! API with health and reflection until shutdown. Production and tests both
+//! call it.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{Api, FILE_DESCRIPTOR_SET};
+use crate::app::{App, IssuedToken};
+use crate::config::ServeConfig;
+use crate::crypto::{Kek, KeySource};
+use crate::domain::access::Principal;
+use crate::domain::event::Role;
+use crate::pb;
+use crate::store::sled::SledStore;
+
+/// Name of the bootstrap admin token file inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}", path = path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The key file is inside the data directory.
+    #[error("the key file {0} must not be inside the data directory: a copy of the directory must not carry its key")]
+    KeyInsideDataDir(PathBuf),
+    /// The key-encryption key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The app could not start.
+    #[error(transparent)]
+    App(#[from] crate::app::Error),
+    /// The admin token file could not be written.
+    #[error("admin token file {path}: {source}", path = path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The transport failed.
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens everything `run` serves: data directory, key, store, app, admin token.
+pub async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
+    let dir = &config.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| Error::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    let source = match &config.key_value {
+        Some(value) => KeySource::Value(secrecy::SecretString::from(value.clone())),
+        None => {
+            let path = config.key_file_path();
+            if is_inside(&path, dir) {
+                return Err(Error::KeyInsideDataDir(path));
+            }
+            KeySource::File(path)
+        }
+    };
+    let kek = Kek::load(&source, true)?;
+    let store = SledStore::open(dir)?;
+    let app = App::open(
+        store.log() as Arc<dyn crate::store::EventLog>,
+        store.keys() as Arc<dyn crate::store::KeyStore>,
+        kek,
+        config.admin_token.as_deref(),
+    )
+    .await?;
+    if config.admin_token.is_none() {
+        bootstrap_admin(&app, dir).await?;
+    }
+    Ok((app, store))
+}
+
+/// Serves until `shutdown` completes, then closes the store.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (app, store) = open(&config).await?;
+    let local = listener.local_addr().ok();
+    let result = serve(app, listener, shutdown).await;
+    if let Err(e) = store.close().await {
+        tracing::error!(error = %e, "closing the store failed");
+    }
+    tracing::info!(address = ?local, "stopped");
+    result
+}
+
+/// Serves the API over an opened app.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let api = Api::new(app);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::environment_service_server::EnvironmentServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::registry_service_server::RegistryServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::settings_service_server::SettingsServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::token_service_server::TokenServiceServer<Api>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|e| Error::DataDir {
+        path: PathBuf::from("reflection"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::DataDir {
+        path: PathBuf::from("reflection"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    tracing::info!(address = ?listener.local_addr().ok(), "serving");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api.environment_service())
+        .add_service(api.registry_service())
+        .add_service(api.settings_service())
+        .add_service(api.token_service())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Writes and records the first admin token unless an admin token exists.
+/// The file is written before the token is recorded, so a crash between the
+/// two leaves a file that the next start records, never a lost admin.
+async fn bootstrap_admin(app: &App, dir: &Path) -> Result<(), Error> {
+    if app.projection().read().has_admin_token() {
+        return Ok(());
+    }
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let existing = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| IssuedToken::parse(t.trim()));
+    let token = match existing {
+        Some(token) => token,
+        None => {
+            let token = IssuedToken::generate();
+            write_private(&path, token.token.expose_secret().as_bytes()).map_err(|source| {
+                Error::AdminToken {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            token
+        }
+    };
+    app.issue_token(
+        &Principal::system(),
+        Some(Role::Admin),
+        String::new(),
+        "bootstrap admin".to_owned(),
+        &token,
+    )
+    .await?;
+    tracing::info!(path = %path.display(), "wrote the admin token");
+    Ok(())
+}
+
+/// Writes a file readable by its owner only, atomically (temp + rename + fsync).
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn is_inside(path: &Path, dir: &Path) -> bool {
+    let abs = |p: &Path| {
+        std::path::absolute(p)
+            .map(|p| p.components().collect::<PathBuf>())
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    abs(path).starts_with(abs(dir))
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// A server running in this process, for tests and benchmarks.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The bootstrap admin token.
+    pub admin_token: String,
+    /// Its configuration.
+    pub config: ServeConfig,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Running {
+    /// Starts a server for `config` on 127.0.0.1 and a free port.
+    pub async fn start(config: ServeConfig) -> Result<Self, Error> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|source| Error::DataDir {
+                path: PathBuf::from("listener"),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::DataDir {
+            path: PathBuf::from("listener"),
+            source,
+        })?;
+        let (app, store) = open(&config).await?;
+        let admin_token = std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE))
+            .map(|t| t.trim().to_owned())
+            .or_else(|_| config.admin_token.clone().ok_or(()))
+            .unwrap_or_default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
+        let task = tokio::spawn(async move {
+            let r = serve(app, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Some(s) = store.lock().await.take() {
+                s.close().await?;
+            }
+            r
+        });
+        Ok(Self {
+            addr,
+            admin_token,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Returns the URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits until its store is closed.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}

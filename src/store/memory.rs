@@ -1,0 +1,195 @@
+//! In-memory `EventLog` and `KeyStore` with the same semantics as the sled
+//! ones, minus durability: for tests and tools that need no disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::{
+    codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
+};
+
+/// An event log held in memory; every append is "durable" at once.
+#[derive(Debug)]
+pub struct MemoryLog {
+    state: Mutex<LogState>,
+    head: watch::Sender<u64>,
+    log_id: String,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    /// Records in position order: position `p` is at index `p - 1`.
+    records: Vec<Envelope>,
+    versions: HashMap<String, u64>,
+    /// Positions of each stream's records, in order.
+    streams: HashMap<String, Vec<u64>>,
+    requests: HashMap<String, RequestRecord>,
+}
+
+impl MemoryLog {
+    /// Creates an empty log with a fresh random id.
+    pub fn new() -> Self {
+        MemoryLog {
+            state: Mutex::default(),
+            head: watch::Sender::new(0),
+            log_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state
+            .lock()
+            .expect("no code panics while holding the memory log's lock")
+    }
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for MemoryLog {
+    async fn append(&self, commit: Commit) -> Result<Vec<Envelope>> {
+        let mut state = self.lock();
+        // Duplicates are checked first so a retry sees its first result rather
+        // than a conflict with its own earlier events.
+        if !commit.request_id.is_empty() {
+            if let Some(record) = state.requests.get(&commit.request_id) {
+                return Err(Error::DuplicateRequest {
+                    record: record.clone(),
+                });
+            }
+        }
+        let head = state.records.len() as u64;
+        let mut envelopes = plan(&commit, head, |s| {
+            state.versions.get(s).copied().unwrap_or(0)
+        })?;
+        for env in &mut envelopes {
+            // Encoding sets the CRC, so records match what the sled log returns.
+            codec::encode(env);
+            state
+                .versions
+                .insert(env.stream.clone(), env.stream_version);
+            state
+                .streams
+                .entry(env.stream.clone())
+                .or_default()
+                .push(env.position);
+            state.records.push(env.clone());
+        }
+        if let Some(record) = request_record(&commit, &envelopes) {
+            state.requests.insert(record.request_id.clone(), record);
+        }
+        // Published under the lock: a later commit must never be overtaken
+        // by an earlier one's smaller head.
+        self.head.send_replace(state.records.len() as u64);
+        drop(state);
+        Ok(envelopes)
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    async fn read(&self, from: u64, max: usize) -> Result<Vec<Envelope>> {
+        let state = self.lock();
+        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
+        Ok(state
+            .records
+            .iter()
+            .skip(start)
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    async fn read_stream(&self, stream: &str, up_to: u64) -> Result<Vec<Envelope>> {
+        let state = self.lock();
+        let Some(positions) = state.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        Ok(positions
+            .iter()
+            .take_while(|p| **p <= up_to)
+            .map(|p| state.records[(*p - 1) as usize].clone())
+            .collect())
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64> {
+        Ok(self.lock().versions.get(stream).copied().unwrap_or(0))
+    }
+
+    async fn find_request(&self, request_id: &str) -> Result<Option<RequestRecord>> {
+        Ok(self.lock().requests.get(request_id).cloned())
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+}
+
+/// A key store held in memory.
+#[derive(Debug, Default)]
+pub struct MemoryKeys {
+    state: Mutex<KeysState>,
+}
+
+#[derive(Debug, Default)]
+struct KeysState {
+    keys: BTreeMap<String, Vec<u8>>,
+    meta: HashMap<String, Vec<u8>>,
+}
+
+impl MemoryKeys {
+    /// Creates an empty key store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KeysState> {
+        self.state
+            .lock()
+            .expect("no code panics while holding the memory key store's lock")
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for MemoryKeys {
+    async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
+        self.lock().keys.insert(credential_id.to_owned(), wrapped);
+        Ok(())
+    }
+
+    async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().keys.get(credential_id).cloned())
+    }
+
+    async fn delete(&self, credential_ids: &[String]) -> Result<()> {
+        let mut state = self.lock();
+        for id in credential_ids {
+            state.keys.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        Ok(self.lock().keys.keys().cloned().collect())
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().meta.get(name).cloned())
+    }
+
+    async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        self.lock().meta.insert(name.to_owned(), value);
+        Ok(())
+    }
+}

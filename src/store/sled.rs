@@ -1,0 +1,1071 @@
+//! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, the one
+//! writer task that group-commits, and the verification of every record on open.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::{
+    codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
+};
+
+const LOG_TREE: &str = "log";
+const KEYS_TREE: &str = "keys";
+
+// Prefixes of the `log` tree; see `SledStore` for the layout.
+const RECORD: u8 = b'e';
+const VERSION: u8 = b'v';
+const INDEX: u8 = b'i';
+const REQUEST: u8 = b'q';
+const META: u8 = b'm';
+// Prefixes of the `keys` tree.
+const DATA_KEY: u8 = b'k';
+const KEYS_META: u8 = b'm';
+
+const FORMAT: &[u8] = b"1";
+/// Most commits one group (one batch, one flush) takes from the queue.
+const MAX_GROUP: usize = 512;
+/// Commits that may wait for the writer before `append` waits to queue.
+const QUEUE: usize = 1024;
+
+/// The sled database of a data directory: the event log and the key store.
+///
+/// One `sled::Db` holds two trees. Tree `log` (integers are u64 big-endian, so
+/// keys sort by number):
+///
+/// | key                                   | value                               |
+/// |---------------------------------------|-------------------------------------|
+/// | `e` position                          | the record (see `codec`)            |
+/// | `v` stream                            | the stream's version                |
+/// | `i` stream `0x00` version             | the position of that stream version |
+/// | `q` request_id                        | first position, last position, fingerprint |
+/// | `m` name                              | meta: `log_id` (random uuid), `format` (`1`) |
+///
+/// Tree `keys`: `k` credential_id → wrapped data key; `m` name → key-store meta.
+///
+/// One writer task owns every write to `log`. It takes a queued commit and
+/// whatever else is already queued (up to 512), checks them in order, writes
+/// the accepted ones as one `sled::Batch`, flushes, and only then publishes the
+/// new durable head and replies. Readers never read past the durable head.
+#[derive(Debug)]
+pub struct SledStore {
+    db: ::sled::Db,
+    log: Arc<SledLog>,
+    keys: Arc<SledKeys>,
+    stop: Arc<Notify>,
+    writer: JoinHandle<()>,
+}
+
+impl SledStore {
+    /// Opens or creates the store in `dir`, verifying every record of the log.
+    ///
+    /// Must be called inside a tokio runtime: it spawns the writer task, which
+    /// ends on `close` or when every `SledLog` handle is dropped. Corruption
+    /// fails with `Error::Corrupt` rather than opening a partial log.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::storage("the sled store must be opened inside a tokio runtime"))?;
+        let db = ::sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree(LOG_TREE)?;
+        let keys_tree = db.open_tree(KEYS_TREE)?;
+        let log_id = init_meta(&tree)?;
+        let state = verify(&tree)?;
+        db.flush()?;
+        tracing::info!(
+            head = state.head,
+            streams = state.versions.len(),
+            "event log verified"
+        );
+
+        let head = Arc::new(watch::Sender::new(state.head));
+        let stop = Arc::new(Notify::new());
+        #[cfg(test)]
+        let probe = Arc::new(Probe::default());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            durable: state.head,
+            state: Some(state),
+            head: Arc::clone(&head),
+            #[cfg(test)]
+            probe: Arc::clone(&probe),
+        };
+        let writer = runtime.spawn(writer.run(rx, Arc::clone(&stop)));
+        let log = Arc::new(SledLog {
+            tree,
+            tx,
+            head,
+            log_id,
+            #[cfg(test)]
+            probe,
+        });
+        let keys = Arc::new(SledKeys { tree: keys_tree });
+        Ok(SledStore {
+            db,
+            log,
+            keys,
+            stop,
+            writer,
+        })
+    }
+
+    /// Returns a handle to the event log.
+    pub fn log(&self) -> Arc<SledLog> {
+        Arc::clone(&self.log)
+    }
+
+    /// Returns a handle to the key store.
+    pub fn keys(&self) -> Arc<SledKeys> {
+        Arc::clone(&self.keys)
+    }
+
+    /// Stops the writer after the commits already queued, then flushes.
+    ///
+    /// Appends through handles still alive fail with `Error::Closed` afterwards.
+    pub async fn close(self) -> Result<()> {
+        self.stop.notify_one();
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "event log writer ended abnormally");
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+/// The sled event log; cheap to share as `Arc<dyn EventLog>`.
+#[derive(Debug)]
+pub struct SledLog {
+    tree: ::sled::Tree,
+    tx: mpsc::Sender<Pending>,
+    head: Arc<watch::Sender<u64>>,
+    log_id: String,
+    #[cfg(test)]
+    probe: Arc<Probe>,
+}
+
+#[async_trait::async_trait]
+impl EventLog for SledLog {
+    async fn append(&self, commit: Commit) -> Result<Vec<Envelope>> {
+        super::check_shape(&commit)?;
+        let (reply, replied) = oneshot::channel();
+        self.tx
+            .send(Pending { commit, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        replied.await.map_err(|_| Error::Closed)?
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    async fn read(&self, from: u64, max: usize) -> Result<Vec<Envelope>> {
+        let head = self.head();
+        let from = from.max(1);
+        if from > head || max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        let last = head.min(from.saturating_add(max - 1));
+        let mut records = Vec::new();
+        let mut expected = from;
+        for item in self.tree.range(record_key(from)..=record_key(last)) {
+            let (key, value) = item?;
+            let position = record_position(&key).filter(|p| *p == expected);
+            let Some(position) = position else {
+                return Err(missing(expected));
+            };
+            records.push(codec::decode_verified(&value, position)?);
+            expected += 1;
+        }
+        if expected <= last {
+            return Err(missing(expected));
+        }
+        Ok(records)
+    }
+
+    async fn read_stream(&self, stream: &str, up_to: u64) -> Result<Vec<Envelope>> {
+        let limit = up_to.min(self.head());
+        let mut records = Vec::new();
+        for entry in stream_index(&self.tree, stream) {
+            let (_, position) = entry?;
+            if position > limit {
+                break;
+            }
+            let Some(value) = self.tree.get(record_key(position))? else {
+                return Err(missing(position));
+            };
+            let env = codec::decode_verified(&value, position)?;
+            if env.stream != stream {
+                return Err(Error::Corrupt {
+                    position,
+                    reason: format!(
+                        "stream index of {stream:?} points to a record of another stream"
+                    ),
+                });
+            }
+            records.push(env);
+        }
+        Ok(records)
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64> {
+        let head = self.head();
+        // The newest index entry not past the durable head: `v` may already
+        // hold a version whose flush has not returned yet.
+        for entry in stream_index(&self.tree, stream).rev() {
+            let (version, position) = entry?;
+            if position <= head {
+                return Ok(version);
+            }
+        }
+        Ok(0)
+    }
+
+    async fn find_request(&self, request_id: &str) -> Result<Option<RequestRecord>> {
+        let Some(value) = self.tree.get(prefixed(REQUEST, request_id))? else {
+            return Ok(None);
+        };
+        let record = decode_request(request_id, &value)?;
+        Ok((record.last_position <= self.head()).then_some(record))
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+}
+
+#[cfg(test)]
+impl SledLog {
+    /// Returns how many flushes the writer has done.
+    pub(crate) fn flush_count(&self) -> u64 {
+        self.probe.flushes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes the writer's next batch fail before it is applied.
+    pub(crate) fn fail_next_apply(&self) {
+        self.probe
+            .fail_apply
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes the writer's next flush fail after its batch was applied.
+    pub(crate) fn fail_next_flush(&self) {
+        self.probe
+            .fail_flush
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The sled key store, in the `keys` tree beside the log.
+#[derive(Debug)]
+pub struct SledKeys {
+    tree: ::sled::Tree,
+}
+
+#[async_trait::async_trait]
+impl KeyStore for SledKeys {
+    async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
+        self.tree
+            .insert(prefixed(DATA_KEY, credential_id), wrapped)?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
+        let value = self.tree.get(prefixed(DATA_KEY, credential_id))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    async fn delete(&self, credential_ids: &[String]) -> Result<()> {
+        let mut batch = ::sled::Batch::default();
+        for id in credential_ids {
+            batch.remove(prefixed(DATA_KEY, id));
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for item in self.tree.scan_prefix([DATA_KEY]) {
+            let (key, _) = item?;
+            let id = std::str::from_utf8(&key[1..]).map_err(|_| {
+                Error::storage("the key store holds a credential id that is not utf-8")
+            })?;
+            ids.push(id.to_owned());
+        }
+        Ok(ids)
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let value = self.tree.get(prefixed(KEYS_META, name))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        self.tree.insert(prefixed(KEYS_META, name), value)?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+}
+
+impl From<::sled::Error> for Error {
+    fn from(e: ::sled::Error) -> Self {
+        match e {
+            ::sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                Error::StorageFull
+            }
+            other => Error::Storage {
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+/// A commit waiting for the writer, with where to send its outcome.
+#[derive(Debug)]
+struct Pending {
+    commit: Commit,
+    reply: oneshot::Sender<Result<Vec<Envelope>>>,
+}
+
+/// What the writer must know to check commits: the applied head and versions.
+#[derive(Debug)]
+struct WriterState {
+    /// Last position in the tree, durable or not.
+    head: u64,
+    versions: HashMap<String, u64>,
+}
+
+/// Counters and fault switches the tests use to watch the writer.
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct Probe {
+    flushes: std::sync::atomic::AtomicU64,
+    fail_apply: std::sync::atomic::AtomicBool,
+    fail_flush: std::sync::atomic::AtomicBool,
+}
+
+/// The one task that writes the log.
+struct Writer {
+    db: ::sled::Db,
+    tree: ::sled::Tree,
+    /// `None` after a failed reload: reloaded again before the next group.
+    state: Option<WriterState>,
+    /// The published head: flushed, visible to readers.
+    durable: u64,
+    head: Arc<watch::Sender<u64>>,
+    #[cfg(test)]
+    probe: Arc<Probe>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>, stop: Arc<Notify>) {
+        loop {
+            let first = tokio::select! {
+                pending = rx.recv() => match pending {
+                    Some(pending) => pending,
+                    None => break,
+                },
+                () = stop.notified() => {
+                    // Refuse new commits but still serve the queued ones.
+                    rx.close();
+                    continue;
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(pending) => group.push(pending),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group).await;
+        }
+        tracing::debug!(head = self.durable, "event log writer stopped");
+    }
+
+    async fn commit_group(&mut self, group: Vec<Pending>) {
+        match self.write_group(&group).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in group.into_iter().zip(outcomes) {
+                    // The caller may have gone away; its commit stands anyway.
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, commits = group.len(), "event log write failed");
+                // The batch may or may not be in the tree: trust only the tree.
+                self.state = match load(&self.tree) {
+                    Ok(state) => Some(state),
+                    Err(e) => {
+                        tracing::error!(error = %e, "event log state reload failed");
+                        None
+                    }
+                };
+                for pending in group {
+                    let _ = pending.reply.send(Err(shared_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// Checks, applies and flushes a group; an error fails the whole group.
+    async fn write_group(&mut self, group: &[Pending]) -> Result<Vec<Result<Vec<Envelope>>>> {
+        if self.state.is_none() {
+            self.state = Some(load(&self.tree)?);
+        }
+        let state = self.state.as_mut().expect("state was loaded above");
+        let mut batch = ::sled::Batch::default();
+        let mut requests = HashMap::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut accepted = false;
+        for pending in group {
+            let outcome = accept(
+                &self.tree,
+                state,
+                &mut batch,
+                &mut requests,
+                &pending.commit,
+            )?;
+            accepted |= outcome.is_ok();
+            outcomes.push(outcome);
+        }
+        let applied = state.head;
+        if accepted {
+            #[cfg(test)]
+            if self
+                .probe
+                .fail_apply
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(Error::storage("injected apply failure"));
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        // Also flushes when an earlier group applied but failed to flush, so a
+        // duplicate found in such a batch is durable before it is reported.
+        if applied > self.durable {
+            #[cfg(test)]
+            if self
+                .probe
+                .fail_flush
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(Error::StorageFull);
+            }
+            self.db.flush_async().await?;
+            #[cfg(test)]
+            self.probe
+                .flushes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.durable = applied;
+            self.head.send_replace(applied);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Checks one commit against the state and adds it to the batch if accepted.
+///
+/// The outer error is a storage failure (fails the group); the inner one is
+/// this commit's rejection.
+fn accept(
+    tree: &::sled::Tree,
+    state: &mut WriterState,
+    batch: &mut ::sled::Batch,
+    requests: &mut HashMap<String, RequestRecord>,
+    commit: &Commit,
+) -> Result<Result<Vec<Envelope>>> {
+    // Duplicates first, so a retry gets its first result, not a conflict.
+    if !commit.request_id.is_empty() {
+        let known = match requests.get(&commit.request_id) {
+            Some(record) => Some(record.clone()),
+            None => match tree.get(prefixed(REQUEST, &commit.request_id))? {
+                Some(value) => Some(decode_request(&commit.request_id, &value)?),
+                None => None,
+            },
+        };
+        if let Some(record) = known {
+            return Ok(Err(Error::DuplicateRequest { record }));
+        }
+    }
+    let planned = plan(commit, state.head, |stream| {
+        state.versions.get(stream).copied().unwrap_or(0)
+    });
+    let mut envelopes = match planned {
+        Ok(envelopes) => envelopes,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    for env in &mut envelopes {
+        let record = codec::encode(env);
+        let version = env.stream_version.to_be_bytes();
+        batch.insert(&record_key(env.position)[..], record);
+        batch.insert(
+            index_key(&env.stream, env.stream_version),
+            &env.position.to_be_bytes()[..],
+        );
+        batch.insert(prefixed(VERSION, &env.stream), &version[..]);
+        state
+            .versions
+            .insert(env.stream.clone(), env.stream_version);
+        state.head = env.position;
+    }
+    if let Some(record) = request_record(commit, &envelopes) {
+        batch.insert(
+            prefixed(REQUEST, &record.request_id),
+            encode_request(&record),
+        );
+        requests.insert(record.request_id.clone(), record);
+    }
+    Ok(Ok(envelopes))
+}
+
+/// Makes one commit's copy of a group's error.
+fn shared_error(e: &Error) -> Error {
+    match e {
+        Error::StorageFull => Error::StorageFull,
+        Error::Corrupt { position, reason } => Error::Corrupt {
+            position: *position,
+            reason: reason.clone(),
+        },
+        Error::Storage { source } => Error::storage(source.to_string()),
+        other => Error::storage(other.to_string()),
+    }
+}
+
+/// Reads the writer's state from the tree, trusting it as written.
+fn load(tree: &::sled::Tree) -> Result<WriterState> {
+    let head = match tree.scan_prefix([RECORD]).next_back() {
+        Some(item) => {
+            let (key, _) = item?;
+            record_position(&key).ok_or_else(|| malformed_key(0, "record"))?
+        }
+        None => 0,
+    };
+    let mut versions = HashMap::new();
+    for item in tree.scan_prefix([VERSION]) {
+        let (key, value) = item?;
+        let stream = key_name(&key).ok_or_else(|| malformed_key(head, "version"))?;
+        let version = be_u64(&value).ok_or_else(|| malformed_key(head, "version"))?;
+        versions.insert(stream.to_owned(), version);
+    }
+    Ok(WriterState { head, versions })
+}
+
+/// Creates the log's metadata on first open, or checks it.
+fn init_meta(tree: &::sled::Tree) -> Result<String> {
+    let format = tree.get(prefixed(META, "format"))?;
+    let log_id = tree.get(prefixed(META, "log_id"))?;
+    match (format, log_id) {
+        (Some(format), Some(log_id)) => {
+            if &*format != FORMAT {
+                return Err(Error::UnsupportedFormat {
+                    found: String::from_utf8_lossy(&format).into_owned(),
+                });
+            }
+            String::from_utf8(log_id.to_vec()).map_err(|_| Error::Corrupt {
+                position: 0,
+                reason: "log id is not utf-8".into(),
+            })
+        }
+        (None, None) => {
+            if tree.first()?.is_some() {
+                return Err(Error::Corrupt {
+                    position: 0,
+                    reason: "log holds data but no metadata".into(),
+                });
+            }
+            let log_id = uuid::Uuid::new_v4().to_string();
+            let mut batch = ::sled::Batch::default();
+            batch.insert(prefixed(META, "format"), FORMAT);
+            batch.insert(prefixed(META, "log_id"), log_id.as_bytes());
+            tree.apply_batch(batch)?;
+            Ok(log_id)
+        }
+        _ => Err(Error::Corrupt {
+            position: 0,
+            reason: "log metadata is incomplete".into(),
+        }),
+    }
+}
+
+/// Verifies every record and the indexes derived from them; returns the state.
+fn verify(tree: &::sled::Tree) -> Result<WriterState> {
+    // Each stream's last (version, position) seen so far.
+    let mut last: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut expected = 1u64;
+    for item in tree.scan_prefix([RECORD]) {
+        let (key, value) = item?;
+        let position = record_position(&key).ok_or_else(|| malformed_key(expected, "record"))?;
+        if position != expected {
+            return Err(Error::Corrupt {
+                position: expected,
+                reason: format!("record is missing (the next one is at position {position})"),
+            });
+        }
+        let env = codec::decode_verified(&value, position)?;
+        let previous = last.get(&env.stream).map_or(0, |(version, _)| *version);
+        if env.stream_version != previous + 1 {
+            return Err(Error::Corrupt {
+                position,
+                reason: format!(
+                    "stream {:?} goes from version {previous} to {}",
+                    env.stream, env.stream_version
+                ),
+            });
+        }
+        let indexed = tree.get(index_key(&env.stream, env.stream_version))?;
+        if indexed.as_deref().and_then(be_u64) != Some(position) {
+            return Err(Error::Corrupt {
+                position,
+                reason: format!(
+                    "stream index of {:?} does not point to the record",
+                    env.stream
+                ),
+            });
+        }
+        last.insert(env.stream, (env.stream_version, position));
+        expected += 1;
+    }
+    let head = expected - 1;
+
+    let mut versions = HashMap::new();
+    for item in tree.scan_prefix([VERSION]) {
+        let (key, value) = item?;
+        let stream = key_name(&key).ok_or_else(|| malformed_key(head, "version"))?;
+        let version = be_u64(&value).ok_or_else(|| malformed_key(head, "version"))?;
+        match last.get(stream) {
+            Some((recorded, _)) if *recorded == version => {}
+            Some((recorded, position)) => {
+                return Err(Error::Corrupt {
+                    position: *position,
+                    reason: format!(
+                        "stream {stream:?} is recorded at version {version} but its last record is version {recorded}"
+                    ),
+                })
+            }
+            None => {
+                return Err(Error::Corrupt {
+                    position: head,
+                    reason: format!("stream {stream:?} has a version but no record"),
+                })
+            }
+        }
+        versions.insert(stream.to_owned(), version);
+    }
+    if let Some((stream, (_, position))) = last.iter().find(|(s, _)| !versions.contains_key(*s)) {
+        return Err(Error::Corrupt {
+            position: *position,
+            reason: format!("stream {stream:?} has records but no version"),
+        });
+    }
+
+    let mut indexed = 0u64;
+    for item in tree.scan_prefix([INDEX]) {
+        item?;
+        indexed += 1;
+    }
+    if indexed != head {
+        return Err(Error::Corrupt {
+            position: head,
+            reason: format!("stream index holds {indexed} entries for {head} records"),
+        });
+    }
+
+    for item in tree.scan_prefix([REQUEST]) {
+        let (key, value) = item?;
+        let request_id = key_name(&key).ok_or_else(|| malformed_key(head, "request"))?;
+        let record = decode_request(request_id, &value)?;
+        if record.first_position == 0
+            || record.first_position > record.last_position
+            || record.last_position > head
+        {
+            return Err(Error::Corrupt {
+                position: record.last_position,
+                reason: format!(
+                    "request {request_id:?} records positions {}..={} past the head {head}",
+                    record.first_position, record.last_position
+                ),
+            });
+        }
+    }
+    Ok(WriterState { head, versions })
+}
+
+/// Iterates a stream's index as (version, position), in version order.
+fn stream_index(
+    tree: &::sled::Tree,
+    stream: &str,
+) -> impl DoubleEndedIterator<Item = Result<(u64, u64)>> {
+    let prefix = index_prefix(stream);
+    let key_len = prefix.len() + 8;
+    tree.scan_prefix(&prefix).filter_map(move |item| {
+        let (key, value) = match item {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err(e.into())),
+        };
+        // Longer keys belong to streams whose name extends this one past a 0x00.
+        if key.len() != key_len {
+            return None;
+        }
+        let entry = be_u64(&key[prefix.len()..]).zip(be_u64(&value));
+        Some(entry.ok_or_else(|| malformed_key(0, "stream index")))
+    })
+}
+
+fn record_key(position: u64) -> [u8; 9] {
+    let mut key = [RECORD; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn record_position(key: &[u8]) -> Option<u64> {
+    match key.split_first() {
+        Some((&RECORD, rest)) => be_u64(rest),
+        _ => None,
+    }
+}
+
+fn prefixed(prefix: u8, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(prefix);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn key_name(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(1..)?).ok()
+}
+
+fn index_prefix(stream: &str) -> Vec<u8> {
+    let mut key = prefixed(INDEX, stream);
+    key.push(0);
+    key
+}
+
+fn index_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = index_prefix(stream);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+fn encode_request(record: &RequestRecord) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + record.fingerprint.len());
+    value.extend_from_slice(&record.first_position.to_be_bytes());
+    value.extend_from_slice(&record.last_position.to_be_bytes());
+    value.extend_from_slice(&record.fingerprint);
+    value
+}
+
+fn decode_request(request_id: &str, value: &[u8]) -> Result<RequestRecord> {
+    let positions = value
+        .get(..8)
+        .and_then(be_u64)
+        .zip(value.get(8..16).and_then(be_u64));
+    let Some((first_position, last_position)) = positions else {
+        return Err(malformed_key(0, "request"));
+    };
+    Ok(RequestRecord {
+        request_id: request_id.to_owned(),
+        first_position,
+        last_position,
+        fingerprint: value[16..].to_vec(),
+    })
+}
+
+fn missing(position: u64) -> Error {
+    Error::Corrupt {
+        position,
+        reason: "record is missing".into(),
+    }
+}
+
+fn malformed_key(position: u64, what: &str) -> Error {
+    Error::Corrupt {
+        position,
+        reason: format!("malformed {what} entry"),
+    }
+}
+
+/// Edits a closed data directory's raw log, to simulate damage.
+#[cfg(test)]
+pub(crate) fn tamper_record(
+    dir: &Path,
+    position: u64,
+    edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>,
+) {
+    let db = ::sled::Config::new().path(dir).open().unwrap();
+    let tree = db.open_tree(LOG_TREE).unwrap();
+    let key = record_key(position);
+    let record = tree
+        .get(key)
+        .unwrap()
+        .expect("record to tamper with exists");
+    match edit(record.to_vec()) {
+        Some(bytes) => tree.insert(key, bytes).unwrap(),
+        None => tree.remove(key).unwrap(),
+    };
+    db.flush().unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::conformance::{append, commit, one, with_request};
+    use super::*;
+
+    fn expect_corrupt(dir: &Path, position: u64) -> String {
+        let err = SledStore::open(dir).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { position: p, .. } if *p == position),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("position {position}")),
+            "{message}"
+        );
+        assert!(
+            message.contains("restore the data directory from a backup"),
+            "{message}"
+        );
+        message
+    }
+
+    /// Writes three commits of one event each, on two streams, then closes.
+    async fn three_records(dir: &Path) {
+        let store = SledStore::open(dir).unwrap();
+        let log = store.log();
+        log.append(one("a", 0)).await.unwrap();
+        log.append(one("b", 0)).await.unwrap();
+        log.append(one("a", 1)).await.unwrap();
+        drop(log);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (log, keys) = (store.log(), store.keys());
+        let log_id = log.log_id().to_owned();
+        let c = with_request(
+            commit(vec![append("a", 0, 2), append("b", 0, 1)]),
+            "r-1",
+            b"fp",
+        );
+        let appended = log.append(c.clone()).await.unwrap();
+        keys.put("c1", vec![1, 2, 3]).await.unwrap();
+        keys.set_meta("kek_id", b"k1".to_vec()).await.unwrap();
+        drop((log, keys));
+        store.close().await.unwrap();
+
+        let store = SledStore::open(dir.path()).unwrap();
+        let (log, keys) = (store.log(), store.keys());
+        assert_eq!(log.log_id(), log_id);
+        assert_eq!(log.head(), 3);
+        assert_eq!(log.read(1, 10).await.unwrap(), appended);
+        assert_eq!(log.stream_version("a").await.unwrap(), 2);
+        assert_eq!(log.stream_version("b").await.unwrap(), 1);
+        let record = log.find_request("r-1").await.unwrap().unwrap();
+        assert_eq!((record.first_position, record.last_position), (1, 3));
+        let err = log.append(c).await.unwrap_err();
+        assert!(matches!(err, Error::DuplicateRequest { .. }), "{err}");
+        assert_eq!(log.append(one("a", 2)).await.unwrap()[0].position, 4);
+        assert_eq!(keys.get("c1").await.unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(keys.meta("kek_id").await.unwrap(), Some(b"k1".to_vec()));
+        drop((log, keys));
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn torn_last_record_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()).await;
+        tamper_record(dir.path(), 3, |mut bytes| {
+            bytes.truncate(bytes.len() - 3);
+            Some(bytes)
+        });
+        let message = expect_corrupt(dir.path(), 3);
+        assert!(message.contains("checksum"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn flipped_byte_in_a_middle_record_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()).await;
+        tamper_record(dir.path(), 2, |mut bytes| {
+            bytes[4] ^= 0x20;
+            Some(bytes)
+        });
+        let message = expect_corrupt(dir.path(), 2);
+        assert!(message.contains("checksum mismatch"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn missing_position_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()).await;
+        tamper_record(dir.path(), 2, |_| None);
+        let message = expect_corrupt(dir.path(), 2);
+        assert!(message.contains("missing"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn record_moved_to_another_position_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()).await;
+        let mut first = None;
+        tamper_record(dir.path(), 1, |bytes| {
+            first = Some(bytes.clone());
+            Some(bytes)
+        });
+        tamper_record(dir.path(), 2, |_| first);
+        expect_corrupt(dir.path(), 2);
+    }
+
+    #[tokio::test]
+    async fn writer_groups_concurrent_commits_into_fewer_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = store.log();
+        const COMMITS: u64 = 200;
+        // On this single-threaded runtime every task queues its commit before
+        // the writer runs again, so the writer sees them together.
+        let tasks: Vec<_> = (0..COMMITS)
+            .map(|i| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move { log.append(one(&format!("s{i}"), 0)).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(log.head(), COMMITS);
+        let flushes = log.flush_count();
+        assert!((1..COMMITS / 4).contains(&flushes), "{flushes} flushes");
+    }
+
+    #[tokio::test]
+    async fn conflicting_commits_in_one_group_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = store.log();
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let log = Arc::clone(&log);
+                let c = with_request(one("shared", 0), &format!("r-{}", i % 2), b"fp");
+                tokio::spawn(async move { log.append(c).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(Error::Conflict { .. } | Error::DuplicateRequest { .. }) => {}
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(log.head(), 1);
+        assert!(log.flush_count() <= 2);
+    }
+
+    #[tokio::test]
+    async fn failed_apply_fails_the_commit_and_the_writer_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = store.log();
+        log.fail_next_apply();
+        let err = log.append(one("a", 0)).await.unwrap_err();
+        assert!(matches!(err, Error::Storage { .. }), "{err}");
+        assert_eq!(err.to_string(), "storage error: injected apply failure");
+        assert_eq!(log.head(), 0);
+        // Reloaded from the tree: the failed commit is not assumed.
+        let appended = log.append(one("a", 0)).await.unwrap();
+        assert_eq!(appended[0].position, 1);
+        assert_eq!(log.head(), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_flush_fails_the_commit_and_a_retry_finds_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = store.log();
+        log.fail_next_flush();
+        let c = with_request(one("a", 0), "r-1", b"fp");
+        let err = log.append(c.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::StorageFull), "{err}");
+        assert_eq!(log.head(), 0);
+        assert!(log.read(1, 10).await.unwrap().is_empty());
+        assert_eq!(log.stream_version("a").await.unwrap(), 0);
+        assert_eq!(log.find_request("r-1").await.unwrap(), None);
+        // The batch was applied, so the retry is a duplicate, reported only
+        // once the writer has flushed it.
+        let err = log.append(c).await.unwrap_err();
+        let Error::DuplicateRequest { record } = err else {
+            panic!("expected a duplicate, got {err}");
+        };
+        assert_eq!((record.first_position, record.last_position), (1, 1));
+        assert_eq!(log.head(), 1);
+        assert_eq!(log.read(1, 10).await.unwrap().len(), 1);
+        assert_eq!(log.append(one("a", 1)).await.unwrap()[0].position, 2);
+    }
+
+    #[tokio::test]
+    async fn close_refuses_later_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = store.log();
+        log.append(one("a", 0)).await.unwrap();
+        store.close().await.unwrap();
+        let err = log.append(one("a", 1)).await.unwrap_err();
+        assert!(matches!(err, Error::Closed), "{err}");
+        assert_eq!(log.head(), 1);
+        assert_eq!(log.read(1, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_stops_the_writer_and_frees_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.log().append(one("a", 0)).await.unwrap();
+        drop(store);
+        // The writer holds the database until it sees the queue closed.
+        let mut reopened = None;
+        for _ in 0..100 {
+            match SledStore::open(dir.path()) {
+                Ok(store) => {
+                    reopened = Some(store);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let store = reopened.expect("the directory is freed once the writer stops");
+        assert_eq!(store.log().head(), 1);
+    }
+
+    #[test]
+    fn open_outside_a_runtime_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("tokio runtime"), "{err}");
+    }
+}
