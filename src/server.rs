@@ -119,7 +119,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let api = Api::new(app);
+    let api = Api::new(app.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::environment_service_server::EnvironmentServiceServer<Api>>()
@@ -148,7 +148,7 @@ pub async fn serve(
         source: std::io::Error::other(e.to_string()),
     })?;
     tracing::info!(address = ?listener.local_addr().ok(), "serving");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -157,7 +157,9 @@ pub async fn serve(
         .add_service(api.settings_service())
         .add_service(api.token_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .await;
+    app.close().await;
+    served?;
     Ok(())
 }
 

@@ -101,6 +101,11 @@ impl App {
         })
     }
 
+    /// Stops background work so the store can be closed.
+    pub async fn close(&self) {
+        self.projection.stop().await;
+    }
+
     /// Returns the read model.
     pub fn projection(&self) -> &Projection {
         &self.projection

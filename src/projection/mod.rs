@@ -17,6 +17,7 @@ const BATCH: usize = 1024;
 pub struct Projection {
     state: Arc<RwLock<State>>,
     applied: watch::Receiver<u64>,
+    applier: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Projection {
@@ -26,8 +27,26 @@ impl Projection {
         catch_up(log.as_ref(), &mut state).await?;
         let (tx, rx) = watch::channel(state.position());
         let state = Arc::new(RwLock::new(state));
-        tokio::spawn(follow(log, Arc::clone(&state), tx));
-        Ok(Self { state, applied: rx })
+        let applier = tokio::spawn(follow(log, Arc::clone(&state), tx));
+        Ok(Self {
+            state,
+            applied: rx,
+            applier: Arc::new(std::sync::Mutex::new(Some(applier))),
+        })
+    }
+
+    /// Stops the applier task, releasing its handle on the log.
+    pub async fn stop(&self) {
+        let task = self
+            .applier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            // A cancelled task's error is the expected outcome here.
+            let _ = task.await;
+        }
     }
 
     /// Returns a read guard on the current state. Hold it briefly and never

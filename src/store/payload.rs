@@ -337,3 +337,7 @@ pub fn timestamp_to_system(t: &prost_types::Timestamp) -> SystemTime {
     let nanos = u32::try_from(t.nanos).unwrap_or(0).min(999_999_999);
     UNIX_EPOCH + Duration::new(secs, nanos)
 }
+
+#[cfg(test)]
+#[path = "payload_tests.rs"]
+mod tests;

@@ -1,0 +1,203 @@
+//! Test fixtures: a real server on 127.0.0.1 and a free port with a
+//! temporary data directory, clients that send a bearer token, and builders
+//! for the requests the tests repeat.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+
+use registrar::config::ServeConfig;
+use registrar::pb;
+use registrar::server::Running;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// A server with its own data directory, restartable on the same data.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub admin: String,
+}
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Clients of every service, sharing one connection and one token.
+pub struct Clients {
+    pub env: pb::environment_service_client::EnvironmentServiceClient<Authed>,
+    pub reg: pb::registry_service_client::RegistryServiceClient<Authed>,
+    pub settings: pb::settings_service_client::SettingsServiceClient<Authed>,
+    pub tokens: pb::token_service_client::TokenServiceClient<Authed>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = Self {
+            running: None,
+            dir,
+            admin: String::new(),
+        };
+        s.boot().await;
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig::for_dir(self.data_dir())
+    }
+
+    async fn boot(&mut self) {
+        let running = Running::start(self.config()).await.expect("server starts");
+        self.admin = running.admin_token.clone();
+        assert!(self.admin.starts_with("rgr."), "admin token written");
+        self.running = Some(running);
+    }
+
+    /// Stops the server (its store is closed) and starts it again.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.boot().await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.running.as_ref().expect("running").url()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Clients authenticated with `token` (None sends no metadata).
+    pub async fn clients_with(&self, token: Option<&str>) -> Clients {
+        let ch = self.channel().await;
+        let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+        Clients {
+            env: pb::environment_service_client::EnvironmentServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            reg: pb::registry_service_client::RegistryServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            settings: pb::settings_service_client::SettingsServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            tokens: pb::token_service_client::TokenServiceClient::with_interceptor(ch, bearer),
+        }
+    }
+
+    pub async fn admin(&self) -> Clients {
+        self.clients_with(Some(&self.admin.clone())).await
+    }
+}
+
+impl Clients {
+    pub async fn create_env(&mut self, name: &str, orchestration: pb::Orchestration) -> String {
+        self.env
+            .create_environment(pb::CreateEnvironmentRequest {
+                name: name.into(),
+                orchestration: orchestration as i32,
+                request_id: String::new(),
+            })
+            .await
+            .expect("create environment")
+            .into_inner()
+            .environment
+            .expect("environment")
+            .id
+    }
+
+    pub async fn token(&mut self, role: pb::Role, env: &str) -> String {
+        self.tokens
+            .create_token(pb::CreateTokenRequest {
+                role: role as i32,
+                environment_id: env.into(),
+                description: "test".into(),
+            })
+            .await
+            .expect("create token")
+            .into_inner()
+            .token
+    }
+
+    pub async fn list(&mut self, env: &str) -> Vec<pb::Registry> {
+        self.reg
+            .list_registries(pb::ListRegistriesRequest {
+                environment_id: env.into(),
+                page_size: 500,
+                page_token: String::new(),
+            })
+            .await
+            .expect("list registries")
+            .into_inner()
+            .registries
+    }
+}
+
+/// A CUSTOM registry request for `address` with a password.
+pub fn custom(env: &str, address: &str, user: &str, password: &str) -> pb::CreateRegistryRequest {
+    pb::CreateRegistryRequest {
+        environment_id: env.into(),
+        kind: pb::RegistryKind::Custom as i32,
+        address: address.into(),
+        email: "ops@example.com".into(),
+        username: user.into(),
+        password: password.into(),
+        ..Default::default()
+    }
+}
+
+/// Asserts a status code and, for INVALID_ARGUMENT, that the BadRequest
+/// detail names `field`.
+pub fn assert_status<T: std::fmt::Debug>(
+    r: Result<T, Status>,
+    code: tonic::Code,
+    field: Option<&str>,
+) -> Status {
+    let status = match r {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    if let Some(field) = field {
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("a BadRequest detail");
+        assert!(
+            bad.field_violations.iter().any(|v| v.field == field),
+            "expected a violation of {field}, got {bad:?}"
+        );
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    status
+}

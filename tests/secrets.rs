@@ -1,0 +1,266 @@
+//! Secrets at rest (DESIGN §4): no plaintext on disk, and crypto-shredding
+//! of deleted and overridden credentials.
+
+mod common;
+
+use std::path::Path;
+
+use base64::Engine as _;
+use common::{custom, TestServer};
+use registrar::crypto::{Kek, KeySource, SealContext, Sealed, WrappedKey};
+use registrar::domain::event::Event;
+use registrar::pb;
+use registrar::store::sled::SledStore;
+use registrar::store::{payload, EventLog, KeyStore};
+
+/// Every encoding of `marker` a careless implementation might write.
+fn encodings(marker: &str) -> Vec<Vec<u8>> {
+    let mut out = vec![
+        marker.as_bytes().to_vec(),
+        hex(marker.as_bytes()).into_bytes(),
+    ];
+    // base64 of a substring depends on its alignment: try all three, and keep
+    // the part that does not depend on the neighbouring bytes.
+    for pad in 0..3 {
+        let mut bytes = vec![b'x'; pad];
+        bytes.extend_from_slice(marker.as_bytes());
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE,
+        ] {
+            let encoded = engine.encode(&bytes);
+            let stable = &encoded[4..encoded.len() - 4];
+            out.push(stable.as_bytes().to_vec());
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            scan(&path, needles, hits);
+            continue;
+        }
+        let content = std::fs::read(&path).unwrap();
+        for n in needles {
+            if content.windows(n.len()).any(|w| w == n.as_slice()) {
+                hits.push(format!(
+                    "{} contains {:?}",
+                    path.display(),
+                    String::from_utf8_lossy(n)
+                ));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_password_or_key_reaches_the_disk_in_any_encoding() {
+    let mut server = TestServer::start().await;
+    let marker = format!("MARK{}", uuid::Uuid::new_v4().simple());
+    let mut c = server.admin().await;
+    let env = c.create_env("prod", pb::Orchestration::Cattle).await;
+    let reg = c
+        .reg
+        .create_registry(custom(&env, "r.io", "alice", &format!("pw-{marker}-1")))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    c.reg
+        .update_registry(pb::UpdateRegistryRequest {
+            id: reg.id.clone(),
+            password: format!("pw-{marker}-2"),
+            request_id: "edit-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "puller@p.iam.gserviceaccount.com",
+        "private_key": format!("-----BEGIN PRIVATE KEY-----\n{marker}\n-----END PRIVATE KEY-----\n"),
+        "private_key_id": "k1",
+    });
+    c.reg
+        .create_registry(pb::CreateRegistryRequest {
+            kind: pb::RegistryKind::Gcr as i32,
+            address: "gcr.io".into(),
+            username: "_json_key".into(),
+            ..custom(&env, "", "", &key.to_string())
+        })
+        .await
+        .unwrap();
+    server.stop().await;
+
+    let mut hits = Vec::new();
+    scan(server.dir.path(), &encodings(&marker), &mut hits);
+    assert!(hits.is_empty(), "{hits:#?}");
+    // The scan itself works: a file with the marker is found.
+    std::fs::write(server.dir.path().join("control"), format!("..{marker}..")).unwrap();
+    scan(server.dir.path(), &encodings(&marker), &mut hits);
+    assert_eq!(hits.len(), 1);
+}
+
+/// Opens a registry event's sealed password with the key store's data key.
+async fn open_sealed(
+    dir: &Path,
+    key_file: &Path,
+    registry_id: &str,
+) -> Vec<Result<Vec<u8>, String>> {
+    let kek = Kek::load(&KeySource::File(key_file.to_path_buf()), false).unwrap();
+    let store = SledStore::open(dir).unwrap();
+    let log = store.log();
+    let keys = store.keys();
+    let mut out = Vec::new();
+    for envelope in log.read(1, usize::MAX).await.unwrap() {
+        let r = payload::decode(&envelope).unwrap();
+        let (credential, environment_id) = match &r.event {
+            Event::RegistryCreated {
+                registry_id: id,
+                credential,
+                environment_id,
+                ..
+            } if id == registry_id => (credential.clone(), environment_id.clone()),
+            Event::CredentialReplaced {
+                registry_id: id,
+                credential,
+                ..
+            } if id == registry_id => {
+                let env = r.stream.split('/').nth(1).unwrap().to_owned();
+                (credential.clone(), env)
+            }
+            _ => continue,
+        };
+        let ctx = SealContext {
+            environment_id: &environment_id,
+            registry_id,
+            credential_id: &credential.credential_id,
+            version: r.stream_version,
+            field: "password",
+        };
+        let sealed = Sealed {
+            nonce: credential.password.nonce.clone(),
+            ciphertext: credential.password.ciphertext.clone(),
+        };
+        let opened = match keys.get(&credential.credential_id).await.unwrap() {
+            None => Err("no data key".to_owned()),
+            Some(wrapped) => {
+                let key = kek
+                    .unwrap_key(&WrappedKey(wrapped), &credential.credential_id)
+                    .unwrap();
+                key.open(&ctx, &sealed)
+                    .map(|p| p.to_vec())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        out.push(opened);
+    }
+    drop((log, keys));
+    store.close().await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn overridden_and_deleted_credentials_can_never_be_opened_again() {
+    let mut server = TestServer::start().await;
+    let mut c = server.admin().await;
+    let env = c.create_env("prod", pb::Orchestration::Cattle).await;
+    let reg = c
+        .reg
+        .create_registry(custom(&env, "r.io", "u", "first-pw"))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    c.reg
+        .create_registry(custom(&env, "r.io", "u", "second-pw"))
+        .await
+        .unwrap();
+    server.stop().await;
+    let (dir, key_file) = (server.data_dir(), server.config().key_file_path());
+
+    // The overridden credential is shredded; the current one opens.
+    let opened = open_sealed(&dir, &key_file, &reg.id).await;
+    assert_eq!(opened.len(), 2);
+    assert_eq!(opened[0], Err("no data key".to_owned()));
+    assert_eq!(opened[1], Ok(b"second-pw".to_vec()));
+
+    server.restart().await;
+    let mut c = server.admin().await;
+    c.reg
+        .delete_registry(pb::DeleteRegistryRequest {
+            id: reg.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    server.stop().await;
+
+    // The ciphertext is still in the log, but nothing can open it.
+    let opened = open_sealed(&dir, &key_file, &reg.id).await;
+    assert_eq!(
+        opened,
+        vec![Err("no data key".to_owned()), Err("no data key".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_secret_moved_to_another_credential_does_not_open() {
+    let mut server = TestServer::start().await;
+    let mut c = server.admin().await;
+    let env = c.create_env("prod", pb::Orchestration::Cattle).await;
+    let a = c
+        .reg
+        .create_registry(custom(&env, "a.io", "u", "pw-a"))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    server.stop().await;
+    let kek = Kek::load(&KeySource::File(server.config().key_file_path()), false).unwrap();
+    let store = SledStore::open(&server.data_dir()).unwrap();
+    let (log, keys) = (store.log(), store.keys());
+    let mut sealed = None;
+    for envelope in log.read(1, usize::MAX).await.unwrap() {
+        if let Event::RegistryCreated { credential, .. } = payload::decode(&envelope).unwrap().event
+        {
+            sealed = Some(credential);
+        }
+    }
+    let credential = sealed.unwrap();
+    let key = kek
+        .unwrap_key(
+            &WrappedKey(keys.get(&credential.credential_id).await.unwrap().unwrap()),
+            &credential.credential_id,
+        )
+        .unwrap();
+    let s = Sealed {
+        nonce: credential.password.nonce.clone(),
+        ciphertext: credential.password.ciphertext.clone(),
+    };
+    let open = |registry_id: &str, version: u64| {
+        let ctx = SealContext {
+            environment_id: &env,
+            registry_id,
+            credential_id: &credential.credential_id,
+            version,
+            field: "password",
+        };
+        key.open(&ctx, &s).map(|p| p.to_vec())
+    };
+    assert_eq!(open(&a.id, 1).unwrap(), b"pw-a");
+    assert!(open("another-registry", 1).is_err());
+    assert!(open(&a.id, 2).is_err());
+    drop((log, keys));
+    store.close().await.unwrap();
+}
