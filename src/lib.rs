@@ -15,6 +15,7 @@
 //!   `decide` and the fold (`State::apply`). No I/O, no async.
 //! - `config`, `telemetry`, `server`: flags, logging, and `run`.
 
+pub mod adapters;
 pub mod api;
 pub mod app;
 pub mod config;

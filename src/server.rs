@@ -133,6 +133,9 @@ pub async fn serve(
     health
         .set_serving::<pb::token_service_server::TokenServiceServer<Api>>()
         .await;
+    health
+        .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -156,6 +159,7 @@ pub async fn serve(
         .add_service(api.registry_service())
         .add_service(api.settings_service())
         .add_service(api.token_service())
+        .add_service(api.pull_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     app.close().await;

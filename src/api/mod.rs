@@ -5,6 +5,7 @@
 mod convert;
 mod environment;
 pub(crate) mod error;
+mod pull;
 mod redact;
 mod registry;
 mod settings;
@@ -72,6 +73,11 @@ impl Api {
     /// Returns the settings service.
     pub fn settings_service(&self) -> pb::settings_service_server::SettingsServiceServer<Self> {
         pb::settings_service_server::SettingsServiceServer::new(self.clone())
+    }
+
+    /// Returns the pull service.
+    pub fn pull_service(&self) -> pb::pull_service_server::PullServiceServer<Self> {
+        pb::pull_service_server::PullServiceServer::new(self.clone())
     }
 
     /// Returns the token service.

@@ -4,6 +4,7 @@
 
 mod error;
 mod keys;
+mod pull;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 pub use error::{Error, Result};
 pub use keys::DataKeys;
+pub use pull::{OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
 
 use crate::crypto::Kek;
 use crate::domain::access::Principal;

@@ -146,6 +146,22 @@ impl Whitelist {
     }
 }
 
+impl Whitelist {
+    /// Returns whether a registry may be asked for credentials at all, when
+    /// the repository is not known (credential helpers ask by host): an
+    /// exact or glob entry matches it, or a prefix entry lies inside it.
+    pub fn allows_registry(&self, registry: &Address) -> bool {
+        self.is_empty()
+            || self.0.iter().any(|entry| match entry {
+                WhitelistEntry::Prefix {
+                    registry: prefix_registry,
+                    ..
+                } => prefix_registry == registry,
+                exact_or_glob => exact_or_glob.matches(registry, ""),
+            })
+    }
+}
+
 /// What is wrong with one whitelist entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryFault {

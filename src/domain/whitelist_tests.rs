@@ -544,3 +544,16 @@ proptest! {
         prop_assert!(!whitelist.allows(&quay, &beside));
     }
 }
+
+#[test]
+fn a_registry_without_a_repository_is_allowed_by_exact_glob_or_prefix_entries() {
+    let list = Whitelist::parse(["reg:5000", "*.example.com", "quay.io/myorg/"]).unwrap();
+    let allowed = |a: &str| list.allows_registry(&Address::parse(a).unwrap());
+    assert!(allowed("reg:5000"));
+    assert!(allowed("a.example.com"));
+    assert!(allowed("quay.io"));
+    assert!(!allowed("reg"));
+    assert!(!allowed("index.docker.io"));
+    assert!(!allowed("quay.io.evil.com"));
+    assert!(Whitelist::default().allows_registry(&Address::docker_hub()));
+}

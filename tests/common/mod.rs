@@ -41,6 +41,7 @@ pub struct Clients {
     pub reg: pb::registry_service_client::RegistryServiceClient<Authed>,
     pub settings: pb::settings_service_client::SettingsServiceClient<Authed>,
     pub tokens: pb::token_service_client::TokenServiceClient<Authed>,
+    pub pull: pb::pull_service_client::PullServiceClient<Authed>,
 }
 
 impl TestServer {
@@ -112,7 +113,11 @@ impl TestServer {
                 ch.clone(),
                 bearer.clone(),
             ),
-            tokens: pb::token_service_client::TokenServiceClient::with_interceptor(ch, bearer),
+            tokens: pb::token_service_client::TokenServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            pull: pb::pull_service_client::PullServiceClient::with_interceptor(ch, bearer),
         }
     }
 
@@ -161,6 +166,53 @@ impl Clients {
             .expect("list registries")
             .into_inner()
             .registries
+    }
+}
+
+impl Clients {
+    /// Resolves an image in `env` (empty: the token's environment).
+    pub async fn resolve(
+        &mut self,
+        env: &str,
+        image: &str,
+    ) -> Result<pb::ResolvePullResponse, Status> {
+        self.pull
+            .resolve_pull(pb::ResolvePullRequest {
+                environment_id: env.into(),
+                target: Some(pb::resolve_pull_request::Target::Image(image.into())),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn set_settings(&mut self, default: &str, whitelist: &[&str]) {
+        self.settings
+            .update_settings(pb::UpdateSettingsRequest {
+                settings: Some(pb::Settings {
+                    default_registry: default.into(),
+                    whitelist: whitelist.iter().map(|s| s.to_string()).collect(),
+                }),
+                update_mask: None,
+                request_id: String::new(),
+            })
+            .await
+            .expect("update settings");
+    }
+}
+
+/// Returns the allowed answer, or panics with the denial.
+pub fn allowed(r: &pb::ResolvePullResponse) -> &pb::PullAllowed {
+    match &r.decision {
+        Some(pb::resolve_pull_response::Decision::Allowed(a)) => a,
+        other => panic!("expected allowed, got {other:?}"),
+    }
+}
+
+/// Returns the denial reason, or panics when allowed.
+pub fn denied(r: &pb::ResolvePullResponse) -> (pb::DenyReason, String) {
+    match &r.decision {
+        Some(pb::resolve_pull_response::Decision::Denied(d)) => (d.reason(), d.message.clone()),
+        other => panic!("expected denied, got {other:?}"),
     }
 }
 

@@ -1,0 +1,268 @@
+//! PullService: ResolvePull shaped by the environment's orchestration (R2),
+//! host trust files and Kubernetes pull secrets.
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::ExposeSecret;
+use tonic::{Request, Response, Status};
+
+use super::error::invalid;
+use super::Api;
+use crate::adapters::host_config::{self, HostFormat, HostRegistry};
+use crate::adapters::{cattle, kubernetes, PullAuth};
+use crate::app::{Error, OpenCredential, PullOutcome};
+use crate::domain::event::{Orchestration, Role};
+use crate::domain::resolve::{DenyReason, Target};
+use crate::pb;
+use crate::store::payload::system_to_timestamp;
+
+/// How long kubelets cache a credential that never expires. Short, so that a
+/// deactivation reaches kubelets within a minute.
+pub(crate) const KUBELET_DEFAULT_CACHE: Duration = Duration::from_secs(60);
+/// Name of the pull secret when the caller gives none.
+pub(crate) const DEFAULT_SECRET_NAME: &str = "registrar-pull-secret";
+
+fn pull_auth<'a>(registry: &'a str, c: &'a OpenCredential) -> PullAuth<'a> {
+    PullAuth {
+        registry,
+        username: &c.username,
+        password: c.password.expose_secret(),
+        email: &c.email,
+    }
+}
+
+fn deny_reason(r: DenyReason) -> pb::DenyReason {
+    match r {
+        DenyReason::NotWhitelisted => pb::DenyReason::NotWhitelisted,
+        DenyReason::DefaultNotWhitelisted => pb::DenyReason::DefaultNotWhitelisted,
+        DenyReason::RegistryInactive => pb::DenyReason::RegistryInactive,
+        DenyReason::CredentialExpired => pb::DenyReason::CredentialExpired,
+    }
+}
+
+fn allowed(
+    orchestration: Orchestration,
+    registry: &str,
+    credential: Option<&OpenCredential>,
+    insecure: bool,
+    ca_certificate_pem: String,
+) -> pb::PullAllowed {
+    let auth = credential.map(|c| pull_auth(registry, c));
+    let orchestrator = match orchestration {
+        Orchestration::Cattle => pb::pull_allowed::Orchestrator::Cattle(match &auth {
+            Some(auth) => {
+                let config = cattle::auth_config(auth);
+                pb::CattleAuth {
+                    x_registry_auth: cattle::x_registry_auth(&config),
+                    auth_config: Some(pb::DockerAuthConfig {
+                        username: config.username,
+                        password: config.password,
+                        email: config.email,
+                        server_address: config.server_address,
+                    }),
+                }
+            }
+            None => pb::CattleAuth::default(),
+        }),
+        Orchestration::Kubernetes => {
+            let cache = kubernetes::cache_duration(
+                SystemTime::now(),
+                credential.and_then(|c| c.expire_time),
+                KUBELET_DEFAULT_CACHE,
+            );
+            pb::pull_allowed::Orchestrator::Kubernetes(match &auth {
+                Some(auth) => pb::KubernetesAuth {
+                    docker_config_json: kubernetes::docker_config_json(std::slice::from_ref(auth)),
+                    credential_provider_response: kubernetes::credential_provider_response(
+                        auth, cache,
+                    ),
+                },
+                None => pb::KubernetesAuth {
+                    docker_config_json: kubernetes::docker_config_json(&[]),
+                    credential_provider_response: kubernetes::anonymous_provider_response(cache),
+                },
+            })
+        }
+    };
+    pb::PullAllowed {
+        credential: credential.map(|c| pb::PullCredential {
+            registry_id: c.registry_id.clone(),
+            credential_id: c.credential_id.clone(),
+            email: c.email.clone(),
+            username: c.username.clone(),
+            password: c.password.expose_secret().to_owned(),
+        }),
+        insecure,
+        ca_certificate_pem,
+        expire_time: credential
+            .and_then(|c| c.expire_time)
+            .map(system_to_timestamp),
+        orchestrator: Some(orchestrator),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::pull_service_server::PullService for Api {
+    async fn resolve_pull(
+        &self,
+        request: Request<pb::ResolvePullRequest>,
+    ) -> Result<Response<pb::ResolvePullResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.get_ref();
+        let target = match &r.target {
+            Some(pb::resolve_pull_request::Target::Image(i)) => Target::Image(i),
+            Some(pb::resolve_pull_request::Target::Registry(h)) => Target::Registry(h),
+            None => return Err(invalid("image", "give an image or a registry")),
+        };
+        let answer = self.app.resolve_pull(&who, &r.environment_id, target)?;
+        let decision = match answer.outcome {
+            PullOutcome::Denied(reason) => {
+                pb::resolve_pull_response::Decision::Denied(pb::PullDenied {
+                    reason: deny_reason(reason) as i32,
+                    message: reason.message().to_owned(),
+                })
+            }
+            PullOutcome::Allowed {
+                credential,
+                insecure,
+                ca_certificate_pem,
+            } => pb::resolve_pull_response::Decision::Allowed(allowed(
+                answer.orchestration,
+                &answer.registry,
+                credential.as_ref(),
+                insecure,
+                ca_certificate_pem,
+            )),
+        };
+        Ok(Response::new(pb::ResolvePullResponse {
+            revision: answer.revision,
+            resolved_image: answer.resolved_image,
+            registry: answer.registry,
+            decision: Some(decision),
+        }))
+    }
+
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "Watch is not available in this version",
+        ))
+    }
+
+    async fn get_host_config(
+        &self,
+        request: Request<pb::GetHostConfigRequest>,
+    ) -> Result<Response<pb::GetHostConfigResponse>, Status> {
+        let who = self.principal(&request)?;
+        let r = request.get_ref();
+        let format = match pb::HostConfigFormat::try_from(r.format) {
+            Ok(pb::HostConfigFormat::Docker) => HostFormat::Docker,
+            Ok(pb::HostConfigFormat::Containerd) => HostFormat::Containerd,
+            Ok(pb::HostConfigFormat::Containers) => HostFormat::Containers,
+            Ok(pb::HostConfigFormat::K3s) => HostFormat::K3s,
+            _ => {
+                return Err(invalid(
+                    "format",
+                    "must be HOST_CONFIG_FORMAT_DOCKER, _CONTAINERD, _CONTAINERS or _K3S",
+                ))
+            }
+        };
+        if r.include_auth && format != HostFormat::K3s {
+            return Err(invalid(
+                "include_auth",
+                "only the K3S format carries credentials",
+            ));
+        }
+        if r.include_auth && who.role != Role::Agent {
+            return Err(Status::permission_denied(
+                "credentials in host configuration are for agent tokens only",
+            ));
+        }
+        let (_, registries, revision) = self.app.open_registries(&who, &r.environment_id)?;
+        let hosts: Vec<HostRegistry<'_>> = registries
+            .iter()
+            .map(|reg| HostRegistry {
+                address: &reg.address,
+                insecure: reg.insecure,
+                ca_certificate_pem: &reg.ca_certificate_pem,
+                auth: r
+                    .include_auth
+                    .then(|| pull_auth(&reg.address, &reg.credential)),
+            })
+            .collect();
+        let files = host_config::render(format, &hosts)
+            .into_iter()
+            .map(|f| pb::HostFile {
+                path: f.path,
+                mode: f.mode,
+                content: f.content,
+            })
+            .collect();
+        Ok(Response::new(pb::GetHostConfigResponse { files, revision }))
+    }
+
+    async fn get_pull_secret(
+        &self,
+        request: Request<pb::GetPullSecretRequest>,
+    ) -> Result<Response<pb::GetPullSecretResponse>, Status> {
+        let who = self.principal(&request)?;
+        if who.role != Role::Agent {
+            return Err(Status::permission_denied(
+                "pull secrets are for agent tokens only",
+            ));
+        }
+        let r = request.get_ref();
+        let (orchestration, registries, revision) =
+            self.app.open_registries(&who, &r.environment_id)?;
+        if orchestration != Orchestration::Kubernetes {
+            return Err(Error::from(crate::domain::error::Error::FailedPrecondition(
+                "pull secrets exist for KUBERNETES environments; this one is CATTLE".to_owned(),
+            ))
+            .into());
+        }
+        let auths: Vec<PullAuth<'_>> = registries
+            .iter()
+            .map(|reg| pull_auth(&reg.address, &reg.credential))
+            .collect();
+        let docker_config_json = kubernetes::docker_config_json(&auths);
+        let name = if r.name.is_empty() {
+            DEFAULT_SECRET_NAME
+        } else {
+            &r.name
+        };
+        check_k8s_name("name", name)?;
+        if !r.namespace.is_empty() {
+            check_k8s_name("namespace", &r.namespace)?;
+        }
+        Ok(Response::new(pb::GetPullSecretResponse {
+            secret_manifest: kubernetes::pull_secret_manifest(
+                name,
+                &r.namespace,
+                &docker_config_json,
+            ),
+            docker_config_json,
+            revision,
+        }))
+    }
+}
+
+/// Checks a Kubernetes object name (RFC 1123 subdomain).
+fn check_k8s_name(field: &str, name: &str) -> Result<(), Status> {
+    let ok = name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, "must be a lower-case RFC 1123 name"))
+    }
+}

@@ -1,0 +1,209 @@
+//! Answers for agents: ResolvePull and the credential sets behind pull
+//! secrets and host configuration. Reads only the in-memory projection and
+//! the in-memory data keys: no log I/O, and no lock is held while a secret
+//! is opened.
+
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+
+use super::{App, Error, Result};
+use crate::domain::access::Principal;
+use crate::domain::credential::{CredentialRecord, SecretContext};
+use crate::domain::error::Error as Rule;
+use crate::domain::event::Orchestration;
+use crate::domain::resolve::{self, Decision, DenyReason, Target};
+use crate::domain::state::{Registry, RegistryState};
+
+/// A credential opened for an entitled caller.
+#[derive(Debug)]
+pub struct OpenCredential {
+    /// The registry it belongs to.
+    pub registry_id: String,
+    /// The credential's id.
+    pub credential_id: String,
+    /// Contact email.
+    pub email: String,
+    /// Username.
+    pub username: String,
+    /// The password, opened.
+    pub password: SecretString,
+    /// When it stops being handed out.
+    pub expire_time: Option<SystemTime>,
+}
+
+/// A registry's trust settings and, when it has one, its opened credential.
+#[derive(Debug)]
+pub struct OpenRegistry {
+    /// Canonical address.
+    pub address: String,
+    /// Plain HTTP or unverified TLS.
+    pub insecure: bool,
+    /// CA bundle, empty for none.
+    pub ca_certificate_pem: String,
+    /// The credential.
+    pub credential: OpenCredential,
+}
+
+/// The answer to ResolvePull.
+#[derive(Debug)]
+pub struct PullAnswer {
+    /// The log position the answer reflects.
+    pub revision: u64,
+    /// The fully qualified image; empty for a registry question.
+    pub resolved_image: String,
+    /// The canonical registry.
+    pub registry: String,
+    /// The environment's orchestration, which shapes the answer (R2).
+    pub orchestration: Orchestration,
+    /// Allowed or denied.
+    pub outcome: PullOutcome,
+}
+
+/// Allowed, with what the agent needs, or denied.
+#[derive(Debug)]
+pub enum PullOutcome {
+    /// The pull may go ahead.
+    Allowed {
+        /// `None` for an anonymous pull (R11).
+        credential: Option<OpenCredential>,
+        /// Plain HTTP or unverified TLS (R12).
+        insecure: bool,
+        /// CA bundle (R12).
+        ca_certificate_pem: String,
+    },
+    /// The pull is refused.
+    Denied(DenyReason),
+}
+
+/// What is copied out of the read lock to open a credential after it.
+struct Sealed {
+    environment_id: String,
+    registry_id: String,
+    credential: CredentialRecord,
+    version: u64,
+}
+
+impl Sealed {
+    fn of(reg: &Registry) -> Self {
+        Self {
+            environment_id: reg.environment_id.clone(),
+            registry_id: reg.id.clone(),
+            credential: reg.credential.clone(),
+            version: reg.credential_version,
+        }
+    }
+}
+
+impl App {
+    /// Resolves a pull for a caller entitled to the environment.
+    pub fn resolve_pull(
+        &self,
+        who: &Principal,
+        environment_id: &str,
+        target: Target<'_>,
+    ) -> Result<PullAnswer> {
+        let env = who.scope(environment_id)?;
+        let now = SystemTime::now();
+        let (answer, sealed) = {
+            let state = self.projection.read();
+            let environment = state.environment(env).ok_or_else(|| missing(env))?;
+            let r = resolve::resolve(&state, env, target, now)?;
+            let (outcome, sealed) = match r.decision {
+                Decision::Denied(reason) => (PullOutcome::Denied(reason), None),
+                Decision::Allowed(reg) => (
+                    PullOutcome::Allowed {
+                        credential: None,
+                        insecure: reg.is_some_and(|r| r.insecure),
+                        ca_certificate_pem: reg
+                            .map(|r| r.ca_certificate_pem.clone())
+                            .unwrap_or_default(),
+                    },
+                    reg.map(Sealed::of),
+                ),
+            };
+            let answer = PullAnswer {
+                revision: state.position(),
+                resolved_image: r.resolved_image,
+                registry: r.registry.as_str().to_owned(),
+                orchestration: environment.orchestration,
+                outcome,
+            };
+            (answer, sealed)
+        };
+        let mut answer = answer;
+        if let (Some(sealed), PullOutcome::Allowed { credential, .. }) =
+            (sealed, &mut answer.outcome)
+        {
+            *credential = Some(self.open_sealed(sealed)?);
+        }
+        Ok(answer)
+    }
+
+    /// Returns the environment's orchestration, its active registries that
+    /// have a usable credential, opened, and the revision they reflect.
+    pub fn open_registries(
+        &self,
+        who: &Principal,
+        environment_id: &str,
+    ) -> Result<(Orchestration, Vec<OpenRegistry>, u64)> {
+        let env = who.scope(environment_id)?;
+        let now = SystemTime::now();
+        let (orchestration, regs, revision) = {
+            let state = self.projection.read();
+            let environment = state.environment(env).ok_or_else(|| missing(env))?;
+            let regs: Vec<(String, bool, String, Sealed)> = state
+                .registries_in(env, "")
+                .filter(|r| r.state == RegistryState::Active)
+                .filter(|r| r.credential.expire_time.is_none_or(|t| t > now))
+                .map(|r| {
+                    (
+                        r.address.as_str().to_owned(),
+                        r.insecure,
+                        r.ca_certificate_pem.clone(),
+                        Sealed::of(r),
+                    )
+                })
+                .collect();
+            (environment.orchestration, regs, state.position())
+        };
+        let mut out = Vec::with_capacity(regs.len());
+        for (address, insecure, ca_certificate_pem, sealed) in regs {
+            out.push(OpenRegistry {
+                address,
+                insecure,
+                ca_certificate_pem,
+                credential: self.open_sealed(sealed)?,
+            });
+        }
+        Ok((orchestration, out, revision))
+    }
+
+    fn open_sealed(&self, s: Sealed) -> Result<OpenCredential> {
+        let ctx = SecretContext {
+            environment_id: &s.environment_id,
+            registry_id: &s.registry_id,
+            credential_id: &s.credential.credential_id,
+            version: s.version,
+            field: "password",
+        };
+        let bytes = self.keys.open(&ctx, &s.credential.password)?;
+        let password = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Crypto(crate::crypto::Error::Unseal))?;
+        Ok(OpenCredential {
+            registry_id: s.registry_id,
+            credential_id: s.credential.credential_id,
+            email: s.credential.email,
+            username: s.credential.username,
+            password: SecretString::from(password),
+            expire_time: s.credential.expire_time,
+        })
+    }
+}
+
+fn missing(env: &str) -> Error {
+    Error::from(Rule::NotFound {
+        what: "environment",
+        id: env.to_owned(),
+    })
+}

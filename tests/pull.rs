@@ -1,0 +1,507 @@
+//! ResolvePull over gRPC: every rule R10–R17 with the answer an agent gets,
+//! in the Cattle and Kubernetes shapes; host configuration and pull secrets.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use common::{allowed, assert_status, custom, denied, TestServer};
+use registrar::pb;
+use tonic::Code;
+
+fn cattle(a: &pb::PullAllowed) -> &pb::CattleAuth {
+    match &a.orchestrator {
+        Some(pb::pull_allowed::Orchestrator::Cattle(c)) => c,
+        other => panic!("expected cattle, got {other:?}"),
+    }
+}
+
+fn kubernetes(a: &pb::PullAllowed) -> &pb::KubernetesAuth {
+    match &a.orchestrator {
+        Some(pb::pull_allowed::Orchestrator::Kubernetes(k)) => k,
+        other => panic!("expected kubernetes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_cattle_agent_gets_docker_auth_for_an_active_registry() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            insecure: true,
+            ..custom(&env, "reg.example.com:5000", "alice", "p\"w/+?")
+        })
+        .await
+        .unwrap();
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut a = server.clients_with(Some(&agent)).await;
+
+    // environment_id may be omitted: it comes from the token.
+    let r = a
+        .resolve("", "reg.example.com:5000/team/app:1.0")
+        .await
+        .unwrap();
+    assert_eq!(r.resolved_image, "reg.example.com:5000/team/app:1.0");
+    assert_eq!(r.registry, "reg.example.com:5000");
+    assert!(r.revision > 0);
+    let ok = allowed(&r);
+    assert!(ok.insecure);
+    let cred = ok.credential.as_ref().unwrap();
+    assert_eq!(
+        (cred.username.as_str(), cred.password.as_str()),
+        ("alice", "p\"w/+?")
+    );
+    let c = cattle(ok);
+    let config = c.auth_config.as_ref().unwrap();
+    assert_eq!(config.server_address, "reg.example.com:5000");
+    // X-Registry-Auth decodes as the Docker daemon decodes it.
+    let json = base64::engine::general_purpose::URL_SAFE
+        .decode(&c.x_registry_auth)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["password"], "p\"w/+?");
+    assert_eq!(v["serveraddress"], "reg.example.com:5000");
+    assert_eq!(v["email"], "ops@example.com");
+}
+
+#[tokio::test]
+async fn a_kubernetes_agent_gets_a_docker_config_and_a_kubelet_response() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            kind: pb::RegistryKind::DockerHub as i32,
+            ..custom(&env, "", "hubuser", "hubpass")
+        })
+        .await
+        .unwrap();
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut a = server.clients_with(Some(&agent)).await;
+    let r = a.resolve("", "nginx").await.unwrap();
+    assert_eq!(r.resolved_image, "docker.io/library/nginx:latest");
+    assert_eq!(r.registry, "index.docker.io");
+    let k = kubernetes(allowed(&r));
+    let config: serde_json::Value = serde_json::from_str(&k.docker_config_json).unwrap();
+    let entry = &config["auths"]["https://index.docker.io/v1/"];
+    assert_eq!(entry["username"], "hubuser");
+    assert_eq!(
+        entry["auth"],
+        base64::engine::general_purpose::STANDARD.encode("hubuser:hubpass")
+    );
+    let provider: serde_json::Value =
+        serde_json::from_str(&k.credential_provider_response).unwrap();
+    assert_eq!(
+        provider["apiVersion"],
+        "credentialprovider.kubelet.k8s.io/v1"
+    );
+    assert_eq!(provider["kind"], "CredentialProviderResponse");
+    assert_eq!(provider["cacheKeyType"], "Registry");
+    assert_eq!(provider["cacheDuration"], "1m0s");
+    assert_eq!(provider["auth"]["docker.io"]["password"], "hubpass");
+}
+
+#[tokio::test]
+async fn deactivation_denies_and_deletion_makes_pulls_anonymous() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    let reg = admin
+        .reg
+        .create_registry(custom(&env, "r.io", "u", "secret-pw"))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    admin
+        .reg
+        .deactivate_registry(pb::DeactivateRegistryRequest {
+            id: reg.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    assert_eq!(denied(&r).0, pb::DenyReason::RegistryInactive);
+    assert!(!format!("{r:?}").contains("secret-pw"));
+
+    admin
+        .reg
+        .activate_registry(pb::ActivateRegistryRequest {
+            id: reg.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    assert_eq!(
+        allowed(&r).credential.as_ref().unwrap().password,
+        "secret-pw"
+    );
+
+    admin
+        .reg
+        .delete_registry(pb::DeleteRegistryRequest {
+            id: reg.id,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    let ok = allowed(&r);
+    assert!(
+        ok.credential.is_none(),
+        "R11: unknown registries are pulled anonymously"
+    );
+    assert_eq!(cattle(ok), &pb::CattleAuth::default());
+}
+
+#[tokio::test]
+async fn the_latest_credential_is_the_one_handed_out() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(custom(&env, "r.io", "first", "one"))
+        .await
+        .unwrap();
+    admin
+        .reg
+        .create_registry(custom(&env, "R.IO", "second", "two"))
+        .await
+        .unwrap();
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    let cred = allowed(&r).credential.clone().unwrap();
+    assert_eq!(
+        (cred.username.as_str(), cred.password.as_str()),
+        ("second", "two")
+    );
+}
+
+#[tokio::test]
+async fn an_expired_credential_is_never_handed_out() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let expire = SystemTime::now() + Duration::from_millis(1500);
+    admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            expire_time: Some(registrar::store::payload::system_to_timestamp(expire)),
+            ..custom(&env, "r.io", "AWS", "token")
+        })
+        .await
+        .unwrap();
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    let ok = allowed(&r);
+    assert!(ok.expire_time.is_some());
+    let provider: serde_json::Value =
+        serde_json::from_str(&kubernetes(ok).credential_provider_response).unwrap();
+    let cache = provider["cacheDuration"].as_str().unwrap().to_owned();
+    assert!(
+        ["0s", "1s"].contains(&cache.as_str()),
+        "at most half of the remaining life: {cache}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let r = admin.resolve(&env, "r.io/a").await.unwrap();
+    assert_eq!(denied(&r).0, pb::DenyReason::CredentialExpired);
+    assert!(!format!("{r:?}").contains("token\""));
+}
+
+#[tokio::test]
+async fn the_default_registry_and_the_whitelist_decide_with_rancher_messages() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(custom(&env, "reg:5000", "u", "p"))
+        .await
+        .unwrap();
+    admin
+        .set_settings("reg:5000", &["reg:5000", "quay.io/myorg/"])
+        .await;
+
+    let r = admin.resolve(&env, "ubuntu:14.04").await.unwrap();
+    assert_eq!(r.resolved_image, "reg:5000/ubuntu:14.04");
+    assert_eq!(allowed(&r).credential.as_ref().unwrap().username, "u");
+
+    let r = admin
+        .resolve(&env, "docker.io/library/ubuntu")
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(&r),
+        (
+            pb::DenyReason::NotWhitelisted,
+            "The provided registry is not whitelisted".into()
+        )
+    );
+    assert!(
+        allowed(&admin.resolve(&env, "quay.io/myorg/app").await.unwrap())
+            .credential
+            .is_none()
+    );
+    assert_eq!(
+        denied(&admin.resolve(&env, "quay.io/myorgevil/app").await.unwrap()).0,
+        pb::DenyReason::NotWhitelisted
+    );
+
+    admin.set_settings("", &["reg:5000"]).await;
+    let r = admin.resolve(&env, "ubuntu").await.unwrap();
+    assert_eq!(r.resolved_image, "docker.io/library/ubuntu:latest");
+    assert_eq!(
+        denied(&r),
+        (
+            pb::DenyReason::DefaultNotWhitelisted,
+            "The default registry is not whitelisted".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn bad_images_are_invalid_and_hand_out_nothing() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(custom(&env, "reg", "u", "p"))
+        .await
+        .unwrap();
+    let tag = format!("reg.io/a:{}", "t".repeat(129));
+    let huge = "a".repeat(10 * 1024 * 1024);
+    for image in [
+        "",
+        "reg.io/a\0",
+        "ｒeg.io/a",
+        "HTTP://reg/x",
+        "user:pw@reg/x",
+        "reg:99999/x",
+        "reg.io/Upper",
+        tag.as_str(),
+        "a@sha256:",
+        "a@sha256:0123",
+        "a@b@c",
+    ] {
+        assert_status(
+            admin.resolve(&env, image).await,
+            Code::InvalidArgument,
+            Some("image"),
+        );
+    }
+    // 10 MB is refused by the message size limit or the parser, never resolved.
+    let status = admin.resolve(&env, &huge).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+    let registry = admin
+        .pull
+        .resolve_pull(pb::ResolvePullRequest {
+            environment_id: env.clone(),
+            target: Some(pb::resolve_pull_request::Target::Registry(
+                "*.reg.io".into(),
+            )),
+        })
+        .await;
+    assert_status(registry, Code::InvalidArgument, Some("registry"));
+    // The connection still serves.
+    assert!(admin.resolve(&env, "reg.io/ok").await.is_ok());
+}
+
+#[tokio::test]
+async fn agents_resolve_only_in_their_own_environment() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let a = admin.create_env("a", pb::Orchestration::Cattle).await;
+    let b = admin.create_env("b", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(custom(&b, "r.io", "u", "b-secret"))
+        .await
+        .unwrap();
+    let agent_a = admin.token(pb::Role::Agent, &a).await;
+    let mut ag = server.clients_with(Some(&agent_a)).await;
+    let status = assert_status(ag.resolve(&b, "r.io/x").await, Code::NotFound, None);
+    assert!(!status.message().contains("b-secret"));
+    assert_status(ag.resolve("nope", "r.io/x").await, Code::NotFound, None);
+    assert!(allowed(&ag.resolve("", "r.io/x").await.unwrap())
+        .credential
+        .is_none());
+    assert_status(
+        admin.resolve("", "r.io/x").await,
+        Code::InvalidArgument,
+        Some("environment_id"),
+    );
+}
+
+#[tokio::test]
+async fn host_configuration_trusts_insecure_and_private_ca_registries() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            insecure: true,
+            ..custom(&env, "plain.local:5000", "u", "p")
+        })
+        .await
+        .unwrap();
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut ag = server.clients_with(Some(&agent)).await;
+    let files = ag
+        .pull
+        .get_host_config(pb::GetHostConfigRequest {
+            environment_id: String::new(),
+            format: pb::HostConfigFormat::Docker as i32,
+            include_auth: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .files;
+    let daemon = files
+        .iter()
+        .find(|f| f.path == "daemon.json")
+        .expect("daemon.json");
+    let v: serde_json::Value = serde_json::from_str(&daemon.content).unwrap();
+    assert_eq!(
+        v["insecure-registries"],
+        serde_json::json!(["plain.local:5000"])
+    );
+
+    let k3s = ag
+        .pull
+        .get_host_config(pb::GetHostConfigRequest {
+            environment_id: String::new(),
+            format: pb::HostConfigFormat::K3s as i32,
+            include_auth: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .files;
+    let yaml = k3s
+        .iter()
+        .find(|f| f.path == "registries.yaml")
+        .expect("registries.yaml");
+    assert_eq!(yaml.mode, 0o600);
+    let v: serde_yaml::Value = serde_yaml::from_str(&yaml.content).unwrap();
+    assert_eq!(
+        v["configs"]["plain.local:5000"]["auth"]["password"],
+        serde_yaml::Value::from("p")
+    );
+    // Credentials in host files are for agents only.
+    assert_status(
+        admin
+            .pull
+            .get_host_config(pb::GetHostConfigRequest {
+                environment_id: env.clone(),
+                format: pb::HostConfigFormat::K3s as i32,
+                include_auth: true,
+            })
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    assert_status(
+        ag.pull
+            .get_host_config(pb::GetHostConfigRequest {
+                environment_id: String::new(),
+                format: 0,
+                include_auth: false,
+            })
+            .await,
+        Code::InvalidArgument,
+        Some("format"),
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    admin
+        .reg
+        .create_registry(custom(&env, "a.io", "ua", "pa"))
+        .await
+        .unwrap();
+    let b = admin
+        .reg
+        .create_registry(custom(&env, "b.io", "ub", "pb"))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    admin
+        .reg
+        .deactivate_registry(pb::DeactivateRegistryRequest {
+            id: b.id,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut ag = server.clients_with(Some(&agent)).await;
+    let s = ag
+        .pull
+        .get_pull_secret(pb::GetPullSecretRequest {
+            environment_id: String::new(),
+            name: String::new(),
+            namespace: "apps".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let config: serde_json::Value = serde_json::from_str(&s.docker_config_json).unwrap();
+    assert_eq!(config["auths"]["a.io"]["password"], "pa");
+    assert!(
+        config["auths"].get("b.io").is_none(),
+        "inactive registries are left out"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&s.secret_manifest).unwrap();
+    assert_eq!(manifest["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(manifest["metadata"]["namespace"], "apps");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(manifest["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(data).unwrap(), s.docker_config_json);
+
+    assert_status(
+        admin
+            .pull
+            .get_pull_secret(pb::GetPullSecretRequest {
+                environment_id: env,
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    let cattle = admin.create_env("c", pb::Orchestration::Cattle).await;
+    let cattle_agent = admin.token(pb::Role::Agent, &cattle).await;
+    let mut cag = server.clients_with(Some(&cattle_agent)).await;
+    assert_status(
+        cag.pull
+            .get_pull_secret(pb::GetPullSecretRequest::default())
+            .await,
+        Code::FailedPrecondition,
+        None,
+    );
+}
