@@ -50,6 +50,31 @@ pub struct ServeConfig {
         hide = true
     )]
     pub admin_token: Option<String>,
+    /// Milliseconds a watch stream's full buffer may stay unread before the
+    /// stream ends with a status telling the client to resume.
+    #[arg(
+        long,
+        env = "REGISTRAR_WATCH_STALL_MS",
+        default_value_t = 30_000,
+        hide = true
+    )]
+    pub watch_stall_ms: u64,
+    /// Messages buffered per watch stream.
+    #[arg(
+        long,
+        env = "REGISTRAR_WATCH_BUFFER",
+        default_value_t = 256,
+        hide = true
+    )]
+    pub watch_buffer: usize,
+    /// Milliseconds between bookmarks on a quiet watch stream.
+    #[arg(
+        long,
+        env = "REGISTRAR_WATCH_BOOKMARK_MS",
+        default_value_t = 15_000,
+        hide = true
+    )]
+    pub watch_bookmark_ms: u64,
 }
 
 impl ServeConfig {
@@ -74,6 +99,9 @@ impl ServeConfig {
             key_file: None,
             key_value: None,
             admin_token: None,
+            watch_stall_ms: 30_000,
+            watch_buffer: 256,
+            watch_bookmark_ms: 15_000,
         }
     }
 }

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{Api, FILE_DESCRIPTOR_SET};
+use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
 use crate::app::{App, IssuedToken};
 use crate::config::ServeConfig;
 use crate::crypto::{Kek, KeySource};
@@ -105,7 +106,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (app, store) = open(&config).await?;
     let local = listener.local_addr().ok();
-    let result = serve(app, listener, shutdown).await;
+    let result = serve(app, watch_settings(&config), listener, shutdown).await;
     if let Err(e) = store.close().await {
         tracing::error!(error = %e, "closing the store failed");
     }
@@ -113,13 +114,29 @@ pub async fn run(
     result
 }
 
-/// Serves the API over an opened app.
+/// Returns the watch stream settings of a configuration.
+pub fn watch_settings(config: &ServeConfig) -> WatchSettings {
+    WatchSettings {
+        buffer: config.watch_buffer.max(1),
+        stall_timeout: Duration::from_millis(config.watch_stall_ms),
+        bookmark_every: Duration::from_millis(config.watch_bookmark_ms.max(1)),
+    }
+}
+
+/// Serves the API over an opened app. When `shutdown` completes, watch
+/// streams end with UNAVAILABLE first, so the graceful shutdown is prompt.
 pub async fn serve(
     app: App,
+    watch: WatchSettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let api = Api::new(app.clone());
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
+    let api = Api::new(app.clone(), watch, closing);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::environment_service_server::EnvironmentServiceServer<Api>>()
@@ -284,10 +301,11 @@ impl Running {
             .map(|t| t.trim().to_owned())
             .or_else(|_| config.admin_token.clone().ok_or(()))
             .unwrap_or_default();
+        let settings = watch_settings(&config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
         let task = tokio::spawn(async move {
-            let r = serve(app, listener, async {
+            let r = serve(app, settings, listener, async {
                 let _ = stopped.await;
             })
             .await;

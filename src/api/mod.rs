@@ -10,6 +10,9 @@ mod redact;
 mod registry;
 mod settings;
 mod token;
+mod watch;
+
+pub use watch::WatchSettings;
 
 use base64::Engine as _;
 use tonic::{Request, Status};
@@ -29,12 +32,22 @@ const MAX_PAGE_SIZE: usize = 500;
 #[derive(Debug, Clone)]
 pub struct Api {
     app: App,
+    watch: WatchSettings,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Api {
-    /// Returns the API over an app.
-    pub fn new(app: App) -> Self {
-        Self { app }
+    /// Returns the API over an app; watch streams end when `closing` turns true.
+    pub fn new(
+        app: App,
+        watch: WatchSettings,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            app,
+            watch,
+            closing,
+        }
     }
 
     /// Authenticates the caller from `authorization: Bearer <token>`.

@@ -146,11 +146,32 @@ impl pb::pull_service_server::PullService for Api {
 
     async fn watch(
         &self,
-        _request: Request<pb::WatchRequest>,
+        request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented(
-            "Watch is not available in this version",
-        ))
+        let who = self.principal(&request)?;
+        let r = request.get_ref();
+        let start = self.app.watch(
+            &who,
+            &r.environment_id,
+            &r.resume_token,
+            r.send_initial_state,
+        )?;
+        if *self.closing.borrow() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        // One slot more than the buffer: room for the status that ends a stall.
+        let (tx, rx) = tokio::sync::mpsc::channel(self.watch.buffer + 1);
+        tokio::spawn(super::watch::run(
+            self.app.clone(),
+            start.cursor,
+            start.initial,
+            tx,
+            self.watch,
+            self.closing.clone(),
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn get_host_config(

@@ -5,6 +5,7 @@
 mod error;
 mod keys;
 mod pull;
+mod watch;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +17,7 @@ use subtle::ConstantTimeEq;
 pub use error::{Error, Result};
 pub use keys::DataKeys;
 pub use pull::{OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
+pub use watch::{Change, Cursor, Item, WatchStart};
 
 use crate::crypto::Kek;
 use crate::domain::access::Principal;

@@ -18,6 +18,7 @@ pub struct TestServer {
     pub running: Option<Running>,
     pub dir: tempfile::TempDir,
     pub admin: String,
+    tune: Box<dyn Fn(&mut ServeConfig) + Send + Sync>,
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -47,11 +48,17 @@ pub struct Clients {
 impl TestServer {
     /// Starts a server on a fresh data directory.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `tune` adjusts.
+    pub async fn start_with(tune: impl Fn(&mut ServeConfig) + Send + Sync + 'static) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut s = Self {
             running: None,
             dir,
             admin: String::new(),
+            tune: Box::new(tune),
         };
         s.boot().await;
         s
@@ -62,7 +69,9 @@ impl TestServer {
     }
 
     pub fn config(&self) -> ServeConfig {
-        ServeConfig::for_dir(self.data_dir())
+        let mut c = ServeConfig::for_dir(self.data_dir());
+        (self.tune)(&mut c);
+        c
     }
 
     async fn boot(&mut self) {

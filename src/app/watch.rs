@@ -1,0 +1,221 @@
+//! Watch cursors: one per subscriber, reading the log from its own position
+//! (never a broadcast whose laggards silently lose messages). A cursor turns
+//! the events of one environment, and the settings, into changes without
+//! secrets (R9), each at the log position that resume tokens name.
+
+use base64::Engine as _;
+
+use super::{App, Error, Result};
+use crate::domain::access::Principal;
+use crate::domain::error::Error as Rule;
+use crate::domain::event::{Event, Stream};
+use crate::domain::settings::Settings;
+use crate::domain::state::{Registry, State};
+use crate::store::{payload, Envelope};
+
+/// Records a cursor reads per step.
+const STEP: usize = 256;
+
+/// One change an environment's watchers see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A registry was created or changed; its view without secrets.
+    Registry(Box<Registry>),
+    /// A registry was deleted.
+    RegistryRemoved {
+        /// Its id.
+        id: String,
+        /// Its address.
+        address: String,
+    },
+    /// The settings changed.
+    Settings(Settings),
+    /// The environment was deleted: the watch ends.
+    EnvironmentDeleted,
+}
+
+/// A change at its log position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The position a resume token names.
+    pub position: u64,
+    /// The change.
+    pub change: Change,
+}
+
+/// A subscriber's place in the log.
+#[derive(Debug)]
+pub struct Cursor {
+    app: App,
+    environment_id: String,
+    env_stream: String,
+    registry_prefix: String,
+    position: u64,
+}
+
+/// Where a watch starts.
+#[derive(Debug)]
+pub struct WatchStart {
+    /// The cursor, positioned after the initial state.
+    pub cursor: Cursor,
+    /// The initial state, when asked for: registries and settings at the
+    /// cursor's position.
+    pub initial: Option<Vec<Change>>,
+}
+
+impl App {
+    /// Starts a watch of `environment_id`: from `resume_token` when given,
+    /// else now (after an initial snapshot when `initial` is set).
+    pub fn watch(
+        &self,
+        who: &Principal,
+        environment_id: &str,
+        resume_token: &str,
+        initial: bool,
+    ) -> Result<WatchStart> {
+        let env = who.scope(environment_id)?.to_owned();
+        let state = self.projection.read();
+        if state.environment(&env).is_none() {
+            return Err(Rule::NotFound {
+                what: "environment",
+                id: env,
+            }
+            .into());
+        }
+        let (position, initial) = if resume_token.is_empty() {
+            let snapshot = initial.then(|| snapshot(&state, &env));
+            (state.position(), snapshot)
+        } else {
+            if initial {
+                return Err(Rule::invalid(
+                    "send_initial_state",
+                    "cannot be combined with resume_token: resume continues where the last stream ended",
+                )
+                .into());
+            }
+            (self.parse_token(resume_token)?, None)
+        };
+        drop(state);
+        Ok(WatchStart {
+            cursor: Cursor {
+                app: self.clone(),
+                env_stream: Stream::Environment(env.clone()).name(),
+                registry_prefix: format!("reg/{env}/"),
+                environment_id: env,
+                position,
+            },
+            initial,
+        })
+    }
+
+    /// Returns the opaque resume token for a position of this log.
+    pub fn token(&self, position: u64) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("v1:{}:{position}", self.log.log_id()))
+    }
+
+    fn parse_token(&self, token: &str) -> Result<u64> {
+        let relist = |why: &str| {
+            Error::from(Rule::FailedPrecondition(format!(
+                "resume_token {why}: list the registries again and watch without a token"
+            )))
+        };
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| relist("is not a token of this service"))?;
+        let mut parts = text.splitn(3, ':');
+        let (Some("v1"), Some(log_id), Some(position)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(relist("is not a token of this service"));
+        };
+        if log_id != self.log.log_id() {
+            return Err(relist("belongs to another installation's log"));
+        }
+        let position: u64 = position
+            .parse()
+            .map_err(|_| relist("is not a token of this service"))?;
+        if position > self.log.head() {
+            return Err(relist("is ahead of this log"));
+        }
+        Ok(position)
+    }
+}
+
+fn snapshot(state: &State, env: &str) -> Vec<Change> {
+    let mut out: Vec<Change> = state
+        .registries_in(env, "")
+        .map(|r| Change::Registry(Box::new(r.clone())))
+        .collect();
+    out.push(Change::Settings(state.settings().clone()));
+    out
+}
+
+impl Cursor {
+    /// Returns the position of the last record the cursor has passed.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Reads the next records up to the durable head and returns the
+    /// changes among them; empty when the cursor is at the head.
+    pub async fn next(&mut self) -> Result<Vec<Item>> {
+        let records = self.app.log.read(self.position + 1, STEP).await?;
+        let mut items = Vec::new();
+        for envelope in &records {
+            if let Some(change) = self.change(envelope).await? {
+                items.push(Item {
+                    position: envelope.position,
+                    change,
+                });
+            }
+            self.position = envelope.position;
+        }
+        Ok(items)
+    }
+
+    async fn change(&self, envelope: &Envelope) -> Result<Option<Change>> {
+        let stream = envelope.stream.as_str();
+        let relevant = stream == "settings"
+            || stream == self.env_stream
+            || stream.starts_with(&self.registry_prefix);
+        if !relevant {
+            return Ok(None);
+        }
+        let recorded = payload::decode(envelope)?;
+        Ok(match recorded.event {
+            Event::SettingsUpdated {
+                default_registry,
+                whitelist,
+            } => Some(Change::Settings(Settings {
+                default_registry,
+                whitelist,
+            })),
+            Event::EnvironmentDeleted { .. } => Some(Change::EnvironmentDeleted),
+            Event::RegistryDeleted { registry_id, .. } => Some(Change::RegistryRemoved {
+                id: registry_id,
+                address: stream[self.registry_prefix.len()..].to_owned(),
+            }),
+            Event::RegistryCreated { registry_id, .. }
+            | Event::CredentialReplaced { registry_id, .. }
+            | Event::RegistryActivated { registry_id }
+            | Event::RegistryDeactivated { registry_id } => {
+                // The registry as this event left it: fold its stream so far.
+                let mut state = State::default();
+                for e in self.app.log.read_stream(stream, envelope.position).await? {
+                    state.apply(&payload::decode(&e)?);
+                }
+                state
+                    .registry(&registry_id)
+                    .map(|r| Change::Registry(Box::new(r.clone())))
+            }
+            _ => None,
+        })
+    }
+
+    /// Returns the environment watched.
+    pub fn environment_id(&self) -> &str {
+        &self.environment_id
+    }
+}

@@ -1,0 +1,408 @@
+//! Watch streams over gRPC: initial state then changes, exact resumption
+//! across reconnects, stalled subscribers, bookmarks and shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_status, custom, TestServer};
+use registrar::pb;
+use registrar::pb::watch_response::Event;
+use tonic::Code;
+
+type Stream = tonic::Streaming<pb::WatchResponse>;
+
+async fn watch(
+    c: &mut common::Clients,
+    env: &str,
+    token: &str,
+    initial: bool,
+) -> Result<Stream, tonic::Status> {
+    c.pull
+        .watch(pb::WatchRequest {
+            environment_id: env.into(),
+            resume_token: token.into(),
+            send_initial_state: initial,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn next(s: &mut Stream) -> pb::WatchResponse {
+    tokio::time::timeout(Duration::from_secs(10), s.message())
+        .await
+        .expect("a message within 10s")
+        .expect("no error")
+        .expect("stream open")
+}
+
+/// Reads the next message that is not a periodic bookmark.
+async fn next_change(s: &mut Stream) -> pb::WatchResponse {
+    loop {
+        let m = next(s).await;
+        match &m.event {
+            Some(Event::Bookmark(b)) if !b.initial_state_done => continue,
+            _ => return m,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_watch_sends_the_initial_state_then_every_change() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let other = admin.create_env("o", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(custom(&env, "a.io", "u", "secret-a"))
+        .await
+        .unwrap();
+    admin.set_settings("a.io", &[]).await;
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut ag = server.clients_with(Some(&agent)).await;
+    let mut s = watch(&mut ag, "", "", true).await.unwrap();
+
+    let first = next(&mut s).await;
+    let Some(Event::RegistryChanged(r)) = &first.event else {
+        panic!("{first:?}")
+    };
+    assert_eq!(r.address, "a.io");
+    let Some(Event::SettingsChanged(settings)) = next(&mut s).await.event else {
+        panic!()
+    };
+    assert_eq!(settings.default_registry, "a.io");
+    let Some(Event::Bookmark(b)) = next(&mut s).await.event else {
+        panic!()
+    };
+    assert!(b.initial_state_done);
+
+    // Changes made elsewhere arrive in order; other environments' do not.
+    admin
+        .reg
+        .create_registry(custom(&other, "x.io", "u", "p"))
+        .await
+        .unwrap();
+    let b = admin
+        .reg
+        .create_registry(custom(&env, "b.io", "u", "secret-b"))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    admin
+        .reg
+        .deactivate_registry(pb::DeactivateRegistryRequest {
+            id: b.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    admin
+        .reg
+        .delete_registry(pb::DeleteRegistryRequest {
+            id: b.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let m1 = next_change(&mut s).await;
+    let m2 = next_change(&mut s).await;
+    let m3 = next_change(&mut s).await;
+    let all = format!("{m1:?}{m2:?}{m3:?}");
+    assert!(!all.contains("secret-"), "no change carries a secret");
+    let Some(Event::RegistryChanged(created)) = m1.event else {
+        panic!("{m1:?}")
+    };
+    assert_eq!(
+        (created.address.as_str(), created.state),
+        ("b.io", pb::RegistryState::Active as i32)
+    );
+    let Some(Event::RegistryChanged(deactivated)) = m2.event else {
+        panic!("{m2:?}")
+    };
+    assert_eq!(deactivated.state, pb::RegistryState::Inactive as i32);
+    let Some(Event::RegistryRemoved(removed)) = m3.event else {
+        panic!("{m3:?}")
+    };
+    assert_eq!(
+        (removed.id.as_str(), removed.address.as_str()),
+        (b.id.as_str(), "b.io")
+    );
+    assert_ne!(m1.token, m2.token);
+}
+
+#[tokio::test]
+async fn resuming_from_any_token_delivers_exactly_the_changes_after_it() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let other = admin.create_env("o", pb::Orchestration::Cattle).await;
+
+    // A reference watcher that never disconnects.
+    let mut reference = watch(&mut admin, &env, "", true).await.unwrap();
+    let mut start_token = String::new();
+    loop {
+        let m = next(&mut reference).await;
+        if let Some(Event::Bookmark(b)) = &m.event {
+            if b.initial_state_done {
+                start_token = m.token;
+                break;
+            }
+        }
+    }
+
+    // Writers change both environments concurrently.
+    const CHANGES: usize = 120;
+    let admin_token = server.admin.clone();
+    let writer = {
+        let env = env.clone();
+        let other = other.clone();
+        let mut c = server.clients_with(Some(&admin_token)).await;
+        tokio::spawn(async move {
+            for i in 0..CHANGES {
+                let target = if i % 3 == 0 { &other } else { &env };
+                c.reg
+                    .create_registry(custom(
+                        target,
+                        &format!("r{}.io", i % 7),
+                        "u",
+                        &format!("p{i}"),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+
+    // The resuming watcher reads a few messages per connection, then reconnects.
+    let expected_changes = (0..CHANGES).filter(|i| i % 3 != 0).count();
+    let mut resumed = Vec::new();
+    let mut token = start_token.clone();
+    let mut seed = 7u64;
+    while resumed.len() < expected_changes {
+        let mut s = watch(&mut admin, &env, &token, false).await.unwrap();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let take = 1 + (seed >> 33) as usize % 9;
+        for _ in 0..take {
+            if resumed.len() == expected_changes {
+                break;
+            }
+            let m = next_change(&mut s).await;
+            token = m.token.clone();
+            resumed.push(m);
+        }
+        drop(s);
+    }
+    writer.await.unwrap();
+
+    let mut expected = Vec::new();
+    while expected.len() < expected_changes {
+        expected.push(next_change(&mut reference).await);
+    }
+    assert_eq!(resumed, expected, "none lost, none repeated, same order");
+    let mut tokens: Vec<&String> = resumed.iter().map(|m| &m.token).collect();
+    tokens.dedup();
+    assert_eq!(tokens.len(), expected_changes, "one message per event");
+}
+
+#[tokio::test]
+async fn foreign_or_broken_tokens_ask_to_relist() {
+    let a = TestServer::start().await;
+    let b = TestServer::start().await;
+    let mut ca = a.admin().await;
+    let mut cb = b.admin().await;
+    let env_a = ca.create_env("a", pb::Orchestration::Cattle).await;
+    let env_b = cb.create_env("b", pb::Orchestration::Cattle).await;
+    let mut s = watch(&mut ca, &env_a, "", true).await.unwrap();
+    let token_a = next(&mut s).await.token;
+
+    let status = assert_status(
+        watch(&mut cb, &env_b, &token_a, false).await,
+        Code::FailedPrecondition,
+        None,
+    );
+    assert!(status.message().contains("list"), "{}", status.message());
+    assert_status(
+        watch(&mut cb, &env_b, "garbage!", false).await,
+        Code::FailedPrecondition,
+        None,
+    );
+    assert_status(
+        watch(&mut ca, &env_a, &token_a, true).await,
+        Code::InvalidArgument,
+        Some("send_initial_state"),
+    );
+    assert_status(watch(&mut ca, "nope", "", true).await, Code::NotFound, None);
+}
+
+#[tokio::test]
+async fn quiet_streams_get_bookmarks_that_resume() {
+    let server = TestServer::start_with(|c| c.watch_bookmark_ms = 200).await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let mut s = watch(&mut admin, &env, "", false).await.unwrap();
+    let m = next(&mut s).await;
+    let Some(Event::Bookmark(b)) = &m.event else {
+        panic!("{m:?}")
+    };
+    assert!(!b.initial_state_done);
+    admin
+        .reg
+        .create_registry(custom(&env, "a.io", "u", "p"))
+        .await
+        .unwrap();
+    let mut resumed = watch(&mut admin, &env, &m.token, false).await.unwrap();
+    let Some(Event::RegistryChanged(r)) = next_change(&mut resumed).await.event else {
+        panic!()
+    };
+    assert_eq!(r.address, "a.io");
+}
+
+/// A CA bundle of ten large certificate blocks, to make messages big.
+fn big_ca() -> String {
+    use base64::Engine as _;
+    let mut der = vec![0x30, 0x82, 0x17, 0x00];
+    der.extend(std::iter::repeat_n(0x42u8, 4500));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut one = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        one.push_str(std::str::from_utf8(chunk).unwrap());
+        one.push('\n');
+    }
+    one.push_str("-----END CERTIFICATE-----\n");
+    one.repeat(10)
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
+    let server = TestServer::start_with(|c| {
+        c.watch_stall_ms = 300;
+        c.watch_buffer = 4;
+    })
+    .await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let reg = admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            ca_certificate_pem: big_ca(),
+            ..custom(&env, "a.io", "u", "p")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    // Each connection its own: the stalled one must not hold back the reader.
+    let mut stalled_client = server.admin().await;
+    let mut stalled = watch(&mut stalled_client, &env, "", false).await.unwrap();
+    let mut reader_client = server.admin().await;
+    let mut reader = watch(&mut reader_client, &env, "", false).await.unwrap();
+    const TOGGLES: usize = 300;
+    let reading = tokio::spawn(async move {
+        let mut got = 0;
+        while got < TOGGLES {
+            let m = next_change(&mut reader).await;
+            assert!(matches!(m.event, Some(Event::RegistryChanged(_))));
+            got += 1;
+        }
+        got
+    });
+    for i in 0..TOGGLES {
+        let id = reg.id.clone();
+        if i % 2 == 0 {
+            admin
+                .reg
+                .deactivate_registry(pb::DeactivateRegistryRequest {
+                    id,
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap();
+        } else {
+            admin
+                .reg
+                .activate_registry(pb::ActivateRegistryRequest {
+                    id,
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(reading.await.unwrap(), TOGGLES);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // The stalled stream holds a bounded backlog, then its end and the reason.
+    let mut delivered = 0;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.message())
+            .await
+            .expect("ends")
+        {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("ended without a status after {delivered}"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("resume"), "{}", status.message());
+    assert!(
+        delivered < TOGGLES,
+        "the stalled stream was cut off ({delivered})"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_with_unavailable_promptly() {
+    let mut server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let mut s = watch(&mut admin, &env, "", true).await.unwrap();
+    next(&mut s).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("prompt shutdown");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let status = loop {
+        match s.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test]
+async fn deleting_the_environment_ends_its_watches() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let mut s = watch(&mut admin, &env, "", false).await.unwrap();
+    admin
+        .env
+        .delete_environment(pb::DeleteEnvironmentRequest {
+            id: env,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("ended without a status"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Code::NotFound);
+}
