@@ -142,16 +142,14 @@ async fn resuming_from_any_token_delivers_exactly_the_changes_after_it() {
 
     // A reference watcher that never disconnects.
     let mut reference = watch(&mut admin, &env, "", true).await.unwrap();
-    let mut start_token = String::new();
-    loop {
+    let start_token = loop {
         let m = next(&mut reference).await;
         if let Some(Event::Bookmark(b)) = &m.event {
             if b.initial_state_done {
-                start_token = m.token;
-                break;
+                break m.token;
             }
         }
-    }
+    };
 
     // Writers change both environments concurrently.
     const CHANGES: usize = 120;
