@@ -1,0 +1,249 @@
+//! Watch under load: writer latency with and without stalled watchers.
+//!
+//! Starts the real `registrar` binary on loopback, measures write latency
+//! alone (the baseline), then again while 500 watchers are connected, half of
+//! which never read. Checks that every reading watcher receives every change
+//! in order, and samples the server's resident memory throughout.
+//!
+//! `cargo bench --bench watch_load` (env: `WATCHERS`, `CHANGES`, `WRITERS`).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use registrar::pb;
+use tonic::transport::Channel;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if let Ok(token) = std::fs::read_to_string(data.join("admin.token")) {
+            if Channel::from_shared(url.clone()).unwrap().connect().await.is_ok() {
+                return Server { child, url, token: token.trim().to_owned(), _dir: dir };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap()
+}
+
+/// Writes `count` changes from `writers` tasks; returns sorted latencies.
+async fn write(url: &str, token: &str, env: &str, registries: &[String], count: usize, writers: usize) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (url, token, env, regs, next) = (url.to_owned(), token.to_owned(), env.to_owned(), registries.to_vec(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = pb::registry_service_client::RegistryServiceClient::new(channel(&url).await);
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return lat;
+                }
+                // Each change replaces a credential: the heaviest common write.
+                let reg = &regs[i % regs.len()];
+                let started = Instant::now();
+                client
+                    .create_registry(with_token(&token, pb::CreateRegistryRequest {
+                        environment_id: env.clone(),
+                        kind: pb::RegistryKind::Custom as i32,
+                        address: reg.clone(),
+                        email: "ops@example.com".into(),
+                        username: format!("u{i}"),
+                        password: format!("p{i}"),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                lat.push(started.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let watchers = env_usize("WATCHERS", 500);
+    let changes = env_usize("CHANGES", 10_000);
+    let writers = env_usize("WRITERS", 16);
+    let server = start_server().await;
+    let pid = server.child.id();
+    let token = server.token.clone();
+    let ch = channel(&server.url).await;
+    let mut envs = pb::environment_service_client::EnvironmentServiceClient::new(ch.clone());
+    let env = envs
+        .create_environment(with_token(&token, pb::CreateEnvironmentRequest {
+            name: "bench".into(),
+            orchestration: pb::Orchestration::Cattle as i32,
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .environment
+        .unwrap()
+        .id;
+    let registries: Vec<String> = (0..50).map(|i| format!("r{i}.example.com")).collect();
+
+    // Warm up, then the baseline: the same writes with no watcher connected.
+    write(&server.url, &token, &env, &registries, 500, writers).await;
+    let rss_start = rss_kib(pid);
+    let started = Instant::now();
+    let baseline = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let baseline_secs = started.elapsed().as_secs_f64();
+
+    // Watchers: half read everything, half never read. Each its own connection.
+    let mut readers = Vec::new();
+    let mut stalled = Vec::new();
+    for w in 0..watchers {
+        let mut client = pb::pull_service_client::PullServiceClient::new(channel(&server.url).await);
+        let stream = client
+            .watch(with_token(&token, pb::WatchRequest { environment_id: env.clone(), resume_token: String::new(), send_initial_state: false }))
+            .await
+            .unwrap()
+            .into_inner();
+        if w % 2 == 0 {
+            readers.push(tokio::spawn(async move {
+                let _client = client;
+                let mut stream = stream;
+                let mut got = 0usize;
+                let mut last = String::new();
+                while got < changes {
+                    let m = stream.message().await.unwrap().expect("open");
+                    if let Some(pb::watch_response::Event::RegistryChanged(_)) = m.event {
+                        // Tokens encode the log position; they only grow.
+                        assert_ne!(m.token, last);
+                        last = m.token;
+                        got += 1;
+                    }
+                }
+                got
+            }));
+        } else {
+            stalled.push((client, stream));
+        }
+    }
+    let rss_watching = rss_kib(pid);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_watching));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let loaded = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let loaded_secs = started.elapsed().as_secs_f64();
+    let mut complete = 0;
+    for r in readers {
+        if r.await.unwrap() == changes {
+            complete += 1;
+        }
+    }
+    sampler.abort();
+    let rss_end = rss_kib(pid);
+    drop(stalled);
+
+    println!("watch_load: {changes} changes, {writers} writers, {watchers} watchers ({} reading, {} stalled)", watchers.div_ceil(2), watchers / 2);
+    println!(
+        "baseline  : {:>8.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        changes as f64 / baseline_secs,
+        pct(&baseline, 0.5),
+        pct(&baseline, 0.99)
+    );
+    println!(
+        "watchers  : {:>8.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        changes as f64 / loaded_secs,
+        pct(&loaded, 0.5),
+        pct(&loaded, 0.99)
+    );
+    println!(
+        "ratio     : throughput {:.2}x of baseline, p50 {:.2}x, p99 {:.2}x",
+        baseline_secs / loaded_secs,
+        pct(&loaded, 0.5) / pct(&baseline, 0.5),
+        pct(&loaded, 0.99) / pct(&baseline, 0.99)
+    );
+    println!(
+        "readers   : {complete}/{} received all {changes} changes in order",
+        watchers.div_ceil(2)
+    );
+    println!(
+        "server RSS: {} MiB before watchers, {} MiB with watchers, peak {} MiB, {} MiB at end",
+        rss_start / 1024,
+        rss_watching / 1024,
+        peak.load(Ordering::Relaxed) / 1024,
+        rss_end / 1024
+    );
+    assert_eq!(complete, watchers.div_ceil(2), "every reading watcher got every change");
+}
