@@ -3,12 +3,14 @@
 //! the events of one environment, and the settings, into changes without
 //! secrets (R9), each at the log position that resume tokens name.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 
 use super::{App, Error, Result};
 use crate::domain::access::Principal;
 use crate::domain::error::Error as Rule;
-use crate::domain::event::{Event, Stream};
+use crate::domain::event::{Event, Recorded, Stream};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Registry, State};
 use crate::store::{payload, Envelope};
@@ -51,6 +53,9 @@ pub struct Cursor {
     env_stream: String,
     registry_prefix: String,
     position: u64,
+    /// Per registry stream, the fold of that stream up to the cursor, built
+    /// on first use from the stream and then kept up to date event by event.
+    views: HashMap<String, State>,
 }
 
 /// Where a watch starts.
@@ -103,6 +108,7 @@ impl App {
                 registry_prefix: format!("reg/{env}/"),
                 environment_id: env,
                 position,
+                views: HashMap::new(),
             },
             initial,
         })
@@ -175,7 +181,7 @@ impl Cursor {
         Ok(items)
     }
 
-    async fn change(&self, envelope: &Envelope) -> Result<Option<Change>> {
+    async fn change(&mut self, envelope: &Envelope) -> Result<Option<Change>> {
         let stream = envelope.stream.as_str();
         let relevant = stream == "settings"
             || stream == self.env_stream
@@ -184,6 +190,7 @@ impl Cursor {
             return Ok(None);
         }
         let recorded = payload::decode(envelope)?;
+        let recorded_for_view = recorded.clone();
         Ok(match recorded.event {
             Event::SettingsUpdated {
                 default_registry,
@@ -193,25 +200,43 @@ impl Cursor {
                 whitelist,
             })),
             Event::EnvironmentDeleted { .. } => Some(Change::EnvironmentDeleted),
-            Event::RegistryDeleted { registry_id, .. } => Some(Change::RegistryRemoved {
-                id: registry_id,
-                address: stream[self.registry_prefix.len()..].to_owned(),
-            }),
+            Event::RegistryDeleted { registry_id, .. } => {
+                self.view(stream, &recorded_for_view).await?;
+                Some(Change::RegistryRemoved {
+                    id: registry_id,
+                    address: stream[self.registry_prefix.len()..].to_owned(),
+                })
+            }
             Event::RegistryCreated { registry_id, .. }
             | Event::CredentialReplaced { registry_id, .. }
             | Event::RegistryActivated { registry_id }
             | Event::RegistryDeactivated { registry_id } => {
-                // The registry as this event left it: fold its stream so far.
-                let mut state = State::default();
-                for e in self.app.log.read_stream(stream, envelope.position).await? {
-                    state.apply(&payload::decode(&e)?);
-                }
-                state
-                    .registry(&registry_id)
+                let view = self.view(stream, &recorded_for_view).await?;
+                view.registry(&registry_id)
                     .map(|r| Change::Registry(Box::new(r.clone())))
             }
             _ => None,
         })
+    }
+
+    /// Returns the stream's fold including `recorded`: the stream is read
+    /// once, on the cursor's first event of it; later events apply in place.
+    async fn view(&mut self, stream: &str, recorded: &Recorded) -> Result<&State> {
+        use std::collections::hash_map::Entry;
+        match self.views.entry(stream.to_owned()) {
+            Entry::Occupied(entry) => {
+                let state = entry.into_mut();
+                state.apply(recorded);
+                Ok(state)
+            }
+            Entry::Vacant(entry) => {
+                let mut state = State::default();
+                for e in self.app.log.read_stream(stream, recorded.position).await? {
+                    state.apply(&payload::decode(&e)?);
+                }
+                Ok(entry.insert(state))
+            }
+        }
     }
 
     /// Returns the environment watched.

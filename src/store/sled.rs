@@ -131,9 +131,23 @@ impl SledStore {
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "event log writer ended abnormally");
         }
-        self.db.flush_async().await?;
+        flush(&self.db).await?;
         Ok(())
     }
+}
+
+/// Flushes to disk on a blocking thread and returns once the data is durable.
+///
+/// sled 0.34's `flush_async` never wakes some of its callers when several
+/// await it at once (spacejam/sled#1308, fixed only on an unreleased branch),
+/// which hung the server under load; the blocking flush gives the same
+/// durability without that lost wake-up.
+async fn flush(tree: &::sled::Tree) -> Result<()> {
+    let tree = tree.clone();
+    tokio::task::spawn_blocking(move || tree.flush())
+        .await
+        .map_err(|e| Error::storage(format!("the flush task failed: {e}")))??;
+    Ok(())
 }
 
 /// The sled event log; cheap to share as `Arc<dyn EventLog>`.
@@ -276,7 +290,7 @@ impl KeyStore for SledKeys {
     async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
         self.tree
             .insert(prefixed(DATA_KEY, credential_id), wrapped)?;
-        self.tree.flush_async().await?;
+        flush(&self.tree).await?;
         Ok(())
     }
 
@@ -291,7 +305,7 @@ impl KeyStore for SledKeys {
             batch.remove(prefixed(DATA_KEY, id));
         }
         self.tree.apply_batch(batch)?;
-        self.tree.flush_async().await?;
+        flush(&self.tree).await?;
         Ok(())
     }
 
@@ -314,7 +328,7 @@ impl KeyStore for SledKeys {
 
     async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
         self.tree.insert(prefixed(KEYS_META, name), value)?;
-        self.tree.flush_async().await?;
+        flush(&self.tree).await?;
         Ok(())
     }
 }
@@ -464,7 +478,7 @@ impl Writer {
             {
                 return Err(Error::StorageFull);
             }
-            self.db.flush_async().await?;
+            flush(&self.db).await?;
             #[cfg(test)]
             self.probe
                 .flushes
