@@ -16,7 +16,10 @@ use registrar::pb;
 use tonic::transport::Channel;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Server {
@@ -34,7 +37,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_server() -> Server {
@@ -42,7 +49,12 @@ async fn start_server() -> Server {
     let port = free_port();
     let data = dir.path().join("data");
     let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -52,12 +64,25 @@ async fn start_server() -> Server {
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
         if let Ok(token) = std::fs::read_to_string(data.join("admin.token")) {
-            if Channel::from_shared(url.clone()).unwrap().connect().await.is_ok() {
-                return Server { child, url, token: token.trim().to_owned(), _dir: dir };
+            if Channel::from_shared(url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .is_ok()
+            {
+                return Server {
+                    child,
+                    url,
+                    token: token.trim().to_owned(),
+                    _dir: dir,
+                };
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start");
 }
 
@@ -75,22 +100,41 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     r
 }
 
 async fn channel(url: &str) -> Channel {
-    Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap()
+    Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// Writes `count` changes from `writers` tasks; returns sorted latencies.
-async fn write(url: &str, token: &str, env: &str, registries: &[String], count: usize, writers: usize) -> Vec<Duration> {
+async fn write(
+    url: &str,
+    token: &str,
+    env: &str,
+    registries: &[String],
+    count: usize,
+    writers: usize,
+) -> Vec<Duration> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..writers {
-        let (url, token, env, regs, next) = (url.to_owned(), token.to_owned(), env.to_owned(), registries.to_vec(), next.clone());
+        let (url, token, env, regs, next) = (
+            url.to_owned(),
+            token.to_owned(),
+            env.to_owned(),
+            registries.to_vec(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            let mut client = pb::registry_service_client::RegistryServiceClient::new(channel(&url).await);
+            let mut client =
+                pb::registry_service_client::RegistryServiceClient::new(channel(&url).await);
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -101,15 +145,18 @@ async fn write(url: &str, token: &str, env: &str, registries: &[String], count: 
                 let reg = &regs[i % regs.len()];
                 let started = Instant::now();
                 client
-                    .create_registry(with_token(&token, pb::CreateRegistryRequest {
-                        environment_id: env.clone(),
-                        kind: pb::RegistryKind::Custom as i32,
-                        address: reg.clone(),
-                        email: "ops@example.com".into(),
-                        username: format!("u{i}"),
-                        password: format!("p{i}"),
-                        ..Default::default()
-                    }))
+                    .create_registry(with_token(
+                        &token,
+                        pb::CreateRegistryRequest {
+                            environment_id: env.clone(),
+                            kind: pb::RegistryKind::Custom as i32,
+                            address: reg.clone(),
+                            email: "ops@example.com".into(),
+                            username: format!("u{i}"),
+                            password: format!("p{i}"),
+                            ..Default::default()
+                        },
+                    ))
                     .await
                     .unwrap();
                 lat.push(started.elapsed());
@@ -140,11 +187,14 @@ async fn main() {
     let ch = channel(&server.url).await;
     let mut envs = pb::environment_service_client::EnvironmentServiceClient::new(ch.clone());
     let env = envs
-        .create_environment(with_token(&token, pb::CreateEnvironmentRequest {
-            name: "bench".into(),
-            orchestration: pb::Orchestration::Cattle as i32,
-            request_id: String::new(),
-        }))
+        .create_environment(with_token(
+            &token,
+            pb::CreateEnvironmentRequest {
+                name: "bench".into(),
+                orchestration: pb::Orchestration::Cattle as i32,
+                request_id: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -164,9 +214,17 @@ async fn main() {
     let mut readers = Vec::new();
     let mut stalled = Vec::new();
     for w in 0..watchers {
-        let mut client = pb::pull_service_client::PullServiceClient::new(channel(&server.url).await);
+        let mut client =
+            pb::pull_service_client::PullServiceClient::new(channel(&server.url).await);
         let stream = client
-            .watch(with_token(&token, pb::WatchRequest { environment_id: env.clone(), resume_token: String::new(), send_initial_state: false }))
+            .watch(with_token(
+                &token,
+                pb::WatchRequest {
+                    environment_id: env.clone(),
+                    resume_token: String::new(),
+                    send_initial_state: false,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -245,5 +303,9 @@ async fn main() {
         peak.load(Ordering::Relaxed) / 1024,
         rss_end / 1024
     );
-    assert_eq!(complete, watchers.div_ceil(2), "every reading watcher got every change");
+    assert_eq!(
+        complete,
+        watchers.div_ceil(2),
+        "every reading watcher got every change"
+    );
 }
