@@ -14,10 +14,15 @@
 //! - `domain`: pure rules: addresses, credentials, settings, commands, events,
 //!   `decide` and the fold (`State::apply`). No I/O, no async.
 //! - `config`, `telemetry`, `server`: flags, logging, and `run`.
+//! - `cli`: the clients of the API beside the server: the people's CLI
+//!   (`registrar env|registry|settings|...`), the docker credential helper
+//!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
+//!   provider. They talk gRPC only, through the generated clients in `pb`.
 
 pub mod adapters;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
