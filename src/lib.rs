@@ -5,7 +5,8 @@
 //! Layout (dependencies point down this list, never up):
 //!
 //! - `api`: tonic services, authentication, proto <-> domain conversion and
-//!   the error -> status table. The only module (with `server`) that knows tonic.
+//!   the error -> status table. With `server` and the clients in `cli`, the
+//!   only modules that know tonic.
 //! - `app`: the one writer: decide, store data keys, append, answer retries.
 //! - `projection`: the in-memory read model, folded from the log by one task.
 //! - `store`: the `EventLog` and `KeyStore` traits, sled and memory
