@@ -80,6 +80,9 @@ async fn start_server() -> Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start");
 }
 

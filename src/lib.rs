@@ -5,7 +5,8 @@
 //! Layout (dependencies point down this list, never up):
 //!
 //! - `api`: tonic services, authentication, proto <-> domain conversion and
-//!   the error -> status table. The only module (with `server`) that knows tonic.
+//!   the error -> status table. With `server` and the clients in `cli`, the
+//!   only modules that know tonic.
 //! - `app`: the one writer: decide, store data keys, append, answer retries.
 //! - `projection`: the in-memory read model, folded from the log by one task.
 //! - `store`: the `EventLog` and `KeyStore` traits, sled and memory
@@ -14,10 +15,15 @@
 //! - `domain`: pure rules: addresses, credentials, settings, commands, events,
 //!   `decide` and the fold (`State::apply`). No I/O, no async.
 //! - `config`, `telemetry`, `server`: flags, logging, and `run`.
+//! - `cli`: the clients of the API beside the server: the people's CLI
+//!   (`registrar env|registry|settings|...`), the docker credential helper
+//!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
+//!   provider. They talk gRPC only, through the generated clients in `pb`.
 
 pub mod adapters;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;

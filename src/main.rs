@@ -1,17 +1,21 @@
-//! The registrar binary: parse the command line, set up tracing, run.
+//! The registrar binary: parse the command line, then serve (with tracing)
+//! or run a client command.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use registrar::config::{Cli, Command};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    registrar::telemetry::init();
     match cli.command {
         Command::Serve(config) => {
+            registrar::telemetry::init();
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             registrar::server::run(config, listener, registrar::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
+        client => Ok(registrar::cli::main(client).await),
     }
-    Ok(())
 }
