@@ -96,6 +96,22 @@ pub struct ServeConfig {
         hide = true
     )]
     pub watch_bookmark_ms: u64,
+    /// Milliseconds between checks of ECR token schedules.
+    #[arg(
+        long,
+        env = "REGISTRAR_ECR_POLL_MS",
+        default_value_t = 5_000,
+        hide = true
+    )]
+    pub ecr_poll_ms: u64,
+    /// The ECR API URL to use instead of the one derived from each registry
+    /// address. Tests only: deliberately no flag and no variable, so no user
+    /// input can point the server at another URL.
+    #[arg(skip)]
+    pub ecr_endpoint: Option<String>,
+    /// The clock the server decides with; tests only (the system clock otherwise).
+    #[arg(skip)]
+    pub clock: Option<std::sync::Arc<dyn crate::app::Clock>>,
 }
 
 impl ServeConfig {
@@ -123,6 +139,9 @@ impl ServeConfig {
             watch_stall_ms: 30_000,
             watch_buffer: 256,
             watch_bookmark_ms: 15_000,
+            ecr_poll_ms: 5_000,
+            ecr_endpoint: None,
+            clock: None,
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod ecr;
 pub mod projection;
 pub mod server;
 pub mod store;

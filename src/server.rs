@@ -20,6 +20,7 @@ use crate::config::ServeConfig;
 use crate::crypto::{Kek, KeySource};
 use crate::domain::access::Principal;
 use crate::domain::event::Role;
+use crate::ecr::{HttpTokenSource, RefresherSettings};
 use crate::pb;
 use crate::store::sled::SledStore;
 
@@ -85,13 +86,16 @@ pub async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
     };
     let kek = Kek::load(&source, true)?;
     let store = SledStore::open(dir)?;
-    let app = App::open(
+    let mut app = App::open(
         store.log() as Arc<dyn crate::store::EventLog>,
         store.keys() as Arc<dyn crate::store::KeyStore>,
         kek,
         config.admin_token.as_deref(),
     )
     .await?;
+    if let Some(clock) = &config.clock {
+        app = app.with_clock(Arc::clone(clock));
+    }
     if config.admin_token.is_none() {
         bootstrap_admin(&app, dir).await?;
     }
@@ -106,7 +110,14 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (app, store) = open(&config).await?;
     let local = listener.local_addr().ok();
-    let result = serve(app, watch_settings(&config), listener, shutdown).await;
+    let result = serve(
+        app,
+        watch_settings(&config),
+        ecr_settings(&config),
+        listener,
+        shutdown,
+    )
+    .await;
     if let Err(e) = store.close().await {
         tracing::error!(error = %e, "closing the store failed");
     }
@@ -123,14 +134,32 @@ pub fn watch_settings(config: &ServeConfig) -> WatchSettings {
     }
 }
 
-/// Serves the API over an opened app. When `shutdown` completes, watch
-/// streams end with UNAVAILABLE first, so the graceful shutdown is prompt.
+/// Returns the ECR refresher settings of a configuration.
+pub fn ecr_settings(config: &ServeConfig) -> RefresherSettings {
+    RefresherSettings {
+        endpoint_override: config.ecr_endpoint.clone(),
+        poll: Duration::from_millis(config.ecr_poll_ms.max(10)),
+        ..RefresherSettings::default()
+    }
+}
+
+/// Serves the API over an opened app, with the ECR refresher. When
+/// `shutdown` completes, watch streams end with UNAVAILABLE first, so the
+/// graceful shutdown is prompt.
 pub async fn serve(
     app: App,
     watch: WatchSettings,
+    ecr: RefresherSettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let refresher = match HttpTokenSource::new() {
+        Ok(source) => Some(crate::ecr::spawn(app.clone(), Arc::new(source), ecr)),
+        Err(e) => {
+            tracing::error!(error = %e, "ECR tokens will not be refreshed");
+            None
+        }
+    };
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
@@ -179,6 +208,11 @@ pub async fn serve(
         .add_service(api.pull_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
+    if let Some(refresher) = refresher {
+        refresher.abort();
+        // A cancelled task's error is the expected outcome here.
+        let _ = refresher.await;
+    }
     app.close().await;
     served?;
     Ok(())
@@ -302,10 +336,11 @@ impl Running {
             .or_else(|_| config.admin_token.clone().ok_or(()))
             .unwrap_or_default();
         let settings = watch_settings(&config);
+        let ecr = ecr_settings(&config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
         let task = tokio::spawn(async move {
-            let r = serve(app, settings, listener, async {
+            let r = serve(app, settings, ecr, listener, async {
                 let _ = stopped.await;
             })
             .await;

@@ -113,6 +113,7 @@ fn command(op: &Op, state: &State, n: usize) -> Option<Command> {
                 username: format!("user{user}"),
                 password: SecretString::from(format!("pw{n}")),
                 expire_time: None,
+                ecr: None,
             },
             insecure: false,
             ca_certificate_pem: String::new(),
@@ -127,6 +128,7 @@ fn command(op: &Op, state: &State, n: usize) -> Option<Command> {
             insecure: Some(*insecure),
             ca_certificate_pem: None,
             expire_time: None,
+            ecr: None,
         },
         Op::Activate(i) => Command::ActivateRegistry {
             registry_id: pick(&regs, *i)?,

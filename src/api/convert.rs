@@ -87,6 +87,13 @@ pub(crate) fn registry(r: &Registry) -> pb::Registry {
         create_time: Some(system_to_timestamp(r.create_time)),
         update_time: Some(system_to_timestamp(r.update_time)),
         expire_time: r.credential.expire_time.map(system_to_timestamp),
+        ecr_access_key_id: r
+            .credential
+            .ecr
+            .as_ref()
+            .map(|k| k.access_key_id.clone())
+            .unwrap_or_default(),
+        last_refresh_error: r.last_refresh_error.clone().unwrap_or_default(),
     }
 }
 

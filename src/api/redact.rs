@@ -48,6 +48,7 @@ impl fmt::Debug for pb::UpdateRegistryRequest {
             )
             .field("request_id", &self.request_id)
             .field("expire_time", &self.expire_time)
+            .field("ecr", &self.ecr)
             .finish()
     }
 }

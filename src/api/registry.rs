@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, fingerprint, Api, Page};
 use crate::app::{new_id, Error, View};
 use crate::domain::command::Command;
-use crate::domain::credential::NewCredential;
+use crate::domain::credential::{NewCredential, NewEcrKeys};
 use crate::domain::error::Error as Rule;
 use crate::pb;
 use crate::store::payload::timestamp_to_system;
@@ -35,12 +35,6 @@ impl pb::registry_service_server::RegistryService for Api {
         let who = self.principal(&request)?;
         let r = request.into_inner();
         let kind = convert::kind(r.kind)?;
-        if r.ecr.is_some() {
-            return Err(super::error::invalid(
-                "ecr",
-                "ECR access keys are not accepted yet: give the ECR token as the password, with username AWS and its expire_time",
-            ));
-        }
         let expire = r.expire_time.as_ref().map(timestamp_to_system);
         let fp = fingerprint(
             &self.app,
@@ -55,6 +49,7 @@ impl pb::registry_service_server::RegistryService for Api {
                 &[u8::from(r.insecure)],
                 r.ca_certificate_pem.as_bytes(),
                 &expire_bytes(&r.expire_time),
+                &ecr_bytes(&r.ecr),
             ],
         );
         let (registry_id, credential_id) = (new_id(), new_id());
@@ -71,6 +66,7 @@ impl pb::registry_service_server::RegistryService for Api {
                     username: r.username.clone(),
                     password: SecretString::from(r.password.clone()),
                     expire_time: expire,
+                    ecr: ecr_keys(&r.ecr),
                 },
                 insecure: r.insecure,
                 ca_certificate_pem: r.ca_certificate_pem.clone(),
@@ -159,6 +155,7 @@ impl pb::registry_service_server::RegistryService for Api {
                 insecure: r.insecure,
                 ca_certificate_pem: r.ca_certificate_pem.clone(),
                 expire_time: expire,
+                ecr: ecr_keys(&r.ecr),
             })
             .await?;
         Ok(Response::new(pb::UpdateRegistryResponse {
@@ -215,6 +212,26 @@ impl pb::registry_service_server::RegistryService for Api {
             })
             .await?;
         Ok(Response::new(pb::DeleteRegistryResponse {}))
+    }
+}
+
+fn ecr_keys(ecr: &Option<pb::EcrCredentials>) -> Option<NewEcrKeys> {
+    ecr.as_ref().map(|e| NewEcrKeys {
+        access_key_id: e.access_key_id.clone(),
+        secret_access_key: SecretString::from(e.secret_access_key.clone()),
+    })
+}
+
+fn ecr_bytes(ecr: &Option<pb::EcrCredentials>) -> Vec<u8> {
+    match ecr {
+        Some(e) => [
+            b"ecr\0".as_slice(),
+            e.access_key_id.as_bytes(),
+            b"\0",
+            e.secret_access_key.as_bytes(),
+        ]
+        .concat(),
+        None => Vec::new(),
     }
 }
 

@@ -21,16 +21,30 @@ pub struct DataKeys {
     live: Arc<RwLock<HashMap<String, Arc<DataKey>>>>,
 }
 
-/// Keys created while deciding one command; the `Sealer` given to `decide`.
-#[derive(Debug, Default)]
+/// The `Sealer` given to `decide`: seals with a live credential's key (an
+/// ECR token joins its credential), or with a key created for a new
+/// credential, which is stored before the events that use it.
+#[derive(Debug)]
 pub(super) struct NewKeys {
+    live: Arc<RwLock<HashMap<String, Arc<DataKey>>>>,
     keys: Vec<(String, Arc<DataKey>)>,
 }
 
 impl Sealer for NewKeys {
     fn seal(&mut self, ctx: SecretContext<'_>, secret: &SecretString) -> SealedSecret {
-        let key = match self.keys.iter().find(|(id, _)| id == ctx.credential_id) {
-            Some((_, key)) => Arc::clone(key),
+        let live = self
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ctx.credential_id)
+            .cloned();
+        let created = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == ctx.credential_id)
+            .map(|(_, key)| Arc::clone(key));
+        let key = match created.or(live) {
+            Some(key) => key,
             None => {
                 let key = Arc::new(DataKey::generate());
                 self.keys
@@ -99,19 +113,29 @@ impl DataKeys {
         Ok(())
     }
 
-    /// Stores the wrapped new keys durably, before the events that use them.
+    /// Returns a sealer for one command.
+    pub(super) fn sealer(&self) -> NewKeys {
+        NewKeys {
+            live: Arc::clone(&self.live),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Stores the wrapped new keys durably and makes them usable, before the
+    /// events that use them: whoever sees such an event finds its key. The
+    /// ids are fresh, so an uncommitted key opens nothing.
     pub(super) async fn store_new(&self, new: &NewKeys) -> Result<()> {
         for (id, key) in &new.keys {
             let wrapped = self.kek.wrap(key, id);
             self.store.put(id, wrapped.0).await?;
         }
-        Ok(())
-    }
-
-    /// Makes the new keys usable once their events are committed.
-    pub(super) fn commit_new(&self, new: NewKeys) {
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
-        live.extend(new.keys);
+        live.extend(
+            new.keys
+                .iter()
+                .map(|(id, key)| (id.clone(), Arc::clone(key))),
+        );
+        Ok(())
     }
 
     /// Deletes keys whose events were not committed.
@@ -119,6 +143,12 @@ impl DataKeys {
         let ids: Vec<String> = new.keys.iter().map(|(id, _)| id.clone()).collect();
         if ids.is_empty() {
             return;
+        }
+        {
+            let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+            for id in &ids {
+                live.remove(id);
+            }
         }
         if let Err(e) = self.store.delete(&ids).await {
             // The start-up sweep deletes them later.

@@ -2,6 +2,7 @@
 //! projection, stores new data keys, appends with expected versions (retrying
 //! on conflict), destroys replaced keys, and answers idempotent retries.
 
+mod clock;
 mod error;
 mod keys;
 mod pull;
@@ -14,6 +15,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use keys::DataKeys;
 pub use pull::{OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
@@ -42,6 +44,7 @@ pub struct App {
     kek: Arc<Kek>,
     projection: Projection,
     configured_admin: Option<[u8; 32]>,
+    clock: Arc<dyn Clock>,
 }
 
 /// The object a command's answer shows, as of the command's commit.
@@ -102,7 +105,19 @@ impl App {
             kek,
             projection,
             configured_admin: configured_admin.map(|t| Sha256::digest(t.as_bytes()).into()),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Returns the app deciding with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Returns the current time of the app's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 
     /// Stops background work so the store can be closed.
@@ -216,8 +231,8 @@ impl App {
             }
         }
         for _ in 0..MAX_ATTEMPTS {
-            let now = SystemTime::now();
-            let mut sealer = keys::NewKeys::default();
+            let now = self.clock.now();
+            let mut sealer = self.keys.sealer();
             let decision = {
                 let state = self.projection.read();
                 decide(&state, who, make(), now, &mut sealer)?
@@ -240,7 +255,6 @@ impl App {
             };
             match self.log.append(commit).await {
                 Ok(recorded) => {
-                    self.keys.commit_new(sealer);
                     self.keys.destroy(&destroyed(&decision)).await;
                     let last = recorded.last().map_or(0, |e| e.position);
                     self.projection.wait_for(last).await;

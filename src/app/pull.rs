@@ -104,7 +104,7 @@ impl App {
         target: Target<'_>,
     ) -> Result<PullAnswer> {
         let env = who.scope(environment_id)?;
-        let now = SystemTime::now();
+        let now = self.now();
         let (answer, sealed) = {
             let state = self.projection.read();
             let environment = state.environment(env).ok_or_else(|| missing(env))?;
@@ -148,14 +148,14 @@ impl App {
         environment_id: &str,
     ) -> Result<(Orchestration, Vec<OpenRegistry>, u64)> {
         let env = who.scope(environment_id)?;
-        let now = SystemTime::now();
+        let now = self.now();
         let (orchestration, regs, revision) = {
             let state = self.projection.read();
             let environment = state.environment(env).ok_or_else(|| missing(env))?;
             let regs: Vec<(String, bool, String, Sealed)> = state
                 .registries_in(env, "")
                 .filter(|r| r.state == RegistryState::Active)
-                .filter(|r| r.credential.expire_time.is_none_or(|t| t > now))
+                .filter(|r| r.credential.usable(now))
                 .map(|r| {
                     (
                         r.address.as_str().to_owned(),

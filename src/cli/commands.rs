@@ -376,6 +376,7 @@ async fn registry(client: &ClientArgs, command: RegistryCommand) -> Result<()> {
                     ca_certificate_pem,
                     request_id: String::new(),
                     expire_time: None,
+                    ecr: None,
                 })
                 .await
                 .map_err(|s| conn.status(s))?

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 
 use super::address::RegistryKind;
-use super::credential::NewCredential;
+use super::credential::{NewCredential, NewEcrKeys};
 use super::event::{Orchestration, Role};
 
 /// A request to change state.
@@ -65,6 +65,30 @@ pub enum Command {
         ca_certificate_pem: Option<String>,
         /// Expiry of the new credential.
         expire_time: Option<SystemTime>,
+        /// New ECR access keys, for ECR registries whose token registrar fetches.
+        ecr: Option<NewEcrKeys>,
+    },
+    /// Record a fetched ECR token (the refresher, as the system).
+    RecordEcrToken {
+        /// The registry.
+        registry_id: String,
+        /// The credential whose keys fetched it; a stale one is refused.
+        credential_id: String,
+        /// The token.
+        token: SecretString,
+        /// When it was fetched.
+        issued_at: SystemTime,
+        /// When it expires.
+        expire_time: SystemTime,
+    },
+    /// Record a failed ECR token refresh (the refresher, as the system).
+    RecordEcrRefreshFailure {
+        /// The registry.
+        registry_id: String,
+        /// The credential whose keys were used.
+        credential_id: String,
+        /// What went wrong, without secrets.
+        message: String,
     },
     /// Activate an inactive registry (R10).
     ActivateRegistry {

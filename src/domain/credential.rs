@@ -30,7 +30,30 @@ pub struct NewCredential {
     pub password: SecretString,
     /// When the credential stops being handed out (R13).
     pub expire_time: Option<SystemTime>,
+    /// IAM access keys, for an ECR registry whose token registrar fetches (R14).
+    pub ecr: Option<NewEcrKeys>,
 }
+
+/// IAM access keys of an ECR registry, as a caller submits them (R14).
+#[derive(Debug, Clone)]
+pub struct NewEcrKeys {
+    /// The access key id, e.g. `AKIAIOSFODNN7EXAMPLE`; not a secret.
+    pub access_key_id: String,
+    /// The secret access key; never printed.
+    pub secret_access_key: SecretString,
+}
+
+/// IAM access keys as the log records them: the secret key sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrKeysRecord {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The sealed secret access key.
+    pub secret_access_key: SealedSecret,
+}
+
+/// The username of ECR tokens.
+pub const ECR_USER: &str = "AWS";
 
 /// A secret in its stored form: AES-256-GCM ciphertext under the
 /// credential's data key, bound to its environment, registry, credential and
@@ -62,6 +85,19 @@ pub struct CredentialRecord {
     pub password: SealedSecret,
     /// When the credential stops being handed out (R13).
     pub expire_time: Option<SystemTime>,
+    /// IAM access keys, when registrar fetches this ECR registry's token;
+    /// the password is then the current token (empty before the first).
+    pub ecr: Option<EcrKeysRecord>,
+}
+
+impl CredentialRecord {
+    /// Returns whether the credential may be handed out at `now`: it has a
+    /// secret (an ECR registry may still wait for its first token) and has
+    /// not expired (R13).
+    pub fn usable(&self, now: SystemTime) -> bool {
+        let has_secret = !(self.ecr.is_some() && self.password.ciphertext.is_empty());
+        has_secret && self.expire_time.is_none_or(|t| t > now)
+    }
 }
 
 /// What binds a sealed secret to its place (DESIGN §4); the associated data.
@@ -149,6 +185,9 @@ impl NewCredential {
     /// the form it is stored in: a GCR `_json_key_base64` key is decoded and
     /// kept as `_json_key`.
     pub fn validate(self, kind: RegistryKind, now: SystemTime) -> Result<Self> {
+        if let Some(keys) = self.ecr.clone() {
+            return self.validate_ecr_keys(kind, keys);
+        }
         check_email(&self.email)?;
         check_username(&self.username)?;
         check_password(&self.password)?;
@@ -176,6 +215,81 @@ impl NewCredential {
             password: key,
             ..self
         })
+    }
+}
+
+impl NewCredential {
+    /// Validates an ECR credential given as access keys: the username is
+    /// `AWS`, the email optional, and the token comes later (R14).
+    fn validate_ecr_keys(self, kind: RegistryKind, keys: NewEcrKeys) -> Result<Self> {
+        if kind != RegistryKind::Ecr {
+            return Err(Error::invalid(
+                "ecr",
+                "only ECR registries take access keys",
+            ));
+        }
+        if !self.password.expose_secret().is_empty() {
+            return Err(Error::invalid(
+                "password",
+                "give either ECR access keys or a token as the password, not both",
+            ));
+        }
+        if !self.username.is_empty() && self.username != ECR_USER {
+            return Err(Error::invalid(
+                "username",
+                "an ECR registry's username is AWS (or empty)",
+            ));
+        }
+        if !self.email.is_empty() {
+            check_email(&self.email)?;
+        }
+        if self.expire_time.is_some() {
+            return Err(Error::invalid(
+                "expire_time",
+                "an ECR registry with access keys gets its expiry from each token",
+            ));
+        }
+        keys.check()?;
+        Ok(Self {
+            username: ECR_USER.to_owned(),
+            ecr: Some(keys),
+            ..self
+        })
+    }
+}
+
+impl NewEcrKeys {
+    /// Checks the keys' shape without echoing the secret. Temporary keys
+    /// (`ASIA…`) are refused: they need a session token and expire.
+    pub fn check(&self) -> Result<()> {
+        let id = &self.access_key_id;
+        let id_ok = (16..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !id_ok {
+            return Err(Error::invalid(
+                "ecr.access_key_id",
+                "must be an IAM access key id (16 to 128 upper-case letters and digits, like AKIA...)",
+            ));
+        }
+        if id.starts_with("ASIA") {
+            return Err(Error::invalid(
+                "ecr.access_key_id",
+                "temporary (ASIA...) keys expire and need a session token: give a long-lived IAM user key",
+            ));
+        }
+        let secret = self.secret_access_key.expose_secret();
+        if secret.is_empty() {
+            return Err(Error::invalid("ecr.secret_access_key", "is required"));
+        }
+        if secret.len() > 128 || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid(
+                "ecr.secret_access_key",
+                "must be an IAM secret access key (at most 128 printable characters)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -251,6 +365,7 @@ mod tests {
             username: username.into(),
             password: SecretString::from(password.to_owned()),
             expire_time: None,
+            ecr: None,
         }
     }
 
@@ -370,6 +485,58 @@ mod tests {
             .validate(RegistryKind::Gcr, SystemTime::now())
             .unwrap_err();
         assert!(e.to_string().contains("8192"), "{e}");
+    }
+
+    fn ecr(id: &str, secret: &str) -> NewCredential {
+        NewCredential {
+            ecr: Some(NewEcrKeys {
+                access_key_id: id.into(),
+                secret_access_key: SecretString::from(secret.to_owned()),
+            }),
+            ..cred("", "", "")
+        }
+    }
+
+    #[test]
+    fn ecr_access_keys_make_an_aws_credential_without_a_password() {
+        let c = ecr(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .validate(RegistryKind::Ecr, SystemTime::now())
+        .unwrap();
+        assert_eq!(c.username, "AWS");
+    }
+
+    #[test]
+    fn bad_ecr_keys_are_refused_naming_the_field_without_echo() {
+        let now = SystemTime::now();
+        let field = |c: NewCredential, kind| field_of(c.validate(kind, now).unwrap_err());
+        assert_eq!(
+            field(ecr("AKIAIOSFODNN7EXAMPLE", "s"), RegistryKind::Custom),
+            "ecr"
+        );
+        assert_eq!(
+            field(ecr("akia-lower", "s"), RegistryKind::Ecr),
+            "ecr.access_key_id"
+        );
+        assert_eq!(
+            field(ecr("ASIAIOSFODNN7EXAMPLE", "s"), RegistryKind::Ecr),
+            "ecr.access_key_id"
+        );
+        assert_eq!(
+            field(ecr("AKIAIOSFODNN7EXAMPLE", ""), RegistryKind::Ecr),
+            "ecr.secret_access_key"
+        );
+        let e = ecr("AKIAIOSFODNN7EXAMPLE", "SECRET MARK")
+            .validate(RegistryKind::Ecr, now)
+            .unwrap_err();
+        assert!(!e.to_string().contains("MARK"));
+        let both = NewCredential {
+            password: SecretString::from("tok".to_owned()),
+            ..ecr("AKIAIOSFODNN7EXAMPLE", "s")
+        };
+        assert_eq!(field(both, RegistryKind::Ecr), "password");
     }
 
     #[test]

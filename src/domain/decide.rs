@@ -8,7 +8,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::access::Principal;
 use super::address::Address;
-use super::credential::{CredentialRecord, NewCredential, Sealer, SecretContext};
+use super::credential::{
+    CredentialRecord, EcrKeysRecord, NewCredential, SealedSecret, Sealer, SecretContext,
+};
 use super::error::{Error, Result};
 use super::event::{CredentialCause, Event, Role, Stream};
 use super::settings::Settings;
@@ -185,6 +187,7 @@ pub fn decide(
             insecure,
             ca_certificate_pem,
             expire_time,
+            ecr,
         } => {
             let reg = managed_registry(state, who, &registry_id)?;
             if !address.trim().is_empty() {
@@ -199,14 +202,31 @@ pub fn decide(
                     ));
                 }
             }
-            let password = password
-                .filter(|p| !p.expose_secret().is_empty())
-                .ok_or_else(|| Error::invalid("password", "password must be re-entered"))?;
+            let password = password.filter(|p| !p.expose_secret().is_empty());
+            let password = match (password, &ecr) {
+                (Some(p), _) => p,
+                (None, Some(_)) => SecretString::from(String::new()),
+                (None, None) if reg.credential.ecr.is_some() => {
+                    return Err(Error::invalid(
+                        "ecr.secret_access_key",
+                        "the access keys must be re-entered",
+                    ))
+                }
+                (None, None) => {
+                    return Err(Error::invalid("password", "password must be re-entered"))
+                }
+            };
+            let username = match (&ecr, username.is_empty()) {
+                // The current username (AWS) carries over to new keys.
+                (Some(_), true) => String::new(),
+                _ => or_current(username, &reg.credential.username),
+            };
             let credential = NewCredential {
                 email: or_current(email, &reg.credential.email),
-                username: or_current(username, &reg.credential.username),
+                username,
                 password,
                 expire_time,
+                ecr,
             }
             .validate(reg.kind, now)?;
             let ca_certificate_pem = match ca_certificate_pem {
@@ -233,6 +253,55 @@ pub fn decide(
             Ok(Decision {
                 appends: vec![registry_append(state, reg, event)],
                 outcome: Outcome::Registry(reg.id.clone()),
+            })
+        }
+        Command::RecordEcrToken {
+            registry_id,
+            credential_id,
+            token,
+            issued_at,
+            expire_time,
+        } => {
+            who.check_admin("recording ECR tokens")?;
+            let reg = current_ecr_registry(state, &registry_id, &credential_id)?;
+            let version = reg_version(state, reg) + 1;
+            let sealed = sealer.seal(
+                SecretContext {
+                    environment_id: &reg.environment_id,
+                    registry_id: &reg.id,
+                    credential_id: &credential_id,
+                    version,
+                    field: "password",
+                },
+                &token,
+            );
+            let event = Event::EcrTokenRefreshed {
+                registry_id: reg.id.clone(),
+                credential_id,
+                token: sealed,
+                issued_at,
+                expire_time,
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(registry_id),
+            })
+        }
+        Command::RecordEcrRefreshFailure {
+            registry_id,
+            credential_id,
+            message,
+        } => {
+            who.check_admin("recording ECR refresh failures")?;
+            let reg = current_ecr_registry(state, &registry_id, &credential_id)?;
+            let event = Event::EcrRefreshFailed {
+                registry_id: reg.id.clone(),
+                credential_id,
+                message,
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(registry_id),
             })
         }
         Command::ActivateRegistry { registry_id } => {
@@ -406,6 +475,24 @@ fn managed_registry<'a>(state: &'a State, who: &Principal, id: &str) -> Result<&
     Ok(reg)
 }
 
+/// Returns the registry if `credential_id` is still its ECR credential; a
+/// refresh that raced with an edit or a delete is refused.
+fn current_ecr_registry<'a>(
+    state: &'a State,
+    registry_id: &str,
+    credential_id: &str,
+) -> Result<&'a Registry> {
+    let reg = state
+        .registry(registry_id)
+        .ok_or_else(|| not_found("registry", registry_id))?;
+    if reg.credential.credential_id != credential_id || reg.credential.ecr.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "registry {registry_id} no longer uses credential {credential_id}"
+        )));
+    }
+    Ok(reg)
+}
+
 fn registry_stream(reg: &Registry) -> String {
     Stream::Registry {
         environment_id: reg.environment_id.clone(),
@@ -451,23 +538,33 @@ fn seal(
     version: u64,
     credential: &NewCredential,
 ) -> CredentialRecord {
-    let password: &SecretString = &credential.password;
-    let sealed = sealer.seal(
-        SecretContext {
-            environment_id,
-            registry_id,
-            credential_id,
-            version,
-            field: "password",
-        },
-        password,
-    );
+    let context = |field| SecretContext {
+        environment_id,
+        registry_id,
+        credential_id,
+        version,
+        field,
+    };
+    let ecr = credential.ecr.as_ref().map(|keys| EcrKeysRecord {
+        access_key_id: keys.access_key_id.clone(),
+        secret_access_key: sealer.seal(context("secret_access_key"), &keys.secret_access_key),
+    });
+    // With ECR keys the password is the token, which the refresher fetches.
+    let password = if ecr.is_some() {
+        SealedSecret {
+            nonce: Vec::new(),
+            ciphertext: Vec::new(),
+        }
+    } else {
+        sealer.seal(context("password"), &credential.password)
+    };
     CredentialRecord {
         credential_id: credential_id.to_owned(),
         email: credential.email.clone(),
         username: credential.username.clone(),
-        password: sealed,
+        password,
         expire_time: credential.expire_time,
+        ecr,
     }
 }
 

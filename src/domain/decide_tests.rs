@@ -146,6 +146,7 @@ fn create(
             username: user.into(),
             password: SecretString::from("pw".to_owned()),
             expire_time: None,
+            ecr: None,
         },
         insecure: false,
         ca_certificate_pem: String::new(),
@@ -163,6 +164,7 @@ fn update(id: &str, credential_id: &str, password: Option<&str>) -> Command {
         insecure: Some(true),
         ca_certificate_pem: None,
         expire_time: None,
+        ecr: None,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::address::{Address, RegistryKind};
-use super::credential::CredentialRecord;
+use super::credential::{CredentialRecord, SealedSecret};
 use super::whitelist::Whitelist;
 
 /// The orchestration type of an environment (R2).
@@ -102,6 +102,28 @@ pub enum Event {
         /// The destroyed credential.
         credential_id: String,
     },
+    /// A fresh ECR token was fetched with the registry's access keys (R14).
+    EcrTokenRefreshed {
+        /// The registry.
+        registry_id: String,
+        /// The credential whose keys fetched it.
+        credential_id: String,
+        /// The token (the password of user `AWS`), sealed.
+        token: SealedSecret,
+        /// When it was fetched.
+        issued_at: SystemTime,
+        /// When it expires.
+        expire_time: SystemTime,
+    },
+    /// Fetching an ECR token failed; the current token, if any, stays.
+    EcrRefreshFailed {
+        /// The registry.
+        registry_id: String,
+        /// The credential whose keys were used.
+        credential_id: String,
+        /// What went wrong, without secrets.
+        message: String,
+    },
     /// The settings were replaced.
     SettingsUpdated {
         /// `registry.default`; `None` is Docker Hub.
@@ -140,6 +162,8 @@ impl Event {
             Event::RegistryDeactivated { .. } => "registry.deactivated",
             Event::RegistryActivated { .. } => "registry.activated",
             Event::RegistryDeleted { .. } => "registry.deleted",
+            Event::EcrTokenRefreshed { .. } => "registry.ecr_token_refreshed",
+            Event::EcrRefreshFailed { .. } => "registry.ecr_refresh_failed",
             Event::SettingsUpdated { .. } => "settings.updated",
             Event::TokenCreated { .. } => "token.created",
             Event::TokenRevoked { .. } => "token.revoked",

@@ -128,7 +128,7 @@ pub fn resolve<'s>(
             Some(reg) if reg.state == RegistryState::Inactive => {
                 Decision::Denied(DenyReason::RegistryInactive)
             }
-            Some(reg) if reg.credential.expire_time.is_some_and(|t| t <= now) => {
+            Some(reg) if !reg.credential.usable(now) => {
                 Decision::Denied(DenyReason::CredentialExpired)
             }
             Some(reg) => Decision::Allowed(Some(reg)),

@@ -59,6 +59,7 @@ impl Given {
                     ciphertext: vec![],
                 },
                 expire_time: expire,
+                ecr: None,
             },
         })
     }

@@ -51,8 +51,15 @@ pub struct Registry {
     pub ca_certificate_pem: String,
     /// The current credential, sealed.
     pub credential: CredentialRecord,
-    /// The registry stream version of the event that sealed the credential.
+    /// The registry stream version of the event that sealed the password
+    /// (for ECR with access keys: the current token).
     pub credential_version: u64,
+    /// The registry stream version of the event that sealed the ECR keys.
+    pub ecr_keys_version: u64,
+    /// When the current ECR token was fetched.
+    pub token_issued_at: Option<SystemTime>,
+    /// Why the last ECR token refresh failed, cleared by the next success.
+    pub last_refresh_error: Option<String>,
     /// When it was created.
     pub create_time: SystemTime,
     /// When it last changed.
@@ -223,6 +230,9 @@ impl State {
                         ca_certificate_pem: ca_certificate_pem.clone(),
                         credential: credential.clone(),
                         credential_version: r.stream_version,
+                        ecr_keys_version: r.stream_version,
+                        token_issued_at: None,
+                        last_refresh_error: None,
                         create_time: r.time,
                         update_time: r.time,
                     },
@@ -238,6 +248,9 @@ impl State {
                 if let Some(reg) = self.registries.get_mut(registry_id) {
                     reg.credential = credential.clone();
                     reg.credential_version = r.stream_version;
+                    reg.ecr_keys_version = r.stream_version;
+                    reg.token_issued_at = None;
+                    reg.last_refresh_error = None;
                     reg.insecure = *insecure;
                     reg.ca_certificate_pem = ca_certificate_pem.clone();
                     reg.update_time = r.time;
@@ -252,6 +265,36 @@ impl State {
             Event::RegistryDeleted { registry_id, .. } => {
                 if let Some(reg) = self.registries.remove(registry_id) {
                     self.by_address.remove(&(reg.environment_id, reg.address));
+                }
+            }
+            Event::EcrTokenRefreshed {
+                registry_id,
+                credential_id,
+                token,
+                issued_at,
+                expire_time,
+            } => {
+                if let Some(reg) = self.registries.get_mut(registry_id) {
+                    if reg.credential.credential_id == *credential_id {
+                        reg.credential.password = token.clone();
+                        reg.credential.expire_time = Some(*expire_time);
+                        reg.credential_version = r.stream_version;
+                        reg.token_issued_at = Some(*issued_at);
+                        reg.last_refresh_error = None;
+                        reg.update_time = r.time;
+                    }
+                }
+            }
+            Event::EcrRefreshFailed {
+                registry_id,
+                credential_id,
+                message,
+            } => {
+                if let Some(reg) = self.registries.get_mut(registry_id) {
+                    if reg.credential.credential_id == *credential_id {
+                        reg.last_refresh_error = Some(message.clone());
+                        reg.update_time = r.time;
+                    }
                 }
             }
             Event::SettingsUpdated {
@@ -293,6 +336,13 @@ impl State {
             reg.state = state;
             reg.update_time = time;
         }
+    }
+
+    /// Returns the registries whose ECR token registrar fetches.
+    pub fn ecr_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
+        self.registries
+            .values()
+            .filter(|r| r.credential.ecr.is_some())
     }
 
     /// Returns the ids of every credential in use, for the key sweep at start.

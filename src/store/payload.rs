@@ -7,7 +7,7 @@ use prost::Message;
 
 use super::{Envelope, Error, NewEvent, Result};
 use crate::domain::address::{Address, RegistryKind};
-use crate::domain::credential::{CredentialRecord, SealedSecret};
+use crate::domain::credential::{CredentialRecord, EcrKeysRecord, SealedSecret};
 use crate::domain::event::{CredentialCause, Event, Orchestration, Recorded, Role};
 use crate::domain::whitelist::Whitelist;
 use crate::event_pb as pb;
@@ -83,6 +83,30 @@ pub fn encode(event: &Event) -> NewEvent {
         } => pb::RegistryDeleted {
             registry_id: registry_id.clone(),
             credential_id: credential_id.clone(),
+        }
+        .encode_to_vec(),
+        Event::EcrTokenRefreshed {
+            registry_id,
+            credential_id,
+            token,
+            issued_at,
+            expire_time,
+        } => pb::EcrTokenRefreshed {
+            registry_id: registry_id.clone(),
+            credential_id: credential_id.clone(),
+            token: Some(sealed_to_pb(token)),
+            issued_at: Some(system_to_timestamp(*issued_at)),
+            expire_time: Some(system_to_timestamp(*expire_time)),
+        }
+        .encode_to_vec(),
+        Event::EcrRefreshFailed {
+            registry_id,
+            credential_id,
+            message,
+        } => pb::EcrRefreshFailed {
+            registry_id: registry_id.clone(),
+            credential_id: credential_id.clone(),
+            message: message.clone(),
         }
         .encode_to_vec(),
         Event::SettingsUpdated {
@@ -220,6 +244,32 @@ fn decode_v1(event_type: &str, payload: &[u8]) -> std::result::Result<Event, Str
                 credential_id: m.credential_id,
             }
         }
+        "registry.ecr_token_refreshed" => {
+            let m: pb::EcrTokenRefreshed = msg(payload)?;
+            Event::EcrTokenRefreshed {
+                token: sealed_from_pb(m.token)?,
+                issued_at: m
+                    .issued_at
+                    .as_ref()
+                    .map(timestamp_to_system)
+                    .ok_or("ECR token without issue time")?,
+                expire_time: m
+                    .expire_time
+                    .as_ref()
+                    .map(timestamp_to_system)
+                    .ok_or("ECR token without expiry")?,
+                registry_id: m.registry_id,
+                credential_id: m.credential_id,
+            }
+        }
+        "registry.ecr_refresh_failed" => {
+            let m: pb::EcrRefreshFailed = msg(payload)?;
+            Event::EcrRefreshFailed {
+                registry_id: m.registry_id,
+                credential_id: m.credential_id,
+                message: m.message,
+            }
+        }
         "settings.updated" => {
             let m: pb::SettingsUpdated = msg(payload)?;
             Event::SettingsUpdated {
@@ -258,31 +308,51 @@ fn decode_v1(event_type: &str, payload: &[u8]) -> std::result::Result<Event, Str
     })
 }
 
+fn sealed_to_pb(s: &SealedSecret) -> pb::SealedSecret {
+    pb::SealedSecret {
+        nonce: s.nonce.clone(),
+        ciphertext: s.ciphertext.clone(),
+    }
+}
+
+fn sealed_from_pb(s: Option<pb::SealedSecret>) -> std::result::Result<SealedSecret, String> {
+    let s = s.ok_or("a sealed secret is missing")?;
+    Ok(SealedSecret {
+        nonce: s.nonce,
+        ciphertext: s.ciphertext,
+    })
+}
+
 fn credential_to_pb(c: &CredentialRecord) -> pb::Credential {
     pb::Credential {
         credential_id: c.credential_id.clone(),
         email: c.email.clone(),
         username: c.username.clone(),
-        password: Some(pb::SealedSecret {
-            nonce: c.password.nonce.clone(),
-            ciphertext: c.password.ciphertext.clone(),
-        }),
+        password: Some(sealed_to_pb(&c.password)),
         expire_time: c.expire_time.map(system_to_timestamp),
+        ecr: c.ecr.as_ref().map(|k| pb::EcrKeys {
+            access_key_id: k.access_key_id.clone(),
+            secret_access_key: Some(sealed_to_pb(&k.secret_access_key)),
+        }),
     }
 }
 
 fn credential_from_pb(c: Option<pb::Credential>) -> std::result::Result<CredentialRecord, String> {
     let c = c.ok_or("registry event without a credential")?;
-    let sealed = c.password.ok_or("credential without a sealed password")?;
+    let ecr = match c.ecr {
+        Some(k) => Some(EcrKeysRecord {
+            access_key_id: k.access_key_id,
+            secret_access_key: sealed_from_pb(k.secret_access_key)?,
+        }),
+        None => None,
+    };
     Ok(CredentialRecord {
         credential_id: c.credential_id,
         email: c.email,
         username: c.username,
-        password: SealedSecret {
-            nonce: sealed.nonce,
-            ciphertext: sealed.ciphertext,
-        },
+        password: sealed_from_pb(c.password)?,
         expire_time: c.expire_time.as_ref().map(timestamp_to_system),
+        ecr,
     })
 }
 

@@ -20,6 +20,7 @@ fn credential() -> CredentialRecord {
         username: "alice".into(),
         password: sealed(),
         expire_time: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+        ecr: None,
     }
 }
 
@@ -79,6 +80,40 @@ fn samples() -> Vec<Event> {
         },
         Event::TokenRevoked {
             token_id: "t1".into(),
+        },
+        Event::RegistryCreated {
+            registry_id: "r2".into(),
+            environment_id: "e1".into(),
+            kind: RegistryKind::Ecr,
+            address: Address::parse("123456789012.dkr.ecr.us-west-2.amazonaws.com").expect("valid"),
+            insecure: false,
+            ca_certificate_pem: String::new(),
+            credential: CredentialRecord {
+                credential_id: "c2".into(),
+                email: String::new(),
+                username: "AWS".into(),
+                password: SealedSecret {
+                    nonce: Vec::new(),
+                    ciphertext: Vec::new(),
+                },
+                expire_time: None,
+                ecr: Some(EcrKeysRecord {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                    secret_access_key: sealed(),
+                }),
+            },
+        },
+        Event::EcrTokenRefreshed {
+            registry_id: "r2".into(),
+            credential_id: "c2".into(),
+            token: sealed(),
+            issued_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            expire_time: UNIX_EPOCH + Duration::from_secs(1_700_043_200),
+        },
+        Event::EcrRefreshFailed {
+            registry_id: "r2".into(),
+            credential_id: "c2".into(),
+            message: "ECR answered 403: the access key is not valid".into(),
         },
     ]
 }
