@@ -283,13 +283,17 @@ pub enum RegistryCommand {
         /// Host with an optional port, no scheme (fixed for docker-hub and quay).
         #[arg(long, default_value = "", hide_default_value = true)]
         address: String,
-        /// Email of the account.
-        #[arg(long)]
+        /// Email of the account (optional with --access-key-id).
+        #[arg(long, default_value = "", hide_default_value = true)]
         email: String,
-        /// User name of the account.
-        #[arg(long)]
+        /// User name of the account (AWS with --access-key-id).
+        #[arg(long, default_value = "", hide_default_value = true)]
         username: String,
-        /// Where the password comes from.
+        /// ECR: the IAM access key id; the secret access key is then read
+        /// where the password would be, and registrar fetches the tokens.
+        #[arg(long, value_name = "AKIA...")]
+        access_key_id: Option<String>,
+        /// Where the password (or ECR secret access key) comes from.
         #[command(flatten)]
         password: PasswordArgs,
         /// Plain HTTP or TLS without verification.

@@ -505,3 +505,56 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
         None,
     );
 }
+
+#[tokio::test]
+async fn a_gcr_registry_hands_out_the_service_account_key_as_json_key() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "puller@proj.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        "private_key_id": "k1",
+    })
+    .to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
+    admin
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            kind: pb::RegistryKind::Gcr as i32,
+            address: "europe-west1-docker.pkg.dev".into(),
+            username: "_json_key_base64".into(),
+            ..custom(&env, "", "", &b64)
+        })
+        .await
+        .unwrap();
+    let r = admin
+        .resolve(&env, "europe-west1-docker.pkg.dev/proj/repo/app:1")
+        .await
+        .unwrap();
+    let cred = allowed(&r).credential.clone().unwrap();
+    assert_eq!(cred.username, "_json_key", "stored decoded");
+    assert_eq!(cred.password, key);
+    let external = pb::CreateRegistryRequest {
+        kind: pb::RegistryKind::Gcr as i32,
+        address: "gcr.io".into(),
+        username: "_json_key".into(),
+        ..custom(
+            &env,
+            "",
+            "",
+            r#"{"type":"external_account","audience":"x"}"#,
+        )
+    };
+    let status = assert_status(
+        admin.reg.create_registry(external).await,
+        Code::InvalidArgument,
+        Some("password"),
+    );
+    assert!(
+        status.message().contains("external_account"),
+        "{}",
+        status.message()
+    );
+}

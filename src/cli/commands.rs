@@ -260,6 +260,7 @@ async fn registry(client: &ClientArgs, command: RegistryCommand) -> Result<()> {
             address,
             email,
             username,
+            access_key_id,
             password,
             insecure,
             ca_file,
@@ -284,7 +285,18 @@ async fn registry(client: &ClientArgs, command: RegistryCommand) -> Result<()> {
                 ));
             }
             conn = connect(client).await?;
-            let password = read_password(&password)?;
+            let secret = read_password(&password)?;
+            // With an access key id the secret read is the ECR secret access key.
+            let (password, ecr) = match access_key_id {
+                Some(access_key_id) => (
+                    String::new(),
+                    Some(pb::EcrCredentials {
+                        access_key_id,
+                        secret_access_key: secret,
+                    }),
+                ),
+                None => (secret, None),
+            };
             let r = conn
                 .registries()
                 .create_registry(pb::CreateRegistryRequest {
@@ -296,7 +308,7 @@ async fn registry(client: &ClientArgs, command: RegistryCommand) -> Result<()> {
                     password,
                     insecure,
                     ca_certificate_pem,
-                    ecr: None,
+                    ecr,
                     request_id,
                     expire_time: None,
                 })
@@ -486,6 +498,8 @@ fn print_registry(as_json: bool, r: &pb::Registry) {
             ("created", when(r.create_time.as_ref())),
             ("updated", when(r.update_time.as_ref())),
             ("expires", when(r.expire_time.as_ref())),
+            ("ecr access key", or_dash(&r.ecr_access_key_id)),
+            ("last refresh error", or_dash(&r.last_refresh_error)),
         ])
     );
 }

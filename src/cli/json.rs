@@ -51,6 +51,8 @@ pub fn registry(r: &pb::Registry) -> Value {
         "insecure": r.insecure,
         "caCertificatePem": r.ca_certificate_pem,
         "credentialId": r.credential_id,
+        "ecrAccessKeyId": r.ecr_access_key_id,
+        "lastRefreshError": r.last_refresh_error,
     }));
     put_time(&mut m, "createTime", r.create_time.as_ref());
     put_time(&mut m, "updateTime", r.update_time.as_ref());
