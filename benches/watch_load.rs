@@ -5,6 +5,9 @@
 //! which never read. Checks that every reading watcher receives every change
 //! in order, and samples the server's resident memory throughout.
 //!
+//! Three phases of `CHANGES` writes each: no watcher (the baseline), half of
+//! the watchers connected and never reading, then the other half reading too.
+//!
 //! `cargo bench --bench watch_load` (env: `WATCHERS`, `CHANGES`, `WRITERS`).
 
 use std::process::{Child, Command, Stdio};
@@ -171,6 +174,30 @@ async fn write(
     all
 }
 
+type WatchClient = pb::pull_service_client::PullServiceClient<Channel>;
+
+/// Opens a watch on its own connection, as each agent has its own.
+async fn open_watch(
+    url: &str,
+    token: &str,
+    env: &str,
+) -> (WatchClient, tonic::Streaming<pb::WatchResponse>) {
+    let mut client = pb::pull_service_client::PullServiceClient::new(channel(url).await);
+    let stream = client
+        .watch(with_token(
+            token,
+            pb::WatchRequest {
+                environment_id: env.to_owned(),
+                resume_token: String::new(),
+                send_initial_state: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    (client, stream)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -210,47 +237,13 @@ async fn main() {
     let baseline = write(&server.url, &token, &env, &registries, changes, writers).await;
     let baseline_secs = started.elapsed().as_secs_f64();
 
-    // Watchers: half read everything, half never read. Each its own connection.
-    let mut readers = Vec::new();
+    // Phase 2: the stalled half connects and never reads.
     let mut stalled = Vec::new();
-    for w in 0..watchers {
-        let mut client =
-            pb::pull_service_client::PullServiceClient::new(channel(&server.url).await);
-        let stream = client
-            .watch(with_token(
-                &token,
-                pb::WatchRequest {
-                    environment_id: env.clone(),
-                    resume_token: String::new(),
-                    send_initial_state: false,
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        if w % 2 == 0 {
-            readers.push(tokio::spawn(async move {
-                let _client = client;
-                let mut stream = stream;
-                let mut got = 0usize;
-                let mut last = String::new();
-                while got < changes {
-                    let m = stream.message().await.unwrap().expect("open");
-                    if let Some(pb::watch_response::Event::RegistryChanged(_)) = m.event {
-                        // Tokens encode the log position; they only grow.
-                        assert_ne!(m.token, last);
-                        last = m.token;
-                        got += 1;
-                    }
-                }
-                got
-            }));
-        } else {
-            stalled.push((client, stream));
-        }
+    for _ in 0..watchers / 2 {
+        stalled.push(open_watch(&server.url, &token, &env).await);
     }
-    let rss_watching = rss_kib(pid);
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_watching));
+    let rss_stalled = rss_kib(pid);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_stalled));
     let sampler = {
         let peak = peak.clone();
         tokio::spawn(async move {
@@ -261,8 +254,32 @@ async fn main() {
         })
     };
     let started = Instant::now();
-    let loaded = write(&server.url, &token, &env, &registries, changes, writers).await;
-    let loaded_secs = started.elapsed().as_secs_f64();
+    let with_stalled = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let stalled_secs = started.elapsed().as_secs_f64();
+
+    // Phase 3: the reading half joins; every reader must see every change.
+    let mut readers = Vec::new();
+    for _ in 0..watchers.div_ceil(2) {
+        let (client, mut stream) = open_watch(&server.url, &token, &env).await;
+        readers.push(tokio::spawn(async move {
+            let _client = client;
+            let mut got = 0usize;
+            let mut last = String::new();
+            while got < changes {
+                let m = stream.message().await.unwrap().expect("open");
+                if let Some(pb::watch_response::Event::RegistryChanged(_)) = m.event {
+                    // Each change has its own position, hence its own token.
+                    assert_ne!(m.token, last);
+                    last = m.token;
+                    got += 1;
+                }
+            }
+            got
+        }));
+    }
+    let started = Instant::now();
+    let with_all = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let all_secs = started.elapsed().as_secs_f64();
     let mut complete = 0;
     for r in readers {
         if r.await.unwrap() == changes {
@@ -273,33 +290,33 @@ async fn main() {
     let rss_end = rss_kib(pid);
     drop(stalled);
 
-    println!("watch_load: {changes} changes, {writers} writers, {watchers} watchers ({} reading, {} stalled)", watchers.div_ceil(2), watchers / 2);
+    let line = |name: &str, lat: &[Duration], secs: f64| {
+        println!(
+            "{name:<28}: {:>7.0} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            changes as f64 / secs,
+            pct(lat, 0.5),
+            pct(lat, 0.99),
+            baseline_secs / secs,
+            pct(lat, 0.5) / pct(&baseline, 0.5),
+            pct(lat, 0.99) / pct(&baseline, 0.99),
+        )
+    };
     println!(
-        "baseline  : {:>8.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-        changes as f64 / baseline_secs,
-        pct(&baseline, 0.5),
-        pct(&baseline, 0.99)
+        "watch_load: {changes} changes per phase, {writers} writers, {} stalled and {} reading watchers",
+        watchers / 2,
+        watchers.div_ceil(2)
     );
+    line("no watchers (baseline)", &baseline, baseline_secs);
+    line("stalled watchers", &with_stalled, stalled_secs);
+    line("stalled + reading watchers", &with_all, all_secs);
     println!(
-        "watchers  : {:>8.0} writes/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-        changes as f64 / loaded_secs,
-        pct(&loaded, 0.5),
-        pct(&loaded, 0.99)
-    );
-    println!(
-        "ratio     : throughput {:.2}x of baseline, p50 {:.2}x, p99 {:.2}x",
-        baseline_secs / loaded_secs,
-        pct(&loaded, 0.5) / pct(&baseline, 0.5),
-        pct(&loaded, 0.99) / pct(&baseline, 0.99)
-    );
-    println!(
-        "readers   : {complete}/{} received all {changes} changes in order",
+        "readers: {complete}/{} received all {changes} changes in order",
         watchers.div_ceil(2)
     );
     println!(
-        "server RSS: {} MiB before watchers, {} MiB with watchers, peak {} MiB, {} MiB at end",
+        "server RSS: {} MiB before watchers, {} MiB with the stalled ones, peak {} MiB, {} MiB at end",
         rss_start / 1024,
-        rss_watching / 1024,
+        rss_stalled / 1024,
         peak.load(Ordering::Relaxed) / 1024,
         rss_end / 1024
     );

@@ -107,7 +107,9 @@ pub(crate) async fn run(
     settings: WatchSettings,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut head = app.log().watch_head();
+    // Woken when the projection applied new records: the cursor reads them
+    // from its recent window.
+    let mut head = app.projection().watch_applied();
     let mut last = app.token(cursor.position());
     if let Some(initial) = initial {
         let at = cursor.position();

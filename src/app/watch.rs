@@ -4,6 +4,7 @@
 //! secrets (R9), each at the log position that resume tokens name.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -13,7 +14,7 @@ use crate::domain::error::Error as Rule;
 use crate::domain::event::{Event, Recorded, Stream};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Registry, State};
-use crate::store::{payload, Envelope};
+use crate::store::payload;
 
 /// Records a cursor reads per step.
 const STEP: usize = 256;
@@ -166,32 +167,43 @@ impl Cursor {
 
     /// Reads the next records up to the durable head and returns the
     /// changes among them; empty when the cursor is at the head.
+    ///
+    /// Records near the head come decoded from the projection's recent
+    /// window, shared by all watchers; older ones are read from the log.
     pub async fn next(&mut self) -> Result<Vec<Item>> {
-        let records = self.app.log.read(self.position + 1, STEP).await?;
+        let from = self.position + 1;
+        let records = match self.app.projection.recent_from(from, STEP) {
+            Some(records) => records,
+            None => {
+                let mut decoded = Vec::new();
+                for envelope in self.app.log.read(from, STEP).await? {
+                    decoded.push(Arc::new(payload::decode(&envelope)?));
+                }
+                decoded
+            }
+        };
         let mut items = Vec::new();
-        for envelope in &records {
-            if let Some(change) = self.change(envelope).await? {
+        for recorded in &records {
+            if let Some(change) = self.change(recorded).await? {
                 items.push(Item {
-                    position: envelope.position,
+                    position: recorded.position,
                     change,
                 });
             }
-            self.position = envelope.position;
+            self.position = recorded.position;
         }
         Ok(items)
     }
 
-    async fn change(&mut self, envelope: &Envelope) -> Result<Option<Change>> {
-        let stream = envelope.stream.as_str();
+    async fn change(&mut self, recorded: &Recorded) -> Result<Option<Change>> {
+        let stream = recorded.stream.as_str();
         let relevant = stream == "settings"
             || stream == self.env_stream
             || stream.starts_with(&self.registry_prefix);
         if !relevant {
             return Ok(None);
         }
-        let recorded = payload::decode(envelope)?;
-        let recorded_for_view = recorded.clone();
-        Ok(match recorded.event {
+        Ok(match recorded.event.clone() {
             Event::SettingsUpdated {
                 default_registry,
                 whitelist,
@@ -201,7 +213,7 @@ impl Cursor {
             })),
             Event::EnvironmentDeleted { .. } => Some(Change::EnvironmentDeleted),
             Event::RegistryDeleted { registry_id, .. } => {
-                self.view(stream, &recorded_for_view).await?;
+                self.view(stream, recorded).await?;
                 Some(Change::RegistryRemoved {
                     id: registry_id,
                     address: stream[self.registry_prefix.len()..].to_owned(),
@@ -210,8 +222,10 @@ impl Cursor {
             Event::RegistryCreated { registry_id, .. }
             | Event::CredentialReplaced { registry_id, .. }
             | Event::RegistryActivated { registry_id }
-            | Event::RegistryDeactivated { registry_id } => {
-                let view = self.view(stream, &recorded_for_view).await?;
+            | Event::RegistryDeactivated { registry_id }
+            | Event::EcrTokenRefreshed { registry_id, .. }
+            | Event::EcrRefreshFailed { registry_id, .. } => {
+                let view = self.view(stream, recorded).await?;
                 view.registry(&registry_id)
                     .map(|r| Change::Registry(Box::new(r.clone())))
             }

@@ -2,15 +2,23 @@
 //! that follows the durable head; readers take short read locks and never
 //! hold them across an await.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
+use crate::domain::event::Recorded;
 use crate::domain::state::State;
 use crate::store::{payload, EventLog, Result};
 
 /// Records read from the log per step of the applier.
 const BATCH: usize = 1024;
+/// Recent records kept decoded for watch cursors near the head, so that many
+/// watchers do not each read and decode every record from the log.
+const RECENT: usize = 8192;
+
+/// The most recent applied records, contiguous by position.
+type Recent = Arc<RwLock<VecDeque<Arc<Recorded>>>>;
 
 /// The shared read model.
 #[derive(Debug, Clone)]
@@ -18,6 +26,7 @@ pub struct Projection {
     state: Arc<RwLock<State>>,
     applied: watch::Receiver<u64>,
     applier: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    recent: Recent,
 }
 
 impl Projection {
@@ -27,11 +36,13 @@ impl Projection {
         catch_up(log.as_ref(), &mut state).await?;
         let (tx, rx) = watch::channel(state.position());
         let state = Arc::new(RwLock::new(state));
-        let applier = tokio::spawn(follow(log, Arc::clone(&state), tx));
+        let recent = Recent::default();
+        let applier = tokio::spawn(follow(log, Arc::clone(&state), Arc::clone(&recent), tx));
         Ok(Self {
             state,
             applied: rx,
             applier: Arc::new(std::sync::Mutex::new(Some(applier))),
+            recent,
         })
     }
 
@@ -62,6 +73,24 @@ impl Projection {
         *self.applied.borrow()
     }
 
+    /// Subscribes to the applied position; woken after every applied batch.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Returns up to `max` applied records from `from` on, if the recent
+    /// window still holds `from` (empty when `from` is past the last one);
+    /// `None` when the caller must read the log instead.
+    pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Recorded>>> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        let first = recent.front()?.position;
+        if from < first {
+            return None;
+        }
+        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        Some(recent.iter().skip(skip).take(max).cloned().collect())
+    }
+
     /// Waits until the projection has applied `position`.
     pub async fn wait_for(&self, position: u64) {
         let mut rx = self.applied.clone();
@@ -83,7 +112,12 @@ pub async fn catch_up(log: &dyn EventLog, state: &mut State) -> Result<()> {
     }
 }
 
-async fn follow(log: Arc<dyn EventLog>, state: Arc<RwLock<State>>, applied: watch::Sender<u64>) {
+async fn follow(
+    log: Arc<dyn EventLog>,
+    state: Arc<RwLock<State>>,
+    recent: Recent,
+    applied: watch::Sender<u64>,
+) {
     let mut head = log.watch_head();
     loop {
         let from = *applied.borrow() + 1;
@@ -120,6 +154,15 @@ async fn follow(log: Arc<dyn EventLog>, state: Arc<RwLock<State>>, applied: watc
             }
             s.position()
         };
+        {
+            let mut window = recent.write().unwrap_or_else(|p| p.into_inner());
+            for r in decoded {
+                window.push_back(Arc::new(r));
+            }
+            while window.len() > RECENT {
+                window.pop_front();
+            }
+        }
         applied.send_replace(last);
     }
 }
