@@ -166,3 +166,59 @@ async fn follow(
         applied.send_replace(last);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{Event, Stream};
+    use crate::store::{Commit, MemoryLog, StreamAppend};
+
+    async fn append_tokens(log: &MemoryLog, n: u64) {
+        append_tokens_after(log, 0, n).await;
+    }
+
+    #[tokio::test]
+    async fn the_recent_window_serves_the_tail_and_sends_older_readers_to_the_log() {
+        let log = Arc::new(MemoryLog::new());
+        append_tokens(&log, 3).await;
+        let projection = Projection::start(log.clone() as Arc<dyn EventLog>)
+            .await
+            .expect("start");
+        // Records replayed at start are not in the window: the log serves them.
+        assert!(projection.recent_from(1, 10).is_none());
+        append_tokens_after(&log, 3, 5).await;
+        projection.wait_for(8).await;
+        let tail = projection.recent_from(6, 2).expect("in the window");
+        assert_eq!(
+            tail.iter().map(|r| r.position).collect::<Vec<_>>(),
+            vec![6, 7]
+        );
+        assert!(projection
+            .recent_from(9, 10)
+            .expect("past the end")
+            .is_empty());
+        assert!(projection.recent_from(3, 10).is_none(), "before the window");
+        projection.stop().await;
+    }
+
+    async fn append_tokens_after(log: &MemoryLog, from: u64, n: u64) {
+        for i in from..from + n {
+            let event = Event::TokenRevoked {
+                token_id: format!("t{i}"),
+            };
+            log.append(Commit {
+                appends: vec![StreamAppend {
+                    stream: Stream::Tokens.name(),
+                    expected_version: i,
+                    events: vec![payload::encode(&event)],
+                }],
+                actor: "test".into(),
+                request_id: String::new(),
+                request_fingerprint: Vec::new(),
+                time: std::time::SystemTime::now(),
+            })
+            .await
+            .expect("append");
+        }
+    }
+}
