@@ -233,10 +233,15 @@ impl App {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let mut sealer = self.keys.sealer();
+            let command = make();
+            let name = command.name();
             let decision = {
                 let state = self.projection.read();
-                decide(&state, who, make(), now, &mut sealer)?
+                decide(&state, who, command, now, &mut sealer)
             };
+            let decision = decision.inspect_err(|e| {
+                tracing::debug!(command = name, actor = %who.token_id, error = %e, "command refused");
+            })?;
             self.keys.store_new(&sealer).await?;
             let commit = Commit {
                 appends: decision
@@ -257,6 +262,7 @@ impl App {
                 Ok(recorded) => {
                     self.keys.destroy(&destroyed(&decision)).await;
                     let last = recorded.last().map_or(0, |e| e.position);
+                    tracing::info!(command = name, actor = %who.token_id, position = last, "command recorded");
                     self.projection.wait_for(last).await;
                     return self.view(&decision.outcome, &decision, last).await;
                 }

@@ -131,3 +131,23 @@ pub enum Command {
         token_id: String,
     },
 }
+
+impl Command {
+    /// Returns the command's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateEnvironment { .. } => "create_environment",
+            Command::DeleteEnvironment { .. } => "delete_environment",
+            Command::CreateRegistry { .. } => "create_registry",
+            Command::UpdateRegistry { .. } => "update_registry",
+            Command::RecordEcrToken { .. } => "record_ecr_token",
+            Command::RecordEcrRefreshFailure { .. } => "record_ecr_refresh_failure",
+            Command::ActivateRegistry { .. } => "activate_registry",
+            Command::DeactivateRegistry { .. } => "deactivate_registry",
+            Command::DeleteRegistry { .. } => "delete_registry",
+            Command::UpdateSettings { .. } => "update_settings",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
