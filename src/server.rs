@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
 use crate::app::{App, IssuedToken};
@@ -177,11 +176,17 @@ pub async fn serve(
         .add_service(api.settings_service())
         .add_service(api.token_service())
         .add_service(api.pull_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     app.close().await;
     served?;
     Ok(())
+}
+
+/// Accepts connections with TCP_NODELAY: small answers would otherwise wait
+/// for the peer's delayed ACK (about 40 ms per call).
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Writes and records the first admin token unless an admin token exists.
