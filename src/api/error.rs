@@ -17,7 +17,11 @@ impl From<Error> for Status {
             e @ Error::Conflict => Status::aborted(e.to_string()),
             e @ Error::RequestReused(_) => Status::already_exists(e.to_string()),
             Error::Unauthenticated(m) => Status::unauthenticated(m),
-            e @ Error::StorageFull => Status::resource_exhausted(e.to_string()),
+            // The store refuses most writes before they reach the disk, but
+            // a failed flush leaves the outcome open: the retry settles it.
+            Error::StorageFull => Status::resource_exhausted(
+                "the data directory is full: free space, then retry with the same request_id",
+            ),
             Error::Storage(cause) => {
                 tracing::error!(error = %cause, "storage failure");
                 Status::internal("storage failure; see the server log")
