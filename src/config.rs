@@ -112,6 +112,30 @@ pub struct ServeConfig {
     /// The clock the server decides with; tests only (the system clock otherwise).
     #[arg(skip)]
     pub clock: Option<std::sync::Arc<dyn crate::app::Clock>>,
+    /// Largest request RegistryService decodes, in bytes; the other services
+    /// take at most 64 KiB. Larger requests fail with OUT_OF_RANGE.
+    #[arg(long, env = "REGISTRAR_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
+    pub max_request_bytes: usize,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    #[arg(long, env = "REGISTRAR_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    pub max_concurrent_streams: u32,
+    /// Calls one connection may have in progress; more are shed at once
+    /// (RESOURCE_EXHAUSTED) instead of queueing.
+    #[arg(long, env = "REGISTRAR_MAX_CALLS_PER_CONNECTION", default_value_t = 64)]
+    pub max_calls_per_connection: usize,
+    /// Milliseconds a call may take to answer (a Watch only to start).
+    #[arg(long, env = "REGISTRAR_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Seconds between HTTP/2 pings; a peer that does not answer one within
+    /// `--keepalive-timeout-secs` is disconnected.
+    #[arg(long, env = "REGISTRAR_KEEPALIVE_SECS", default_value_t = 30)]
+    pub keepalive_secs: u64,
+    /// Seconds to wait for the answer to an HTTP/2 ping.
+    #[arg(long, env = "REGISTRAR_KEEPALIVE_TIMEOUT_SECS", default_value_t = 10)]
+    pub keepalive_timeout_secs: u64,
+    /// Watch streams one token may hold open at once.
+    #[arg(long, env = "REGISTRAR_MAX_WATCHES_PER_TOKEN", default_value_t = 16)]
+    pub max_watches_per_token: usize,
 }
 
 impl ServeConfig {
@@ -142,6 +166,13 @@ impl ServeConfig {
             ecr_poll_ms: 5_000,
             ecr_endpoint: None,
             clock: None,
+            max_request_bytes: 256 * 1024,
+            max_concurrent_streams: 128,
+            max_calls_per_connection: 64,
+            request_timeout_ms: 30_000,
+            keepalive_secs: 30,
+            keepalive_timeout_secs: 10,
+            max_watches_per_token: 16,
         }
     }
 }

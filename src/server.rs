@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
 use crate::app::{App, IssuedToken};
@@ -114,6 +113,7 @@ pub async fn run(
         app,
         watch_settings(&config),
         ecr_settings(&config),
+        limits(&config),
         listener,
         shutdown,
     )
@@ -131,6 +131,40 @@ pub fn watch_settings(config: &ServeConfig) -> WatchSettings {
         buffer: config.watch_buffer.max(1),
         stall_timeout: Duration::from_millis(config.watch_stall_ms),
         bookmark_every: Duration::from_millis(config.watch_bookmark_ms.max(1)),
+        max_per_token: config.max_watches_per_token.max(1),
+    }
+}
+
+/// What one client may ask of the server: sizes, concurrency, time.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest RegistryService request, in bytes.
+    pub max_request_bytes: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Calls in progress per connection; more are shed.
+    pub max_calls_per_connection: usize,
+    /// Time a call may take to answer.
+    pub request_timeout: Duration,
+    /// Interval of HTTP/2 pings.
+    pub keepalive_interval: Duration,
+    /// Time to wait for a ping's answer before dropping the peer.
+    pub keepalive_timeout: Duration,
+}
+
+/// Largest request of the services other than RegistryService: their
+/// messages hold ids, names, images and the whitelist.
+pub const SMALL_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Returns the limits of a configuration.
+pub fn limits(config: &ServeConfig) -> Limits {
+    Limits {
+        max_request_bytes: config.max_request_bytes.max(1024),
+        max_concurrent_streams: config.max_concurrent_streams.max(1),
+        max_calls_per_connection: config.max_calls_per_connection.max(1),
+        request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        keepalive_interval: Duration::from_secs(config.keepalive_secs.max(1)),
+        keepalive_timeout: Duration::from_secs(config.keepalive_timeout_secs.max(1)),
     }
 }
 
@@ -150,6 +184,7 @@ pub async fn serve(
     app: App,
     watch: WatchSettings,
     ecr: RefresherSettings,
+    limits: Limits,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -197,16 +232,26 @@ pub async fn serve(
         source: std::io::Error::other(e.to_string()),
     })?;
     tracing::info!(address = ?listener.local_addr().ok(), "serving");
+    let small = SMALL_REQUEST_BYTES.min(limits.max_request_bytes);
     let served = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(api.environment_service())
-        .add_service(api.registry_service())
-        .add_service(api.settings_service())
-        .add_service(api.token_service())
-        .add_service(api.pull_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .load_shed(true)
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .add_service(health_service.max_decoding_message_size(small))
+        .add_service(reflection_v1.max_decoding_message_size(small))
+        .add_service(reflection_v1alpha.max_decoding_message_size(small))
+        .add_service(api.environment_service().max_decoding_message_size(small))
+        .add_service(
+            api.registry_service()
+                .max_decoding_message_size(limits.max_request_bytes),
+        )
+        .add_service(api.settings_service().max_decoding_message_size(small))
+        .add_service(api.token_service().max_decoding_message_size(small))
+        .add_service(api.pull_service().max_decoding_message_size(small))
+        .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
         .await;
     if let Some(refresher) = refresher {
         refresher.abort();
@@ -216,6 +261,16 @@ pub async fn serve(
     app.close().await;
     served?;
     Ok(())
+}
+
+/// Accepts connections with TCP_NODELAY: small answers would otherwise wait
+/// for the peer's delayed ACK (about 40 ms per call).
+/// TCP keepalive finds peers that vanished without a word (the HTTP/2 pings
+/// need a live connection to be sent on).
+fn incoming(listener: TcpListener, limits: &Limits) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(limits.keepalive_interval))
 }
 
 /// Writes and records the first admin token unless an admin token exists.
@@ -337,10 +392,11 @@ impl Running {
             .unwrap_or_default();
         let settings = watch_settings(&config);
         let ecr = ecr_settings(&config);
+        let limits = limits(&config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
         let task = tokio::spawn(async move {
-            let r = serve(app, settings, ecr, listener, async {
+            let r = serve(app, settings, ecr, limits, listener, async {
                 let _ = stopped.await;
             })
             .await;

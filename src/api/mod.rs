@@ -34,6 +34,7 @@ pub struct Api {
     app: App,
     watch: WatchSettings,
     closing: tokio::sync::watch::Receiver<bool>,
+    watches: watch::OpenWatches,
 }
 
 impl Api {
@@ -47,6 +48,7 @@ impl Api {
             app,
             watch,
             closing,
+            watches: watch::OpenWatches::default(),
         }
     }
 

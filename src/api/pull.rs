@@ -159,16 +159,21 @@ impl pb::pull_service_server::PullService for Api {
         if *self.closing.borrow() {
             return Err(Status::unavailable("the server is shutting down"));
         }
+        let slot = self.watches.take(&who.token_id, self.watch.max_per_token)?;
         // One slot more than the buffer: room for the status that ends a stall.
         let (tx, rx) = tokio::sync::mpsc::channel(self.watch.buffer + 1);
-        tokio::spawn(super::watch::run(
+        let stream = super::watch::run(
             self.app.clone(),
             start.cursor,
             start.initial,
             tx,
             self.watch,
             self.closing.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            stream.await;
+            drop(slot);
+        });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))

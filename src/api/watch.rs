@@ -2,6 +2,8 @@
 //! through a bounded buffer, ends a stream nobody reads with a status that
 //! says to resume, and ends every stream with UNAVAILABLE on shutdown.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -20,6 +22,8 @@ pub struct WatchSettings {
     pub stall_timeout: Duration,
     /// How often a quiet stream gets a bookmark.
     pub bookmark_every: Duration,
+    /// Streams one token may hold open at once.
+    pub max_per_token: usize,
 }
 
 impl Default for WatchSettings {
@@ -28,6 +32,48 @@ impl Default for WatchSettings {
             buffer: 256,
             stall_timeout: Duration::from_secs(30),
             bookmark_every: Duration::from_secs(15),
+            max_per_token: 16,
+        }
+    }
+}
+
+/// Counts the open watch streams of each token, to cap them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OpenWatches(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open stream of a token; dropping it closes the slot.
+#[derive(Debug)]
+pub(crate) struct WatchSlot {
+    open: OpenWatches,
+    token_id: String,
+}
+
+impl OpenWatches {
+    /// Takes a slot for `token_id`, or fails when it holds `max` already.
+    pub(crate) fn take(&self, token_id: &str, max: usize) -> Result<WatchSlot, Status> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(token_id.to_owned()).or_insert(0);
+        if *count >= max {
+            return Err(Status::resource_exhausted(format!(
+                "this token has {max} watch streams open, the most it may; close one first"
+            )));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            open: self.clone(),
+            token_id: token_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.token_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.token_id);
+            }
         }
     }
 }

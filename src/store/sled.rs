@@ -2,7 +2,7 @@
 //! writer task that group-commits, and the verification of every record on open.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -30,6 +30,12 @@ const FORMAT: &[u8] = b"1";
 const MAX_GROUP: usize = 512;
 /// Commits that may wait for the writer before `append` waits to queue.
 const QUEUE: usize = 1024;
+/// Free space below which writes are refused with `StorageFull` before sled
+/// sees them. sled 0.34 stops accepting writes for good (until the process
+/// restarts) after one failed disk write, so the store must not let it run
+/// into a full disk: a refused write leaves it healthy, and writes resume as
+/// soon as space returns.
+pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The sled database of a data directory: the event log and the key store.
 ///
@@ -80,6 +86,9 @@ impl SledStore {
             "event log verified"
         );
 
+        let space = Space {
+            dir: dir.to_path_buf(),
+        };
         let head = Arc::new(watch::Sender::new(state.head));
         let stop = Arc::new(Notify::new());
         #[cfg(test)]
@@ -91,6 +100,7 @@ impl SledStore {
             durable: state.head,
             state: Some(state),
             head: Arc::clone(&head),
+            space: space.clone(),
             #[cfg(test)]
             probe: Arc::clone(&probe),
         };
@@ -103,7 +113,10 @@ impl SledStore {
             #[cfg(test)]
             probe,
         });
-        let keys = Arc::new(SledKeys { tree: keys_tree });
+        let keys = Arc::new(SledKeys {
+            tree: keys_tree,
+            space,
+        });
         Ok(SledStore {
             db,
             log,
@@ -148,6 +161,41 @@ async fn flush(tree: &::sled::Tree) -> Result<()> {
         .await
         .map_err(|e| Error::storage(format!("the flush task failed: {e}")))??;
     Ok(())
+}
+
+/// The free space of the data directory's file system.
+#[derive(Debug, Clone)]
+struct Space {
+    dir: PathBuf,
+}
+
+impl Space {
+    /// Fails with `StorageFull` when less than `MIN_FREE_BYTES` are free.
+    fn check(&self) -> Result<()> {
+        match fs2::available_space(&self.dir) {
+            Ok(free) if free < MIN_FREE_BYTES => {
+                tracing::warn!(
+                    free,
+                    needed = MIN_FREE_BYTES,
+                    "the data directory's file system is nearly full; refusing writes"
+                );
+                Err(Error::StorageFull)
+            }
+            // A file system that cannot say is left to report its own errors.
+            Ok(_) | Err(_) => Ok(()),
+        }
+    }
+
+    /// Tells a full disk apart from sled refusing writes after an earlier
+    /// failure, which only a restart clears.
+    fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::StorageFull if self.check().is_ok() => Error::storage(
+                "sled stopped accepting writes after a failed disk write; restart the server",
+            ),
+            other => other,
+        }
+    }
 }
 
 /// The sled event log; cheap to share as `Arc<dyn EventLog>`.
@@ -283,15 +331,19 @@ impl SledLog {
 #[derive(Debug)]
 pub struct SledKeys {
     tree: ::sled::Tree,
+    space: Space,
 }
 
 #[async_trait::async_trait]
 impl KeyStore for SledKeys {
     async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
-        self.tree
-            .insert(prefixed(DATA_KEY, credential_id), wrapped)?;
-        flush(&self.tree).await?;
-        Ok(())
+        self.space.check()?;
+        let written = async {
+            self.tree
+                .insert(prefixed(DATA_KEY, credential_id), wrapped)?;
+            flush(&self.tree).await
+        };
+        written.await.map_err(|e| self.space.explain(e))
     }
 
     async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
@@ -327,6 +379,7 @@ impl KeyStore for SledKeys {
     }
 
     async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        self.space.check()?;
         self.tree.insert(prefixed(KEYS_META, name), value)?;
         flush(&self.tree).await?;
         Ok(())
@@ -379,6 +432,7 @@ struct Writer {
     /// The published head: flushed, visible to readers.
     durable: u64,
     head: Arc<watch::Sender<u64>>,
+    space: Space,
     #[cfg(test)]
     probe: Arc<Probe>,
 }
@@ -457,6 +511,7 @@ impl Writer {
         }
         let applied = state.head;
         if accepted {
+            self.space.check()?;
             #[cfg(test)]
             if self
                 .probe
@@ -465,7 +520,9 @@ impl Writer {
             {
                 return Err(Error::storage("injected apply failure"));
             }
-            self.tree.apply_batch(batch)?;
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| self.space.explain(e.into()))?;
         }
         // Also flushes when an earlier group applied but failed to flush, so a
         // duplicate found in such a batch is durable before it is reported.
@@ -478,7 +535,7 @@ impl Writer {
             {
                 return Err(Error::StorageFull);
             }
-            flush(&self.db).await?;
+            flush(&self.db).await.map_err(|e| self.space.explain(e))?;
             #[cfg(test)]
             self.probe
                 .flushes

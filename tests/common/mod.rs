@@ -107,8 +107,24 @@ impl TestServer {
 
     /// Clients authenticated with `token` (None sends no metadata).
     pub async fn clients_with(&self, token: Option<&str>) -> Clients {
-        let ch = self.channel().await;
-        let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+        Clients::over(self.channel().await, Bearer::new(token))
+    }
+
+    pub async fn admin(&self) -> Clients {
+        self.clients_with(Some(&self.admin.clone())).await
+    }
+}
+
+impl Bearer {
+    /// Sends `token` (None sends no metadata).
+    pub fn new(token: Option<&str>) -> Self {
+        Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
+    }
+}
+
+impl Clients {
+    /// Clients of every service over one channel.
+    pub fn over(ch: Channel, bearer: Bearer) -> Self {
         Clients {
             env: pb::environment_service_client::EnvironmentServiceClient::with_interceptor(
                 ch.clone(),
@@ -128,10 +144,6 @@ impl TestServer {
             ),
             pull: pb::pull_service_client::PullServiceClient::with_interceptor(ch, bearer),
         }
-    }
-
-    pub async fn admin(&self) -> Clients {
-        self.clients_with(Some(&self.admin.clone())).await
     }
 }
 
