@@ -237,10 +237,30 @@ async fn main() {
     let baseline = write(&server.url, &token, &env, &registries, changes, writers).await;
     let baseline_secs = started.elapsed().as_secs_f64();
 
+    // Every watcher is an agent with its own token, as on real hosts.
+    let mut tokens = pb::token_service_client::TokenServiceClient::new(ch.clone());
+    let mut agent_tokens = Vec::new();
+    for _ in 0..watchers {
+        let t = tokens
+            .create_token(with_token(
+                &token,
+                pb::CreateTokenRequest {
+                    role: pb::Role::Agent as i32,
+                    environment_id: env.clone(),
+                    description: "bench agent".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        agent_tokens.push(t);
+    }
+
     // Phase 2: the stalled half connects and never reads.
     let mut stalled = Vec::new();
-    for _ in 0..watchers / 2 {
-        stalled.push(open_watch(&server.url, &token, &env).await);
+    for agent in &agent_tokens[..watchers / 2] {
+        stalled.push(open_watch(&server.url, agent, &env).await);
     }
     let rss_stalled = rss_kib(pid);
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_stalled));
@@ -259,8 +279,8 @@ async fn main() {
 
     // Phase 3: the reading half joins; every reader must see every change.
     let mut readers = Vec::new();
-    for _ in 0..watchers.div_ceil(2) {
-        let (client, mut stream) = open_watch(&server.url, &token, &env).await;
+    for agent in &agent_tokens[watchers / 2..] {
+        let (client, mut stream) = open_watch(&server.url, agent, &env).await;
         readers.push(tokio::spawn(async move {
             let _client = client;
             let mut got = 0usize;
