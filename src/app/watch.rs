@@ -88,8 +88,22 @@ impl App {
             }
             .into());
         }
+        let mut views = HashMap::new();
         let (position, initial) = if resume_token.is_empty() {
             let snapshot = initial.then(|| snapshot(&state, &env));
+            // The cursor starts at the projection's position, so the
+            // projection's registries are its views: no stream is read.
+            for reg in state.registries_in(&env, "") {
+                let stream = Stream::Registry {
+                    environment_id: env.clone(),
+                    address: reg.address.clone(),
+                }
+                .name();
+                let version = state.stream_version(&stream);
+                let mut view = State::default();
+                view.seed_registry(reg.clone(), stream.clone(), version);
+                views.insert(stream, view);
+            }
             (state.position(), snapshot)
         } else {
             if initial {
@@ -109,7 +123,7 @@ impl App {
                 registry_prefix: format!("reg/{env}/"),
                 environment_id: env,
                 position,
-                views: HashMap::new(),
+                views,
             },
             initial,
         })

@@ -345,6 +345,18 @@ impl State {
             .filter(|r| r.credential.ecr.is_some())
     }
 
+    /// Seeds a fold with a registry as it stood at its stream's `version`, so
+    /// that later events of that stream apply to it without replaying the
+    /// stream (a watch cursor starting at the projection's position).
+    pub fn seed_registry(&mut self, registry: Registry, stream: String, version: u64) {
+        self.by_address.insert(
+            (registry.environment_id.clone(), registry.address.clone()),
+            registry.id.clone(),
+        );
+        self.streams.insert(stream, version);
+        self.registries.insert(registry.id.clone(), registry);
+    }
+
     /// Returns the ids of every credential in use, for the key sweep at start.
     pub fn live_credential_ids(&self) -> impl Iterator<Item = &str> + '_ {
         self.registries
