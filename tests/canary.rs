@@ -45,7 +45,7 @@ fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
             let e = engine.encode(&bytes);
             out.push((
                 format!("{name}+{pad}"),
-                e[4..e.len() - 4].as_bytes().to_vec(),
+                e.as_bytes()[4..e.len() - 4].to_vec(),
             ));
         }
     }
