@@ -136,6 +136,26 @@ pub struct ServeConfig {
     /// Watch streams one token may hold open at once.
     #[arg(long, env = "REGISTRAR_MAX_WATCHES_PER_TOKEN", default_value_t = 16)]
     pub max_watches_per_token: usize,
+    /// PEM certificate chain to serve TLS with (with --tls-key).
+    #[arg(
+        long,
+        env = "REGISTRAR_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "REGISTRAR_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plaintext gRPC on a non-loopback address; without it such a
+    /// --listen needs --tls-cert and --tls-key.
+    #[arg(long, env = "REGISTRAR_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
 }
 
 impl ServeConfig {
@@ -173,6 +193,9 @@ impl ServeConfig {
             keepalive_secs: 30,
             keepalive_timeout_secs: 10,
             max_watches_per_token: 16,
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext: false,
         }
     }
 }

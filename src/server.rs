@@ -57,6 +57,17 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A TLS file could not be read.
+    #[error("TLS file {path}: {source}", path = path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Plaintext on a non-loopback address was not allowed.
+    #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
+    Plaintext(SocketAddr),
     /// The transport failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -107,13 +118,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (app, store) = open(&config).await?;
     let local = listener.local_addr().ok();
+    let limits = transport(
+        &config,
+        local.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    )?;
+    let (app, store) = open(&config).await?;
     let result = serve(
         app,
         watch_settings(&config),
         ecr_settings(&config),
-        limits(&config),
+        limits,
         listener,
         shutdown,
     )
@@ -136,7 +151,7 @@ pub fn watch_settings(config: &ServeConfig) -> WatchSettings {
 }
 
 /// What one client may ask of the server: sizes, concurrency, time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest RegistryService request, in bytes.
     pub max_request_bytes: usize,
@@ -150,6 +165,8 @@ pub struct Limits {
     pub keepalive_interval: Duration,
     /// Time to wait for a ping's answer before dropping the peer.
     pub keepalive_timeout: Duration,
+    /// The TLS identity to serve with; `None` serves plaintext.
+    pub tls: Option<tonic::transport::Identity>,
 }
 
 /// Largest request of the services other than RegistryService: their
@@ -165,7 +182,36 @@ pub fn limits(config: &ServeConfig) -> Limits {
         request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
         keepalive_interval: Duration::from_secs(config.keepalive_secs.max(1)),
         keepalive_timeout: Duration::from_secs(config.keepalive_timeout_secs.max(1)),
+        tls: None,
     }
+}
+
+/// Returns the transport settings of a configuration: its limits and its
+/// TLS identity. A non-loopback address without TLS is refused unless
+/// plaintext is allowed explicitly.
+pub fn transport(config: &ServeConfig, listen: SocketAddr) -> Result<Limits, Error> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| Error::Tls {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            Some(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ))
+        }
+        _ => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() && !config.allow_plaintext {
+        return Err(Error::Plaintext(listen));
+    }
+    Ok(Limits {
+        tls,
+        ..limits(config)
+    })
 }
 
 /// Returns the ECR refresher settings of a configuration.
@@ -233,7 +279,12 @@ pub async fn serve(
     })?;
     tracing::info!(address = ?listener.local_addr().ok(), "serving");
     let small = SMALL_REQUEST_BYTES.min(limits.max_request_bytes);
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = limits.tls.clone() {
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let served = builder
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.max_calls_per_connection)
         .load_shed(true)
@@ -392,7 +443,7 @@ impl Running {
             .unwrap_or_default();
         let settings = watch_settings(&config);
         let ecr = ecr_settings(&config);
-        let limits = limits(&config);
+        let limits = transport(&config, addr)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let store = Arc::new(tokio::sync::Mutex::new(Some(store)));
         let task = tokio::spawn(async move {
