@@ -152,6 +152,25 @@ pub struct ServeConfig {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that sign agents' client certificates. A verified
+    /// certificate with the URI SAN
+    /// `spiffe://<trust-domain>/registrar/agent/<environment-id>`
+    /// authenticates as an agent of that environment when no token is sent.
+    #[arg(
+        long,
+        env = "REGISTRAR_TLS_CLIENT_CA",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS connections without a client certificate signed by
+    /// --tls-client-ca (tokens, when sent, still decide who the caller is).
+    #[arg(
+        long,
+        env = "REGISTRAR_TLS_REQUIRE_CLIENT_CERT",
+        requires = "tls_client_ca"
+    )]
+    pub tls_require_client_cert: bool,
     /// Serve plaintext gRPC on a non-loopback address; without it such a
     /// --listen needs --tls-cert and --tls-key.
     #[arg(long, env = "REGISTRAR_ALLOW_PLAINTEXT")]
@@ -195,6 +214,8 @@ impl ServeConfig {
             max_watches_per_token: 16,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
+            tls_require_client_cert: false,
             allow_plaintext: false,
         }
     }
@@ -220,6 +241,22 @@ pub struct ConnectionArgs {
     /// The server's data directory, to find its `admin.token` when no token is given.
     #[arg(long, env = "REGISTRAR_DATA_DIR", global = true, hide = true)]
     pub data_dir: Option<PathBuf>,
+    /// PEM CA certificates to verify an `https://` server with, instead of
+    /// the system's roots.
+    #[arg(long, env = "REGISTRAR_SERVER_CA", value_name = "PATH", global = true)]
+    pub server_ca: Option<PathBuf>,
+    /// PEM client certificate to present over TLS (with --client-key). With
+    /// no token, a certificate naming an agent authenticates as that agent.
+    #[arg(
+        long,
+        env = "REGISTRAR_CLIENT_CERT",
+        value_name = "PATH",
+        global = true
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "REGISTRAR_CLIENT_KEY", value_name = "PATH", global = true)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Connection and output options of the client commands.
@@ -644,7 +681,8 @@ pub struct HelperConfig {
 
 impl HelperConfig {
     /// Reads the helper's action from argv and its connection from
-    /// `REGISTRAR_SERVER`, `REGISTRAR_TOKEN` and `REGISTRAR_TOKEN_FILE`.
+    /// `REGISTRAR_SERVER`, `REGISTRAR_TOKEN`, `REGISTRAR_TOKEN_FILE` and the
+    /// TLS files `REGISTRAR_SERVER_CA`, `REGISTRAR_CLIENT_CERT`, `REGISTRAR_CLIENT_KEY`.
     pub fn from_env() -> Self {
         let arg = std::env::args().nth(1).unwrap_or_default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
@@ -655,7 +693,49 @@ impl HelperConfig {
                 token: var("REGISTRAR_TOKEN"),
                 token_file: var("REGISTRAR_TOKEN_FILE").map(PathBuf::from),
                 data_dir: None,
+                server_ca: var("REGISTRAR_SERVER_CA").map(PathBuf::from),
+                client_cert: var("REGISTRAR_CLIENT_CERT").map(PathBuf::from),
+                client_key: var("REGISTRAR_CLIENT_KEY").map(PathBuf::from),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_server_s_ca_and_a_registry_s_ca_are_separate_flags() {
+        let cli = Cli::try_parse_from([
+            "registrar",
+            "registry",
+            "add",
+            "--address",
+            "reg.example.com:5000",
+            "--ca-file",
+            "registry-ca.crt",
+            "--server-ca",
+            "server-ca.crt",
+        ])
+        .unwrap();
+        let Command::Registry(args) = cli.command else {
+            panic!("a registry command")
+        };
+        let RegistryCommand::Add { ca_file, .. } = args.command else {
+            panic!("registry add")
+        };
+        assert_eq!(ca_file, Some(PathBuf::from("registry-ca.crt")));
+        assert_eq!(
+            args.client.connection.server_ca,
+            Some(PathBuf::from("server-ca.crt"))
+        );
     }
 }

@@ -65,6 +65,12 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The client CA file holds no certificate.
+    #[error("--tls-client-ca {path}: no PEM CERTIFICATE block; give the CA that signs the agents' client certificates", path = path.display())]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+    },
     /// Plaintext on a non-loopback address was not allowed.
     #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
     Plaintext(SocketAddr),
@@ -165,8 +171,9 @@ pub struct Limits {
     pub keepalive_interval: Duration,
     /// Time to wait for a ping's answer before dropping the peer.
     pub keepalive_timeout: Duration,
-    /// The TLS identity to serve with; `None` serves plaintext.
-    pub tls: Option<tonic::transport::Identity>,
+    /// The TLS settings to serve with (identity, client CA); `None` serves
+    /// plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Largest request of the services other than RegistryService: their
@@ -187,21 +194,32 @@ pub fn limits(config: &ServeConfig) -> Limits {
 }
 
 /// Returns the transport settings of a configuration: its limits and its
-/// TLS identity. A non-loopback address without TLS is refused unless
+/// TLS settings. A non-loopback address without TLS is refused unless
 /// plaintext is allowed explicitly.
 pub fn transport(config: &ServeConfig, listen: SocketAddr) -> Result<Limits, Error> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| Error::Tls {
+            path: path.clone(),
+            source,
+        })
+    };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|source| Error::Tls {
-                    path: path.clone(),
-                    source,
-                })
-            };
-            Some(tonic::transport::Identity::from_pem(
-                read(cert)?,
-                read(key)?,
-            ))
+            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            if let Some(path) = &config.tls_client_ca {
+                let pem = read(path)?;
+                if !pem
+                    .windows(CERTIFICATE_PEM.len())
+                    .any(|w| w == CERTIFICATE_PEM)
+                {
+                    return Err(Error::ClientCa { path: path.clone() });
+                }
+                tls = tls
+                    .client_ca_root(tonic::transport::Certificate::from_pem(pem))
+                    .client_auth_optional(!config.tls_require_client_cert);
+            }
+            Some(tls)
         }
         _ => None,
     };
@@ -213,6 +231,9 @@ pub fn transport(config: &ServeConfig, listen: SocketAddr) -> Result<Limits, Err
         ..limits(config)
     })
 }
+
+/// The first line of a PEM certificate.
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// Returns the ECR refresher settings of a configuration.
 pub fn ecr_settings(config: &ServeConfig) -> RefresherSettings {
@@ -280,9 +301,8 @@ pub async fn serve(
     tracing::info!(address = ?listener.local_addr().ok(), "serving");
     let small = SMALL_REQUEST_BYTES.min(limits.max_request_bytes);
     let mut builder = tonic::transport::Server::builder();
-    if let Some(identity) = limits.tls.clone() {
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    if let Some(tls) = limits.tls.clone() {
+        builder = builder.tls_config(tls)?;
     }
     let served = builder
         .max_concurrent_streams(limits.max_concurrent_streams)

@@ -52,6 +52,9 @@ impl Prog {
             "REGISTRAR_TOKEN",
             "REGISTRAR_TOKEN_FILE",
             "REGISTRAR_DATA_DIR",
+            "REGISTRAR_SERVER_CA",
+            "REGISTRAR_CLIENT_CERT",
+            "REGISTRAR_CLIENT_KEY",
         ] {
             cmd.env_remove(var);
         }

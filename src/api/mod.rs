@@ -2,6 +2,7 @@
 //! `authorization` metadata, pagination, health and reflection. The only
 //! place (with server.rs) that knows tonic.
 
+mod client_cert;
 mod convert;
 mod environment;
 pub(crate) mod error;
@@ -52,16 +53,19 @@ impl Api {
         }
     }
 
-    /// Authenticates the caller from `authorization: Bearer <token>`.
+    /// Authenticates the caller from `authorization: Bearer <token>`, or,
+    /// without that metadata, from a verified TLS client certificate naming
+    /// an agent (see `client_cert`). A token, when sent, always decides.
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "missing authorization metadata: send `authorization: Bearer <token>`",
-                )
-            })?
+        let Some(value) = request.metadata().get("authorization") else {
+            if let Some(leaf) = request.peer_certs().as_deref().and_then(|c| c.first()) {
+                return client_cert::principal(leaf);
+            }
+            return Err(Status::unauthenticated(
+                "missing authorization metadata: send `authorization: Bearer <token>`",
+            ));
+        };
+        let value = value
             .to_str()
             .map_err(|_| Status::unauthenticated("the authorization metadata is not text"))?;
         let token = value

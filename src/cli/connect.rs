@@ -145,6 +145,8 @@ pub struct Connection {
     pub server: String,
     /// Where the token came from.
     pub token_source: TokenSource,
+    /// Whether a client certificate is presented.
+    client_cert: bool,
 }
 
 impl Connection {
@@ -162,7 +164,7 @@ impl Connection {
             })?),
             None => None,
         };
-        let endpoint = endpoint(&server)?;
+        let endpoint = endpoint(&server, args)?;
         let channel = endpoint.connect().await.map_err(|e| Error::Connect {
             server: server.clone(),
             cause: error_chain(&e),
@@ -172,6 +174,7 @@ impl Connection {
             bearer: Bearer(bearer),
             server,
             token_source,
+            client_cert: args.client_cert.is_some(),
         })
     }
 
@@ -221,6 +224,7 @@ impl Connection {
         if let Error::Status { code, hint, .. } = &mut error {
             if *code == tonic::Code::Unauthenticated {
                 *hint = Some(match &self.token_source {
+                    TokenSource::None if self.client_cert => "the client certificate was refused, and no token was given: pass --token, or set REGISTRAR_TOKEN or REGISTRAR_TOKEN_FILE".to_owned(),
                     TokenSource::None => "no token was given: pass --token, or set REGISTRAR_TOKEN or REGISTRAR_TOKEN_FILE".to_owned(),
                     TokenSource::Given => "the token given by --token or REGISTRAR_TOKEN was refused".to_owned(),
                     TokenSource::File(p) => format!("the token in {} was refused", p.display()),
@@ -232,26 +236,55 @@ impl Connection {
     }
 }
 
-fn endpoint(server: &str) -> Result<Endpoint> {
+fn endpoint(server: &str, args: &ConnectionArgs) -> Result<Endpoint> {
     let endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|e| Error::Usage(format!("--server {server} is not a valid URL: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if args.client_cert.is_some() != args.client_key.is_some() {
+        return Err(Error::Usage(
+            "--client-cert (REGISTRAR_CLIENT_CERT) and --client-key (REGISTRAR_CLIENT_KEY) go together: give both or neither".to_owned(),
+        ));
+    }
     if server.starts_with("https://") {
-        return tls(endpoint, server);
+        return tls(endpoint, server, args);
+    }
+    if args.client_cert.is_some() || args.server_ca.is_some() {
+        return Err(Error::Usage(format!(
+            "--client-cert and --server-ca are for TLS, and {server} is plain http: use https://"
+        )));
     }
     Ok(endpoint)
 }
 
 #[cfg(feature = "tls")]
-fn tls(endpoint: Endpoint, server: &str) -> Result<Endpoint> {
+fn tls(endpoint: Endpoint, server: &str, args: &ConnectionArgs) -> Result<Endpoint> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path).map_err(|source| Error::Io {
+            context: format!("reading {flag} {}", path.display()),
+            source,
+        })
+    };
+    let mut config = match &args.server_ca {
+        Some(path) => {
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--server-ca", path)?))
+        }
+        None => ClientTlsConfig::new().with_enabled_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        config = config.identity(Identity::from_pem(
+            read("--client-cert", cert)?,
+            read("--client-key", key)?,
+        ));
+    }
     endpoint
-        .tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots())
+        .tls_config(config)
         .map_err(|e| Error::Usage(format!("TLS for {server}: {}", error_chain(&e))))
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls(_endpoint: Endpoint, server: &str) -> Result<Endpoint> {
+fn tls(_endpoint: Endpoint, server: &str, _args: &ConnectionArgs) -> Result<Endpoint> {
     Err(Error::Usage(format!(
         "{server} needs TLS, and this build has none: build with `--features tls`"
     )))
@@ -282,6 +315,9 @@ mod tests {
             token: token.map(str::to_owned),
             token_file: file,
             data_dir: dir,
+            server_ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 
@@ -297,8 +333,22 @@ mod tests {
 
     #[test]
     fn an_https_server_gets_a_tls_endpoint() {
-        let e = endpoint("https://registrar.example.com:443");
+        let a = args(None, None, None);
+        let e = endpoint("https://registrar.example.com:443", &a);
         assert_eq!(e.is_ok(), cfg!(feature = "tls"));
+    }
+
+    #[test]
+    fn tls_files_need_https_and_a_certificate_needs_its_key() {
+        let mut a = args(None, None, None);
+        a.client_cert = Some("/c.pem".into());
+        let e = endpoint("https://h:1", &a).unwrap_err();
+        assert!(e.to_string().contains("--client-key"), "{e}");
+        a.client_key = Some("/nonexistent/k.pem".into());
+        let e = endpoint("http://h:1", &a).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = endpoint("https://h:1", &a).unwrap_err();
+        assert!(e.to_string().contains("/c.pem"), "{e}");
     }
 
     #[test]

@@ -347,6 +347,9 @@ mod tests {
                     token: None,
                     token_file: None,
                     data_dir: None,
+                    server_ca: None,
+                    client_cert: None,
+                    client_key: None,
                 },
             };
             let o = run(
@@ -367,6 +370,9 @@ mod tests {
                 token: None,
                 token_file: None,
                 data_dir: None,
+                server_ca: None,
+                client_cert: None,
+                client_key: None,
             },
         };
         let o = run(&config, &b""[..]).await;
