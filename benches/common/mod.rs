@@ -1,0 +1,119 @@
+//! What the load generators share: the release server as a child process
+//! on loopback, clients, memory samples and percentiles.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+/// Reads a count from the environment.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `registrar` binary serving a fresh data directory; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server and waits until it answers; its admin token is read
+/// from the data directory.
+pub async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if let Ok(token) = std::fs::read_to_string(data.join("admin.token")) {
+            if Channel::from_shared(url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .is_ok()
+            {
+                return Server {
+                    child,
+                    url,
+                    token: token.trim().to_owned(),
+                    _dir: dir,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not start");
+}
+
+/// Returns the resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Wraps a message with `authorization: Bearer <token>`.
+pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Connects to `url`.
+pub async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Returns the `p` quantile of sorted latencies, in milliseconds.
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
