@@ -1,5 +1,6 @@
-//! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, the one
-//! writer task that group-commits, and the verification of every record on open.
+//! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, the
+//! verification of every record on open, and the readers. The one writer
+//! task that group-commits is in `sled_writer.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,13 @@ use tokio::task::JoinHandle;
 use super::{
     codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
 };
+
+#[path = "sled_writer.rs"]
+mod writer;
+
+#[cfg(test)]
+use writer::Probe;
+use writer::{Pending, Writer, WriterState};
 
 const LOG_TREE: &str = "log";
 const KEYS_TREE: &str = "keys";
@@ -396,222 +404,6 @@ impl From<::sled::Error> for Error {
                 source: Box::new(other),
             },
         }
-    }
-}
-
-/// A commit waiting for the writer, with where to send its outcome.
-#[derive(Debug)]
-struct Pending {
-    commit: Commit,
-    reply: oneshot::Sender<Result<Vec<Envelope>>>,
-}
-
-/// What the writer must know to check commits: the applied head and versions.
-#[derive(Debug)]
-struct WriterState {
-    /// Last position in the tree, durable or not.
-    head: u64,
-    versions: HashMap<String, u64>,
-}
-
-/// Counters and fault switches the tests use to watch the writer.
-#[cfg(test)]
-#[derive(Debug, Default)]
-struct Probe {
-    flushes: std::sync::atomic::AtomicU64,
-    fail_apply: std::sync::atomic::AtomicBool,
-    fail_flush: std::sync::atomic::AtomicBool,
-}
-
-/// The one task that writes the log.
-struct Writer {
-    db: ::sled::Db,
-    tree: ::sled::Tree,
-    /// `None` after a failed reload: reloaded again before the next group.
-    state: Option<WriterState>,
-    /// The published head: flushed, visible to readers.
-    durable: u64,
-    head: Arc<watch::Sender<u64>>,
-    space: Space,
-    #[cfg(test)]
-    probe: Arc<Probe>,
-}
-
-impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>, stop: Arc<Notify>) {
-        loop {
-            let first = tokio::select! {
-                pending = rx.recv() => match pending {
-                    Some(pending) => pending,
-                    None => break,
-                },
-                () = stop.notified() => {
-                    // Refuse new commits but still serve the queued ones.
-                    rx.close();
-                    continue;
-                }
-            };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(pending) => group.push(pending),
-                    Err(_) => break,
-                }
-            }
-            self.commit_group(group).await;
-        }
-        tracing::debug!(head = self.durable, "event log writer stopped");
-    }
-
-    async fn commit_group(&mut self, group: Vec<Pending>) {
-        match self.write_group(&group).await {
-            Ok(outcomes) => {
-                for (pending, outcome) in group.into_iter().zip(outcomes) {
-                    // The caller may have gone away; its commit stands anyway.
-                    let _ = pending.reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, commits = group.len(), "event log write failed");
-                // The batch may or may not be in the tree: trust only the tree.
-                self.state = match load(&self.tree) {
-                    Ok(state) => Some(state),
-                    Err(e) => {
-                        tracing::error!(error = %e, "event log state reload failed");
-                        None
-                    }
-                };
-                for pending in group {
-                    let _ = pending.reply.send(Err(shared_error(&e)));
-                }
-            }
-        }
-    }
-
-    /// Checks, applies and flushes a group; an error fails the whole group.
-    async fn write_group(&mut self, group: &[Pending]) -> Result<Vec<Result<Vec<Envelope>>>> {
-        if self.state.is_none() {
-            self.state = Some(load(&self.tree)?);
-        }
-        let state = self.state.as_mut().expect("state was loaded above");
-        let mut batch = ::sled::Batch::default();
-        let mut requests = HashMap::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut accepted = false;
-        for pending in group {
-            let outcome = accept(
-                &self.tree,
-                state,
-                &mut batch,
-                &mut requests,
-                &pending.commit,
-            )?;
-            accepted |= outcome.is_ok();
-            outcomes.push(outcome);
-        }
-        let applied = state.head;
-        if accepted {
-            self.space.check()?;
-            #[cfg(test)]
-            if self
-                .probe
-                .fail_apply
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                return Err(Error::storage("injected apply failure"));
-            }
-            self.tree
-                .apply_batch(batch)
-                .map_err(|e| self.space.explain(e.into()))?;
-        }
-        // Also flushes when an earlier group applied but failed to flush, so a
-        // duplicate found in such a batch is durable before it is reported.
-        if applied > self.durable {
-            #[cfg(test)]
-            if self
-                .probe
-                .fail_flush
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                return Err(Error::StorageFull);
-            }
-            flush(&self.db).await.map_err(|e| self.space.explain(e))?;
-            #[cfg(test)]
-            self.probe
-                .flushes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.durable = applied;
-            self.head.send_replace(applied);
-        }
-        Ok(outcomes)
-    }
-}
-
-/// Checks one commit against the state and adds it to the batch if accepted.
-///
-/// The outer error is a storage failure (fails the group); the inner one is
-/// this commit's rejection.
-fn accept(
-    tree: &::sled::Tree,
-    state: &mut WriterState,
-    batch: &mut ::sled::Batch,
-    requests: &mut HashMap<String, RequestRecord>,
-    commit: &Commit,
-) -> Result<Result<Vec<Envelope>>> {
-    // Duplicates first, so a retry gets its first result, not a conflict.
-    if !commit.request_id.is_empty() {
-        let known = match requests.get(&commit.request_id) {
-            Some(record) => Some(record.clone()),
-            None => match tree.get(prefixed(REQUEST, &commit.request_id))? {
-                Some(value) => Some(decode_request(&commit.request_id, &value)?),
-                None => None,
-            },
-        };
-        if let Some(record) = known {
-            return Ok(Err(Error::DuplicateRequest { record }));
-        }
-    }
-    let planned = plan(commit, state.head, |stream| {
-        state.versions.get(stream).copied().unwrap_or(0)
-    });
-    let mut envelopes = match planned {
-        Ok(envelopes) => envelopes,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    for env in &mut envelopes {
-        let record = codec::encode(env);
-        let version = env.stream_version.to_be_bytes();
-        batch.insert(&record_key(env.position)[..], record);
-        batch.insert(
-            index_key(&env.stream, env.stream_version),
-            &env.position.to_be_bytes()[..],
-        );
-        batch.insert(prefixed(VERSION, &env.stream), &version[..]);
-        state
-            .versions
-            .insert(env.stream.clone(), env.stream_version);
-        state.head = env.position;
-    }
-    if let Some(record) = request_record(commit, &envelopes) {
-        batch.insert(
-            prefixed(REQUEST, &record.request_id),
-            encode_request(&record),
-        );
-        requests.insert(record.request_id.clone(), record);
-    }
-    Ok(Ok(envelopes))
-}
-
-/// Makes one commit's copy of a group's error.
-fn shared_error(e: &Error) -> Error {
-    match e {
-        Error::StorageFull => Error::StorageFull,
-        Error::Corrupt { position, reason } => Error::Corrupt {
-            position: *position,
-            reason: reason.clone(),
-        },
-        Error::Storage { source } => Error::storage(source.to_string()),
-        other => Error::storage(other.to_string()),
     }
 }
 
