@@ -1,0 +1,110 @@
+//! `registrar env`: create, list, show and delete environments.
+
+use serde_json::Value;
+
+use super::{connect, orchestration_name, print_json};
+use crate::cli::table::{fields, when, Table};
+use crate::cli::{json, Result};
+use crate::config::{ClientArgs, EnvCommand, OrchestrationArg};
+use crate::pb;
+
+pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> {
+    let conn = connect(client).await?;
+    let mut api = conn.environments();
+    match command {
+        EnvCommand::Create {
+            name,
+            orchestration,
+        } => {
+            let orchestration = match orchestration {
+                OrchestrationArg::Cattle => pb::Orchestration::Cattle,
+                OrchestrationArg::Kubernetes => pb::Orchestration::Kubernetes,
+            };
+            let e = api
+                .create_environment(pb::CreateEnvironmentRequest {
+                    name,
+                    orchestration: orchestration as i32,
+                    request_id: String::new(),
+                })
+                .await
+                .map_err(|s| conn.status(s))?
+                .into_inner()
+                .environment
+                .unwrap_or_default();
+            print_environment(client.json, &e);
+        }
+        EnvCommand::List => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = api
+                    .list_environments(pb::ListEnvironmentsRequest {
+                        page_size: 500,
+                        page_token,
+                    })
+                    .await
+                    .map_err(|s| conn.status(s))?
+                    .into_inner();
+                all.extend(page.environments);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if client.json {
+                print_json(&Value::Array(all.iter().map(json::environment).collect()));
+            } else {
+                let mut t = Table::new(&["ID", "NAME", "ORCHESTRATION", "CREATED"]);
+                for e in &all {
+                    t.row(vec![
+                        e.id.clone(),
+                        e.name.clone(),
+                        orchestration_name(e.orchestration),
+                        when(e.create_time.as_ref()),
+                    ]);
+                }
+                print!("{}", t.render());
+            }
+        }
+        EnvCommand::Show { id } => {
+            let e = api
+                .get_environment(pb::GetEnvironmentRequest { id })
+                .await
+                .map_err(|s| conn.status(s))?
+                .into_inner()
+                .environment
+                .unwrap_or_default();
+            print_environment(client.json, &e);
+        }
+        EnvCommand::Rm { id } => {
+            api.delete_environment(pb::DeleteEnvironmentRequest {
+                id: id.clone(),
+                request_id: String::new(),
+            })
+            .await
+            .map_err(|s| conn.status(s))?;
+            if client.json {
+                print_json(&serde_json::json!({}));
+            } else {
+                println!("deleted environment {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_environment(as_json: bool, e: &pb::Environment) {
+    if as_json {
+        print_json(&json::environment(e));
+    } else {
+        print!(
+            "{}",
+            fields(&[
+                ("id", e.id.clone()),
+                ("name", e.name.clone()),
+                ("orchestration", orchestration_name(e.orchestration)),
+                ("created", when(e.create_time.as_ref())),
+            ])
+        );
+    }
+}
