@@ -257,7 +257,6 @@ fn endpoint(server: &str, args: &ConnectionArgs) -> Result<Endpoint> {
     Ok(endpoint)
 }
 
-#[cfg(feature = "tls")]
 fn tls(endpoint: Endpoint, server: &str, args: &ConnectionArgs) -> Result<Endpoint> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |flag: &str, path: &Path| {
@@ -281,13 +280,6 @@ fn tls(endpoint: Endpoint, server: &str, args: &ConnectionArgs) -> Result<Endpoi
     endpoint
         .tls_config(config)
         .map_err(|e| Error::Usage(format!("TLS for {server}: {}", error_chain(&e))))
-}
-
-#[cfg(not(feature = "tls"))]
-fn tls(_endpoint: Endpoint, server: &str, _args: &ConnectionArgs) -> Result<Endpoint> {
-    Err(Error::Usage(format!(
-        "{server} needs TLS, and this build has none: build with `--features tls`"
-    )))
 }
 
 /// Joins an error and its sources into one line.
@@ -335,7 +327,7 @@ mod tests {
     fn an_https_server_gets_a_tls_endpoint() {
         let a = args(None, None, None);
         let e = endpoint("https://registrar.example.com:443", &a);
-        assert_eq!(e.is_ok(), cfg!(feature = "tls"));
+        assert!(e.is_ok());
     }
 
     #[test]
