@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{channel, env_usize, pct, rss_kib, start_server, with_token};
+use common::{
+    agent_token, channel, create_environment, env_usize, pct, rss_kib, start_server, with_token,
+};
 use registrar::pb;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -135,22 +137,8 @@ fn check(ask: Ask, n: usize, r: &pb::ResolvePullResponse) {
 
 /// Creates an environment with its registries; returns an agent token of it.
 async fn environment(ch: &Channel, admin: &str, orchestration: pb::Orchestration) -> String {
-    let mut envs = pb::environment_service_client::EnvironmentServiceClient::new(ch.clone());
-    let env = envs
-        .create_environment(with_token(
-            admin,
-            pb::CreateEnvironmentRequest {
-                name: format!("bench-{}", orchestration.as_str_name()),
-                orchestration: orchestration as i32,
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .environment
-        .unwrap()
-        .id;
+    let name = format!("bench-{}", orchestration.as_str_name());
+    let env = create_environment(ch, admin, &name, orchestration).await;
     let mut regs = pb::registry_service_client::RegistryServiceClient::new(ch.clone());
     for n in 0..REGISTRIES {
         regs.create_registry(with_token(
@@ -168,20 +156,7 @@ async fn environment(ch: &Channel, admin: &str, orchestration: pb::Orchestration
         .await
         .unwrap();
     }
-    let mut tokens = pb::token_service_client::TokenServiceClient::new(ch.clone());
-    tokens
-        .create_token(with_token(
-            admin,
-            pb::CreateTokenRequest {
-                role: pb::Role::Agent as i32,
-                environment_id: env,
-                description: "bench agent".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .token
+    agent_token(ch, admin, &env).await
 }
 
 #[tokio::main]

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{channel, env_usize, pct, rss_kib, start_server, with_token};
+use common::{
+    agent_token, channel, create_environment, env_usize, pct, rss_kib, start_server, with_token,
+};
 use registrar::pb;
 use tonic::transport::Channel;
 
@@ -111,22 +113,7 @@ async fn main() {
     let pid = server.child.id();
     let token = server.token.clone();
     let ch = channel(&server.url).await;
-    let mut envs = pb::environment_service_client::EnvironmentServiceClient::new(ch.clone());
-    let env = envs
-        .create_environment(with_token(
-            &token,
-            pb::CreateEnvironmentRequest {
-                name: "bench".into(),
-                orchestration: pb::Orchestration::Cattle as i32,
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .environment
-        .unwrap()
-        .id;
+    let env = create_environment(&ch, &token, "bench", pb::Orchestration::Cattle).await;
     let registries: Vec<String> = (0..50).map(|i| format!("r{i}.example.com")).collect();
 
     // Warm up, then the baseline: the same writes with no watcher connected.
@@ -137,23 +124,9 @@ async fn main() {
     let baseline_secs = started.elapsed().as_secs_f64();
 
     // Every watcher is an agent with its own token, as on real hosts.
-    let mut tokens = pb::token_service_client::TokenServiceClient::new(ch.clone());
     let mut agent_tokens = Vec::new();
     for _ in 0..watchers {
-        let t = tokens
-            .create_token(with_token(
-                &token,
-                pb::CreateTokenRequest {
-                    role: pb::Role::Agent as i32,
-                    environment_id: env.clone(),
-                    description: "bench agent".into(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
-        agent_tokens.push(t);
+        agent_tokens.push(agent_token(&ch, &token, &env).await);
     }
 
     // Phase 2: the stalled half connects and never reads.

@@ -5,6 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use registrar::pb;
 use tonic::transport::Channel;
 
 /// Reads a count from the environment.
@@ -116,4 +117,45 @@ pub async fn channel(url: &str) -> Channel {
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Creates an environment as `admin`; returns its id.
+pub async fn create_environment(
+    ch: &Channel,
+    admin: &str,
+    name: &str,
+    orchestration: pb::Orchestration,
+) -> String {
+    pb::environment_service_client::EnvironmentServiceClient::new(ch.clone())
+        .create_environment(with_token(
+            admin,
+            pb::CreateEnvironmentRequest {
+                name: name.to_owned(),
+                orchestration: orchestration as i32,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .environment
+        .unwrap()
+        .id
+}
+
+/// Issues an agent token of `env` as `admin`.
+pub async fn agent_token(ch: &Channel, admin: &str, env: &str) -> String {
+    pb::token_service_client::TokenServiceClient::new(ch.clone())
+        .create_token(with_token(
+            admin,
+            pb::CreateTokenRequest {
+                role: pb::Role::Agent as i32,
+                environment_id: env.to_owned(),
+                description: "bench agent".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token
 }
