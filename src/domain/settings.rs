@@ -2,6 +2,7 @@
 
 use super::address::Address;
 use super::error::{Error, Result};
+use super::image::{ImageError, ImageRef};
 use super::whitelist::Whitelist;
 
 /// The global settings.
@@ -21,11 +22,11 @@ impl Settings {
         }
         let address = Address::parse(input)
             .map_err(|e| Error::invalid("settings.default_registry", e.to_string()))?;
-        Ok(if address.is_docker_hub() {
-            None
-        } else {
-            Some(address)
-        })
+        if address.is_docker_hub() {
+            return Ok(None);
+        }
+        check_docker_reads_a_registry(&address)?;
+        Ok(Some(address))
     }
 
     /// Parses `registry.whitelist` (R16).
@@ -38,6 +39,27 @@ impl Settings {
         self.default_registry
             .clone()
             .unwrap_or_else(Address::docker_hub)
+    }
+}
+
+/// Refuses a default that Docker would not read as the registry in front of
+/// an image: `reg/ubuntu` is `docker.io/reg/ubuntu` to Docker, so with `reg`
+/// as the default every image without a registry would be refused (R15).
+fn check_docker_reads_a_registry(address: &Address) -> Result<()> {
+    let probe = ImageRef::parse("x").expect("\"x\" is a valid image reference");
+    match probe.with_domain(address.as_str()) {
+        Ok(_) => Ok(()),
+        Err(ImageError::InvalidDomain { .. }) => Err(Error::invalid(
+            "settings.default_registry",
+            format!(
+                "Docker reads {address:?} in front of an image as part of its path, not as a \
+                 registry: give a host with a \".\" or a port, or localhost"
+            ),
+        )),
+        Err(e) => Err(Error::invalid(
+            "settings.default_registry",
+            format!("{address:?} cannot stand in front of an image: {e}"),
+        )),
     }
 }
 
@@ -68,6 +90,29 @@ mod tests {
             e.to_string().starts_with("settings.default_registry"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_default_docker_reads_as_part_of_the_image_path_is_refused() {
+        // `localhost5` or `reg` were accepted, and every short image name then
+        // failed to resolve: Docker takes `reg/ubuntu` for docker.io/reg/ubuntu.
+        for input in ["reg", "localhost5", "Reg", "[::ffff:1.2.3.4]"] {
+            let e = Settings::parse_default_registry(input).unwrap_err();
+            assert!(
+                e.to_string().starts_with("settings.default_registry"),
+                "{input}: {e}"
+            );
+        }
+        for input in [
+            "reg:5000",
+            "localhost",
+            "reg.example.com",
+            "[::1]",
+            "10.0.0.1",
+        ] {
+            let d = Settings::parse_default_registry(input).unwrap();
+            assert!(d.is_some(), "{input}");
+        }
     }
 
     #[test]
