@@ -127,7 +127,10 @@ pub fn decide(
             })?;
             let address = Address::for_kind(kind, &address)
                 .map_err(|e| Error::invalid("address", e.to_string()))?;
-            let credential = credential.validate(kind, now)?;
+            let existing = state.registry_at(&environment_id, &address);
+            // R7: the credential joins the registry already at the address, so
+            // it must suit that registry's kind, whichever kind the request named.
+            let credential = credential.validate(existing.map_or(kind, |r| r.kind), now)?;
             let ca_certificate_pem = check_ca_bundle(&ca_certificate_pem)?;
             let stream = Stream::Registry {
                 environment_id: environment_id.clone(),
@@ -135,7 +138,6 @@ pub fn decide(
             }
             .name();
             let version = state.stream_version(&stream) + 1;
-            let existing = state.registry_at(&environment_id, &address);
             let id = existing.map_or(registry_id, |r| r.id.clone());
             let sealed = seal(
                 sealer,

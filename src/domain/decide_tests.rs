@@ -284,6 +284,33 @@ fn the_same_address_in_another_environment_is_another_registry() {
 }
 
 #[test]
+fn a_credential_added_under_another_kind_must_suit_the_registry_at_the_address() {
+    // A CUSTOM credential for a GCR registry's address used to skip the JSON
+    // key check and land on the GCR registry as it was.
+    let mut w = World::new();
+    let env = w.given_environment(Orchestration::Cattle);
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "puller@proj.iam.gserviceaccount.com",
+        "private_key": "k",
+        "private_key_id": "i",
+    })
+    .to_string();
+    let mut gcr = create(&env, "r", "c", RegistryKind::Gcr, "gcr.io", "_json_key");
+    if let Command::CreateRegistry { credential, .. } = &mut gcr {
+        credential.password = SecretString::from(key);
+    }
+    w.when(&admin(), gcr).unwrap();
+
+    let r = w.add(&env, RegistryKind::Custom, "gcr.io", "alice");
+
+    assert_eq!(invalid_field(r), "username");
+    let registry = w.only_registry(&env);
+    assert_eq!(registry.kind, RegistryKind::Gcr);
+    assert_eq!(registry.credential.username, "_json_key");
+}
+
+#[test]
 fn addresses_that_do_not_fit_their_kind_are_refused() {
     let mut w = World::new();
     let env = w.given_environment(Orchestration::Cattle);
