@@ -19,6 +19,8 @@
 //!   (`registrar env|registry|settings|...`), the docker credential helper
 //!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
 //!   provider. They talk gRPC only, through the generated clients in `pb`.
+//! - `fuzzing`: the checks the fuzz targets (`fuzz/`) and the corpus replay
+//!   (`tests/fuzz_corpus.rs`) run on arbitrary bytes; not part of the API.
 
 pub mod adapters;
 pub mod api;
@@ -28,6 +30,9 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod ecr;
+/// Entry points shared by the fuzz targets and the corpus replay test.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod projection;
 pub mod server;
 pub mod store;

@@ -1,0 +1,992 @@
+//! Entry points shared by the fuzz targets in `fuzz/` and the corpus replay in
+//! `tests/fuzz_corpus.rs`: each takes arbitrary bytes, drives one parser or
+//! codec, and panics only when one of its invariants is broken.
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use secrecy::SecretString;
+
+use crate::domain::access::Principal;
+use crate::domain::address::{self, Address, RegistryKind, DOCKER_HUB};
+use crate::domain::command::Command;
+use crate::domain::credential::{NewCredential, NewEcrKeys, SealedSecret, Sealer, SecretContext};
+use crate::domain::decide::{decide, Decision};
+use crate::domain::error::Error;
+use crate::domain::event::{Orchestration, Recorded, Role};
+use crate::domain::image::{
+    ImageError, ImageRef, DEFAULT_DOMAIN, MAX_INPUT_LEN, NAME_TOTAL_LENGTH_MAX, TAG_LENGTH_MAX,
+};
+use crate::domain::resolve::{self, DenyReason, Target};
+use crate::domain::state::{RegistryState, State};
+use crate::domain::whitelist::{Whitelist, WhitelistEntry, WhitelistError};
+use crate::pb;
+use crate::store::payload::timestamp_to_system;
+use crate::store::{codec, payload, Envelope};
+
+/// Image references: a reference that parses prints a form that parses back
+/// to the same reference, within Docker's limits, and moves to another valid
+/// registry unless the longer name breaks the length limit.
+pub fn image(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(reference) = ImageRef::parse(input) else {
+        return;
+    };
+    assert!(input.len() <= MAX_INPUT_LEN, "{input:?} is over the limit");
+    assert!(
+        input.bytes().all(|b| b.is_ascii_graphic()),
+        "{input:?} has a character no reference may contain"
+    );
+
+    let shown = reference.to_string();
+    let again = ImageRef::parse(&shown)
+        .unwrap_or_else(|e| panic!("{input:?} parsed, its display form {shown:?} did not: {e}"));
+    assert_eq!(again.to_string(), shown, "display form of {input:?}");
+    assert_eq!(
+        (again.domain(), again.path(), again.tag(), again.digest()),
+        (
+            reference.domain(),
+            reference.path(),
+            reference.tag(),
+            reference.digest()
+        ),
+        "{input:?} and its display form {shown:?} differ"
+    );
+    assert!(again.domain_explicit(), "{shown:?} names its registry");
+    if reference.domain_explicit() {
+        assert_eq!(again, reference, "{input:?} names its registry");
+    } else {
+        assert_eq!(reference.domain(), DEFAULT_DOMAIN, "{input:?}");
+    }
+
+    assert!(!reference.domain().is_empty(), "{input:?} has no domain");
+    assert!(
+        reference.name().len() <= NAME_TOTAL_LENGTH_MAX,
+        "{input:?}: name {} is too long",
+        reference.name()
+    );
+    let path = reference.path();
+    assert!(
+        path.split('/').all(|c| !c.is_empty()) && !path.bytes().any(|b| b.is_ascii_uppercase()),
+        "{input:?}: path {path:?}"
+    );
+    if reference.domain() == DEFAULT_DOMAIN {
+        assert!(path.contains('/'), "{input:?}: hub path {path:?}");
+    }
+    assert!(
+        reference.tag().is_some() || reference.digest().is_some(),
+        "{input:?} has neither tag nor digest"
+    );
+    if let Some(tag) = reference.tag() {
+        assert!(
+            !tag.is_empty() && tag.len() <= TAG_LENGTH_MAX,
+            "{input:?}: tag {tag:?}"
+        );
+    }
+    if let Some(digest) = reference.digest() {
+        let (algorithm, hex) = digest.split_once(':').unwrap_or_default();
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            other => panic!("{input:?}: digest algorithm {other:?}"),
+        };
+        assert!(
+            hex.len() == expected && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{input:?}: digest {digest:?}"
+        );
+    }
+
+    for domain in [
+        "reg.example.com:5000",
+        "localhost",
+        "[::1]:5000",
+        "docker.io",
+        "index.docker.io",
+    ] {
+        match reference.with_domain(domain) {
+            Ok(moved) => {
+                assert!(moved.domain_explicit(), "{input:?} moved to {domain}");
+                assert_eq!(
+                    (moved.tag(), moved.digest()),
+                    (reference.tag(), reference.digest()),
+                    "{input:?} moved to {domain}"
+                );
+                if domain.ends_with("docker.io") {
+                    assert_eq!(
+                        moved.domain(),
+                        DEFAULT_DOMAIN,
+                        "{input:?} moved to {domain}"
+                    );
+                    if reference.domain() == DEFAULT_DOMAIN {
+                        // Moving to the registry the input implied or named changes nothing.
+                        assert_eq!(moved.to_string(), shown, "{input:?} moved to {domain}");
+                    }
+                } else {
+                    assert_eq!(moved.domain(), domain, "{input:?} moved to {domain}");
+                }
+            }
+            Err(ImageError::NameTooLong { .. }) => {}
+            Err(e) => panic!("{input:?} cannot move to the valid domain {domain}: {e}"),
+        }
+    }
+}
+
+/// Addresses, ports and whitelists: canonical forms parse back to
+/// themselves, every kind's address is canonical and of its shape, and a
+/// refusal reads the same whatever the password in user info was.
+pub fn address(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    check_address(input);
+    for kind in RegistryKind::ALL {
+        check_address_for_kind(kind, input);
+    }
+    check_port(input);
+    check_whitelist(input);
+}
+
+fn check_address(input: &str) {
+    let parsed = Address::parse(input);
+    assert_independent_of_password(input, |text| {
+        Address::parse(text).map(drop).map_err(|e| e.to_string())
+    });
+    let Ok(address) = parsed else {
+        return;
+    };
+    let canonical = address.as_str();
+    assert_eq!(
+        Address::parse(canonical).as_ref(),
+        Ok(&address),
+        "canonical form of {input:?}"
+    );
+    assert!(
+        canonical
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+        "{input:?} became {canonical:?}"
+    );
+    let host = address.host();
+    assert!(!host.is_empty(), "{input:?} has no host");
+    match address.port() {
+        Some(port) => {
+            assert!(port >= 1, "{input:?}");
+            assert_eq!(canonical, format!("{host}:{port}"), "{input:?}");
+        }
+        None => assert_eq!(canonical, host, "{input:?}"),
+    }
+    if !host.starts_with('[') {
+        assert!(host.len() <= address::MAX_HOST_LEN, "{input:?}: {host:?}");
+    }
+    if ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&canonical) {
+        assert!(address.is_docker_hub(), "{input:?} is Docker Hub");
+    }
+}
+
+fn check_address_for_kind(kind: RegistryKind, input: &str) {
+    let Ok(address) = Address::for_kind(kind, input) else {
+        return;
+    };
+    assert_eq!(
+        Address::for_kind(kind, address.as_str()).as_ref(),
+        Ok(&address),
+        "{kind} address of {input:?}"
+    );
+    match kind {
+        RegistryKind::DockerHub => assert_eq!(address.as_str(), DOCKER_HUB),
+        RegistryKind::Quay => assert_eq!(address.as_str(), address::QUAY),
+        RegistryKind::Custom => assert_eq!(Address::parse(input).as_ref(), Ok(&address)),
+        RegistryKind::Ecr => {
+            assert!(address.ecr_region().is_some(), "{input:?}");
+            assert_eq!(address.port(), None, "{input:?}");
+        }
+        RegistryKind::Gcr => assert_eq!(address.port(), None, "{input:?}"),
+    }
+}
+
+fn check_port(input: &str) {
+    let Ok(port) = address::parse_port(input) else {
+        return;
+    };
+    assert!(port >= 1, "{input:?}");
+    assert!(input.bytes().all(|b| b.is_ascii_digit()), "{input:?}");
+    assert_eq!(
+        address::parse_port(&port.to_string()),
+        Ok(port),
+        "{input:?}"
+    );
+}
+
+fn check_whitelist(input: &str) {
+    let lines: Vec<&str> = input.split('\n').collect();
+    match Whitelist::parse(&lines) {
+        Ok(whitelist) => check_whitelist_round_trip(input, &whitelist),
+        Err(e) => {
+            let position = e.position().expect("a list error names its entry");
+            assert!(
+                (1..=lines.len()).contains(&position),
+                "{input:?}: position {position} of {}",
+                lines.len()
+            );
+        }
+    }
+    match Whitelist::parse_comma_separated(input) {
+        Ok(whitelist) => check_whitelist_round_trip(input, &whitelist),
+        Err(WhitelistError::Empty { .. }) => {}
+        Err(_) => assert_independent_of_password(input, |text| {
+            Whitelist::parse_comma_separated(text)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
+fn check_whitelist_round_trip(input: &str, whitelist: &Whitelist) {
+    let strings = whitelist.to_strings();
+    assert_eq!(
+        Whitelist::parse(&strings).as_ref(),
+        Ok(whitelist),
+        "{input:?} printed as {strings:?}"
+    );
+    assert_eq!(
+        Whitelist::parse_comma_separated(&strings.join(",")).as_ref(),
+        Ok(whitelist),
+        "{input:?} printed as {strings:?}"
+    );
+    for entry in whitelist.entries() {
+        let text = entry.to_string();
+        assert_eq!(WhitelistEntry::parse(&text).as_ref(), Ok(entry), "{text:?}");
+        match entry {
+            WhitelistEntry::Exact(address) => {
+                assert!(entry.matches(address, "app"), "{text:?}");
+                assert!(whitelist.allows_registry(address), "{text:?}");
+            }
+            WhitelistEntry::Glob { labels, port } => {
+                let host = labels
+                    .iter()
+                    .map(|l| if l == "*" { "x" } else { l.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let probe = match port {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                };
+                if let Ok(address) = Address::parse(&probe) {
+                    assert!(entry.matches(&address, "app"), "{text:?} and {probe:?}");
+                }
+            }
+            WhitelistEntry::Prefix { registry, path } => {
+                assert!(entry.matches(registry, &format!("{path}/app")), "{text:?}");
+                assert!(!entry.matches(registry, path), "{text:?} is strictly under");
+                assert!(whitelist.allows_registry(registry), "{text:?}");
+            }
+        }
+    }
+}
+
+/// Asserts that `parse` answers the same when the password of `user:password@`
+/// (letters and digits only, so that nothing else changes) is replaced.
+///
+/// User info is where the address parser looks for it: in the authority,
+/// after a scheme only if no `/` comes before the `://` (or after a leading
+/// `//`); an `@` further on belongs to a path.
+fn assert_independent_of_password(input: &str, parse: impl Fn(&str) -> Result<(), String>) {
+    let authority_start = if input.starts_with("//") {
+        2
+    } else {
+        match input.find("://") {
+            Some(at) if !input[..at].contains('/') => at + 3,
+            _ => 0,
+        }
+    };
+    let authority_end = input[authority_start..]
+        .find('/')
+        .map_or(input.len(), |i| authority_start + i);
+    let authority = &input[authority_start..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return;
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return;
+    };
+    let password = &authority[colon + 1..at];
+    if password.is_empty() || !password.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return;
+    }
+    let start = authority_start + colon + 1;
+    let other = if password.starts_with('q') { "z" } else { "q" }.repeat(password.len());
+    let replaced = format!(
+        "{}{other}{}",
+        &input[..start],
+        &input[start + password.len()..]
+    );
+    assert_eq!(
+        parse(input),
+        parse(&replaced),
+        "the answer to {input:?} depends on its password"
+    );
+}
+
+/// Log records and event payloads: arbitrary bytes never panic the codec or
+/// the payload decoder; a verified record is bound to its position; canonical
+/// records re-encode byte for byte; decoded events survive a re-encoding.
+pub fn event(data: &[u8]) {
+    let plain = Envelope::decode(data);
+    let position = plain.as_ref().map_or(0, |env| env.position);
+    let verified = codec::decode_verified(data, position);
+    if plain.is_err() {
+        assert!(verified.is_err(), "undecodable bytes verified");
+    }
+    assert!(
+        codec::decode_verified(data, position.wrapping_add(1)).is_err(),
+        "a record verified at two positions"
+    );
+    if let Ok(env) = &verified {
+        check_record(data, env);
+    }
+    // The payload decoder sees only verified records, but the checksum is no
+    // schema: decode every envelope, so that the fuzzer need not forge CRCs.
+    if let Ok(env) = plain {
+        check_payload(&env);
+    }
+}
+
+fn check_record(data: &[u8], env: &Envelope) {
+    let body = &data[..data.len() - 5];
+    assert_eq!(env.crc32c, Some(crc32c::crc32c(body)), "stored checksum");
+    let mut canonical = env.clone();
+    let record = codec::encode(&mut canonical);
+    assert_eq!(
+        codec::decode_verified(&record, env.position).as_ref().ok(),
+        Some(&canonical),
+        "re-encoded record"
+    );
+    assert_eq!(
+        Envelope {
+            crc32c: None,
+            ..canonical.clone()
+        },
+        Envelope {
+            crc32c: None,
+            ..env.clone()
+        },
+        "re-encoding changed a field"
+    );
+    // Protobuf admits several encodings of one envelope (field order, repeats,
+    // unknown fields); only the one `encode` writes must come back unchanged.
+    let is_canonical = Envelope {
+        crc32c: None,
+        ..env.clone()
+    }
+    .encode_to_vec()
+        == body;
+    if is_canonical {
+        assert_eq!(record, data, "a canonical record re-encoded differently");
+    }
+}
+
+fn check_payload(env: &Envelope) {
+    let Ok(recorded) = payload::decode(env) else {
+        return;
+    };
+    assert_eq!(recorded.position, env.position);
+    assert_eq!(recorded.stream, env.stream);
+    assert_eq!(recorded.event.event_type(), env.event_type);
+    let new = payload::encode(&recorded.event);
+    assert_eq!(new.event_type, env.event_type);
+    assert_eq!(new.schema_version, payload::SCHEMA_VERSION);
+    let again = payload::decode(&Envelope {
+        payload: new.payload,
+        ..env.clone()
+    })
+    .unwrap_or_else(|e| panic!("re-encoded {} does not decode: {e}", env.event_type));
+    assert_eq!(again, recorded, "{} changed on re-encoding", env.event_type);
+    // The fold takes any decoded event, as replay would.
+    State::default().apply(&recorded);
+}
+
+/// The time every request is decided at.
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// Seals by naming the context, like the tests' sealer: deterministic, and
+/// with nothing of the secret in it.
+#[derive(Debug)]
+struct NamingSealer;
+
+impl Sealer for NamingSealer {
+    fn seal(&mut self, ctx: SecretContext<'_>, _secret: &SecretString) -> SealedSecret {
+        SealedSecret {
+            nonce: vec![0; 12],
+            ciphertext: format!(
+                "{}|{}|{}|{}|{}",
+                ctx.environment_id, ctx.registry_id, ctx.credential_id, ctx.version, ctx.field
+            )
+            .into_bytes(),
+        }
+    }
+}
+
+/// Applies an accepted decision as the app would commit it.
+fn commit(state: &mut State, who: &Principal, decision: &Decision) {
+    for append in &decision.appends {
+        assert_eq!(
+            state.stream_version(&append.stream),
+            append.expected_version,
+            "decided against another version of {}",
+            append.stream
+        );
+        for (i, event) in (1u64..).zip(&append.events) {
+            state.apply(&Recorded {
+                position: state.position() + 1,
+                stream: append.stream.clone(),
+                stream_version: append.expected_version + i,
+                time: now(),
+                actor: who.token_id.clone(),
+                request_id: String::new(),
+                event: event.clone(),
+            });
+        }
+    }
+}
+
+/// Environments `e1` (Cattle) and `e2` (Kubernetes); in `e1` a custom
+/// registry `r1`, an ECR registry with access keys `r2` and an inactive
+/// Docker Hub `r3`; in `e2` a Quay registry `r4` whose credential expires
+/// and a GCR registry `r5`.
+static SEEDED: LazyLock<State> = LazyLock::new(|| {
+    let admin = Principal::system();
+    let mut state = State::default();
+    let credential = |username: &str, password: &str| NewCredential {
+        email: "ops@example.com".into(),
+        username: username.into(),
+        password: SecretString::from(password.to_owned()),
+        expire_time: None,
+        ecr: None,
+    };
+    let registry = |env: &str, id: &str, kind, address: &str, credential| Command::CreateRegistry {
+        environment_id: env.into(),
+        registry_id: id.into(),
+        credential_id: format!("c-{id}"),
+        kind: Some(kind),
+        address: address.into(),
+        credential,
+        insecure: false,
+        ca_certificate_pem: String::new(),
+    };
+    let commands = [
+        Command::CreateEnvironment {
+            environment_id: "e1".into(),
+            name: "prod".into(),
+            orchestration: Some(Orchestration::Cattle),
+        },
+        Command::CreateEnvironment {
+            environment_id: "e2".into(),
+            name: "kube".into(),
+            orchestration: Some(Orchestration::Kubernetes),
+        },
+        registry(
+            "e1",
+            "r1",
+            RegistryKind::Custom,
+            "reg.example.com:5000",
+            credential("alice", "s3cret"),
+        ),
+        registry(
+            "e1",
+            "r2",
+            RegistryKind::Ecr,
+            "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+            NewCredential {
+                ecr: Some(NewEcrKeys {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                    secret_access_key: SecretString::from(
+                        "wJalrXUtnFEMIK7MDENGbPxRfiCY".to_owned(),
+                    ),
+                }),
+                ..credential("", "")
+            },
+        ),
+        registry(
+            "e1",
+            "r3",
+            RegistryKind::DockerHub,
+            "",
+            credential("bob", "hub"),
+        ),
+        Command::DeactivateRegistry {
+            registry_id: "r3".into(),
+        },
+        registry(
+            "e2",
+            "r4",
+            RegistryKind::Quay,
+            "quay.io",
+            NewCredential {
+                expire_time: Some(now() + Duration::from_secs(3600)),
+                ..credential("robot", "quay")
+            },
+        ),
+        registry(
+            "e2",
+            "r5",
+            RegistryKind::Gcr,
+            "gcr.io",
+            credential(
+                crate::domain::credential::GCR_JSON_KEY_USER,
+                r#"{"type":"service_account","client_email":"puller@proj.iam.gserviceaccount.com","private_key":"k","private_key_id":"i"}"#,
+            ),
+        ),
+    ];
+    for command in commands {
+        let decision = decide(&state, &admin, command, now(), &mut NamingSealer)
+            .expect("the seed commands are valid");
+        commit(&mut state, &admin, &decision);
+    }
+    state
+});
+
+/// Request validation: arbitrary bytes decoded as an API request (the first
+/// byte picks the message and the caller) are turned into a command the way
+/// the API does and decided against a seeded state. A refusal is a domain
+/// error that names a field of that request and shows no secret; an
+/// acceptance commits, and what it records survives the log.
+pub fn request(data: &[u8]) {
+    let Some((&selector, message)) = data.split_first() else {
+        return;
+    };
+    let who = match (selector >> 4) % 4 {
+        0 => Principal::system(),
+        1 => principal(Role::Member, "e1"),
+        2 => principal(Role::Member, "e2"),
+        _ => principal(Role::Agent, "e1"),
+    };
+    let state = &*SEEDED;
+    match selector % 6 {
+        0 => create_environment(state, &who, message),
+        1 => create_registry(state, &who, message),
+        2 => update_registry(state, &who, message),
+        3 => resolve_pull(state, &who, message),
+        4 => update_settings(state, &who, message),
+        _ => create_token(state, &who, message),
+    }
+}
+
+fn principal(role: Role, environment_id: &str) -> Principal {
+    Principal {
+        token_id: format!("t-{environment_id}"),
+        role,
+        environment_id: Some(environment_id.to_owned()),
+    }
+}
+
+/// Decides `command` and checks the answer: a refusal names one of `fields`
+/// and shows no non-ASCII character that only `secrets` hold (none of the
+/// `public` fields has it); an acceptance is committed to a copy of the
+/// state, its events round-trip through the payload codec, and the copy is
+/// returned for further checks.
+fn decide_checked(
+    state: &State,
+    who: &Principal,
+    command: Command,
+    fields: &[&str],
+    secrets: &[&str],
+    public: &[&str],
+) -> Option<State> {
+    let name = command.name();
+    match decide(state, who, command, now(), &mut NamingSealer) {
+        Ok(decision) => {
+            for event in decision.appends.iter().flat_map(|a| &a.events) {
+                let new = payload::encode(event);
+                let env = Envelope {
+                    event_type: new.event_type,
+                    schema_version: new.schema_version,
+                    payload: new.payload,
+                    position: 1,
+                    ..Envelope::default()
+                };
+                let decoded = payload::decode(&env)
+                    .unwrap_or_else(|e| panic!("{name}: recorded event does not decode: {e}"));
+                assert_eq!(&decoded.event, event, "{name}: event changed in the log");
+            }
+            let mut next = state.clone();
+            commit(&mut next, who, &decision);
+            Some(next)
+        }
+        Err(error) => {
+            if let Error::Invalid { field, .. } = &error {
+                assert!(
+                    fields.contains(field),
+                    "{name}: refusal names {field:?}, not a field of the request: {error}"
+                );
+            }
+            let message = error.to_string();
+            for secret in secrets {
+                // A character that only the secret holds, and that no message
+                // template has, can only reach the message from the secret.
+                let leaked = secret.chars().filter(|c| !c.is_ascii()).find(|c| {
+                    message.contains(*c) && !public.iter().any(|field| field.contains(*c))
+                });
+                assert_eq!(leaked, None, "{name}: refusal shows a secret: {message}");
+            }
+            None
+        }
+    }
+}
+
+/// Reads an API enum the way `api::convert` does: `None` for an unknown
+/// value, which the API refuses before the domain sees it.
+fn known<T: TryFrom<i32>>(v: i32) -> Option<T> {
+    T::try_from(v).ok()
+}
+
+fn create_environment(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::CreateEnvironmentRequest::decode(message) else {
+        return;
+    };
+    let Some(orchestration) = known::<pb::Orchestration>(r.orchestration) else {
+        return;
+    };
+    let orchestration = match orchestration {
+        pb::Orchestration::Unspecified => None,
+        pb::Orchestration::Cattle => Some(Orchestration::Cattle),
+        pb::Orchestration::Kubernetes => Some(Orchestration::Kubernetes),
+    };
+    let command = Command::CreateEnvironment {
+        environment_id: "e-new".into(),
+        name: r.name.clone(),
+        orchestration,
+    };
+    let Some(next) = decide_checked(state, who, command, &["name", "orchestration"], &[], &[])
+    else {
+        return;
+    };
+    let env = next
+        .environment("e-new")
+        .expect("an accepted environment exists");
+    assert_eq!(env.name, r.name);
+}
+
+fn registry_kind(v: i32) -> Option<Option<RegistryKind>> {
+    Some(match known::<pb::RegistryKind>(v)? {
+        pb::RegistryKind::Unspecified => None,
+        pb::RegistryKind::DockerHub => Some(RegistryKind::DockerHub),
+        pb::RegistryKind::Quay => Some(RegistryKind::Quay),
+        pb::RegistryKind::Custom => Some(RegistryKind::Custom),
+        pb::RegistryKind::Ecr => Some(RegistryKind::Ecr),
+        pb::RegistryKind::Gcr => Some(RegistryKind::Gcr),
+    })
+}
+
+fn ecr_keys(ecr: &Option<pb::EcrCredentials>) -> Option<NewEcrKeys> {
+    ecr.as_ref().map(|e| NewEcrKeys {
+        access_key_id: e.access_key_id.clone(),
+        secret_access_key: SecretString::from(e.secret_access_key.clone()),
+    })
+}
+
+const CREDENTIAL_FIELDS: [&str; 9] = [
+    "address",
+    "email",
+    "username",
+    "password",
+    "expire_time",
+    "ecr",
+    "ecr.access_key_id",
+    "ecr.secret_access_key",
+    "ca_certificate_pem",
+];
+
+fn create_registry(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::CreateRegistryRequest::decode(message) else {
+        return;
+    };
+    let Some(kind) = registry_kind(r.kind) else {
+        return;
+    };
+    let command = Command::CreateRegistry {
+        environment_id: r.environment_id.clone(),
+        registry_id: "r-new".into(),
+        credential_id: "c-new".into(),
+        kind,
+        address: r.address.clone(),
+        credential: NewCredential {
+            email: r.email.clone(),
+            username: r.username.clone(),
+            password: SecretString::from(r.password.clone()),
+            expire_time: r.expire_time.as_ref().map(timestamp_to_system),
+            ecr: ecr_keys(&r.ecr),
+        },
+        insecure: r.insecure,
+        ca_certificate_pem: r.ca_certificate_pem.clone(),
+    };
+    let mut fields = vec!["kind"];
+    fields.extend(CREDENTIAL_FIELDS);
+    let secret_key = r.ecr.as_ref().map_or("", |e| e.secret_access_key.as_str());
+    let access_key = r.ecr.as_ref().map_or("", |e| e.access_key_id.as_str());
+    let public = [
+        r.environment_id.as_str(),
+        &r.address,
+        &r.email,
+        &r.username,
+        &r.ca_certificate_pem,
+        access_key,
+    ];
+    let Some(next) = decide_checked(
+        state,
+        who,
+        command,
+        &fields,
+        &[&r.password, secret_key],
+        &public,
+    ) else {
+        return;
+    };
+    let kind = kind.expect("an accepted registry has a kind");
+    let address = Address::for_kind(kind, &r.address).expect("an accepted address parses");
+    let registry = next
+        .registry_at(&r.environment_id, &address)
+        .expect("an accepted registry is found at its address");
+    check_registries(&next);
+    check_resolves_to(&next, &r.environment_id, address.as_str(), &registry.id);
+}
+
+/// Checks that every registry's address and credential suit its kind, as
+/// they did when that kind's checks let them in.
+fn check_registries(state: &State) {
+    for env in state.environments_after("") {
+        for registry in state.registries_in(&env.id, "") {
+            let (kind, address, credential) =
+                (registry.kind, &registry.address, &registry.credential);
+            assert_eq!(
+                Address::for_kind(kind, address.as_str()).as_ref(),
+                Ok(address),
+                "{kind} registry {} has address {address}",
+                registry.id
+            );
+            if kind != RegistryKind::Ecr {
+                assert!(credential.ecr.is_none(), "{kind} registry with ECR keys");
+            }
+            if kind == RegistryKind::Gcr {
+                assert_eq!(
+                    credential.username,
+                    crate::domain::credential::GCR_JSON_KEY_USER,
+                    "GCR registry {} has another username",
+                    registry.id
+                );
+            }
+        }
+    }
+}
+
+fn update_registry(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::UpdateRegistryRequest::decode(message) else {
+        return;
+    };
+    let command = Command::UpdateRegistry {
+        registry_id: r.id.clone(),
+        credential_id: "c-edit".into(),
+        address: r.address.clone(),
+        email: r.email.clone(),
+        username: r.username.clone(),
+        password: Some(SecretString::from(r.password.clone())),
+        insecure: r.insecure,
+        ca_certificate_pem: r.ca_certificate_pem.clone(),
+        expire_time: r.expire_time.as_ref().map(timestamp_to_system),
+        ecr: ecr_keys(&r.ecr),
+    };
+    let secret_key = r.ecr.as_ref().map_or("", |e| e.secret_access_key.as_str());
+    let access_key = r.ecr.as_ref().map_or("", |e| e.access_key_id.as_str());
+    let public = [
+        r.id.as_str(),
+        &r.address,
+        &r.email,
+        &r.username,
+        r.ca_certificate_pem.as_deref().unwrap_or_default(),
+        access_key,
+    ];
+    let Some(next) = decide_checked(
+        state,
+        who,
+        command,
+        &CREDENTIAL_FIELDS,
+        &[&r.password, secret_key],
+        &public,
+    ) else {
+        return;
+    };
+    let before = state.registry(&r.id).expect("an edited registry existed");
+    let after = next.registry(&r.id).expect("an edited registry exists");
+    assert_eq!(
+        (&after.address, after.kind, after.state),
+        (&before.address, before.kind, before.state),
+        "an edit changed what it may not"
+    );
+    assert_eq!(after.credential.credential_id, "c-edit");
+    check_registries(&next);
+    check_resolves_to(&next, &after.environment_id, after.address.as_str(), &r.id);
+}
+
+/// Checks that a credential-helper question about `host` in `environment_id`
+/// finds registry `id` (when it is active and usable).
+fn check_resolves_to(state: &State, environment_id: &str, host: &str, id: &str) {
+    let resolution = resolve::resolve(state, environment_id, Target::Registry(host), now())
+        .unwrap_or_else(|e| panic!("the canonical address {host:?} is refused: {e}"));
+    if let resolve::Decision::Allowed(Some(registry)) = resolution.decision {
+        assert_eq!(registry.id, id, "{host:?} resolved to another registry");
+    }
+}
+
+fn resolve_pull(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::ResolvePullRequest::decode(message) else {
+        return;
+    };
+    let target = match &r.target {
+        Some(pb::resolve_pull_request::Target::Image(i)) => Target::Image(i),
+        Some(pb::resolve_pull_request::Target::Registry(h)) => Target::Registry(h),
+        None => return,
+    };
+    let env = match who.scope(&r.environment_id) {
+        Ok(env) if state.environment(env).is_some() => env,
+        Ok(_) => return,
+        Err(error) => {
+            assert_field(&error, &["environment_id"]);
+            return;
+        }
+    };
+    let resolution = match resolve::resolve(state, env, target, now()) {
+        Ok(resolution) => resolution,
+        Err(error) => {
+            assert_field(&error, &["image", "registry"]);
+            return;
+        }
+    };
+    let registry = &resolution.registry;
+    assert_eq!(
+        Address::parse(registry.as_str()).as_ref(),
+        Ok(registry),
+        "resolved registry of {target:?}"
+    );
+    if let Target::Image(_) = target {
+        let image = ImageRef::parse(&resolution.resolved_image).unwrap_or_else(|e| {
+            panic!(
+                "{target:?} resolved to {:?}: {e}",
+                resolution.resolved_image
+            )
+        });
+        assert_eq!(image.to_string(), resolution.resolved_image);
+        assert_eq!(Address::parse(image.domain()).as_ref(), Ok(registry));
+    }
+    match resolution.decision {
+        resolve::Decision::Allowed(Some(reg)) => {
+            assert_eq!(
+                (reg.environment_id.as_str(), &reg.address),
+                (env, registry),
+                "{target:?} got another registry's credential"
+            );
+            assert_eq!(reg.state, RegistryState::Active, "{target:?}");
+            assert!(reg.credential.usable(now()), "{target:?}");
+        }
+        resolve::Decision::Allowed(None) => {
+            assert!(
+                state.registry_at(env, registry).is_none(),
+                "{target:?} went anonymous past a registry"
+            );
+        }
+        resolve::Decision::Denied(DenyReason::NotWhitelisted)
+        | resolve::Decision::Denied(DenyReason::DefaultNotWhitelisted) => {
+            assert!(!state.settings().whitelist.is_empty(), "{target:?}");
+        }
+        resolve::Decision::Denied(_) => {
+            assert!(state.registry_at(env, registry).is_some(), "{target:?}");
+        }
+    }
+}
+
+fn assert_field(error: &Error, fields: &[&str]) {
+    if let Error::Invalid { field, .. } = error {
+        assert!(fields.contains(field), "refusal names {field:?}: {error}");
+    }
+}
+
+fn update_settings(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::UpdateSettingsRequest::decode(message) else {
+        return;
+    };
+    let settings = r.settings.unwrap_or_default();
+    let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+    let (mut default, mut whitelist) = (paths.is_empty(), paths.is_empty());
+    for path in &paths {
+        match path.as_str() {
+            "default_registry" => default = true,
+            "whitelist" => whitelist = true,
+            // The API refuses an unknown path before the domain sees it.
+            _ => return,
+        }
+    }
+    let command = Command::UpdateSettings {
+        default_registry: default.then(|| settings.default_registry.clone()),
+        whitelist: whitelist.then(|| settings.whitelist.clone()),
+    };
+    let fields = ["settings.default_registry", "settings.whitelist"];
+    let Some(next) = decide_checked(state, who, command, &fields, &[], &[]) else {
+        return;
+    };
+    let saved = next.settings();
+    let strings = saved.whitelist.to_strings();
+    assert_eq!(
+        Whitelist::parse(&strings).as_ref(),
+        Ok(&saved.whitelist),
+        "saved whitelist {strings:?}"
+    );
+    if let Some(default) = &saved.default_registry {
+        assert_eq!(Address::parse(default.as_str()).as_ref(), Ok(default));
+        assert!(!default.is_docker_hub(), "Docker Hub is kept as no default");
+        // A default applies to every image that names no registry, so each
+        // of them must still parse once moved there.
+        let short = ImageRef::parse("ubuntu").expect("ubuntu is a valid reference");
+        match short.with_domain(default.as_str()) {
+            Ok(_) | Err(ImageError::NameTooLong { .. }) => {}
+            Err(e) => panic!("default registry {default} cannot take images: {e}"),
+        }
+    }
+}
+
+fn create_token(state: &State, who: &Principal, message: &[u8]) {
+    let Ok(r) = pb::CreateTokenRequest::decode(message) else {
+        return;
+    };
+    let Some(role) = known::<pb::Role>(r.role) else {
+        return;
+    };
+    let role = match role {
+        pb::Role::Unspecified => None,
+        pb::Role::Admin => Some(Role::Admin),
+        pb::Role::Member => Some(Role::Member),
+        pb::Role::Agent => Some(Role::Agent),
+    };
+    let command = Command::CreateToken {
+        token_id: "t-new".into(),
+        role,
+        environment_id: r.environment_id.clone(),
+        description: r.description.clone(),
+        secret_sha256: [7; 32],
+    };
+    let fields = ["description", "role", "environment_id"];
+    let Some(next) = decide_checked(state, who, command, &fields, &[], &[]) else {
+        return;
+    };
+    let token = next.token("t-new").expect("an accepted token exists");
+    assert_eq!(token.role == Role::Admin, token.environment_id.is_none());
+    if let Some(env) = &token.environment_id {
+        assert!(
+            next.environment(env).is_some(),
+            "token for a missing environment"
+        );
+    }
+}
