@@ -1,15 +1,18 @@
 //! Conversions between the API's generated types and the domain's, done only
 //! here: unknown enum values are refused, secrets never leave in a read.
 
+use secrecy::SecretString;
 use tonic::Status;
 
 use super::error::invalid;
 use crate::domain::address::RegistryKind;
+use crate::domain::command::Command;
+use crate::domain::credential::{NewCredential, NewEcrKeys};
 use crate::domain::event::{Orchestration, Role};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Environment, Registry, RegistryState, Token};
 use crate::pb;
-use crate::store::payload::system_to_timestamp;
+use crate::store::payload::{system_to_timestamp, timestamp_to_system};
 
 /// Reads an orchestration; unspecified is `None` for the domain to refuse.
 pub(crate) fn orchestration(v: i32) -> Result<Option<Orchestration>, Status> {
@@ -47,6 +50,89 @@ pub(crate) fn role(v: i32) -> Result<Option<Role>, Status> {
 
 fn unknown(field: &str, v: i32) -> Status {
     invalid(field, &format!("unknown enum value {v}"))
+}
+
+/// The command of a CreateRegistry request, with the ids the server chose.
+/// An unknown `kind` is refused here; the domain checks the rest.
+pub(crate) fn create_registry(
+    r: &pb::CreateRegistryRequest,
+    registry_id: String,
+    credential_id: String,
+) -> Result<Command, Status> {
+    Ok(Command::CreateRegistry {
+        environment_id: r.environment_id.clone(),
+        registry_id,
+        credential_id,
+        kind: kind(r.kind)?,
+        address: r.address.clone(),
+        credential: NewCredential {
+            email: r.email.clone(),
+            username: r.username.clone(),
+            password: SecretString::from(r.password.clone()),
+            expire_time: r.expire_time.as_ref().map(timestamp_to_system),
+            ecr: ecr_keys(&r.ecr),
+        },
+        insecure: r.insecure,
+        ca_certificate_pem: r.ca_certificate_pem.clone(),
+    })
+}
+
+/// The command of an UpdateRegistry request, with the id of the credential
+/// it records (an edit always records a new one, R8).
+pub(crate) fn update_registry(r: &pb::UpdateRegistryRequest, credential_id: String) -> Command {
+    Command::UpdateRegistry {
+        registry_id: r.id.clone(),
+        credential_id,
+        address: r.address.clone(),
+        email: r.email.clone(),
+        username: r.username.clone(),
+        password: Some(SecretString::from(r.password.clone())),
+        insecure: r.insecure,
+        ca_certificate_pem: r.ca_certificate_pem.clone(),
+        expire_time: r.expire_time.as_ref().map(timestamp_to_system),
+        ecr: ecr_keys(&r.ecr),
+    }
+}
+
+fn ecr_keys(ecr: &Option<pb::EcrCredentials>) -> Option<NewEcrKeys> {
+    ecr.as_ref().map(|e| NewEcrKeys {
+        access_key_id: e.access_key_id.clone(),
+        secret_access_key: SecretString::from(e.secret_access_key.clone()),
+    })
+}
+
+/// Which settings an UpdateSettings request changes: those its update mask
+/// names, both when it names none. An unknown path is refused.
+pub(crate) fn settings_mask(r: &pb::UpdateSettingsRequest) -> Result<(bool, bool), Status> {
+    let paths = r
+        .update_mask
+        .as_ref()
+        .map(|m| m.paths.as_slice())
+        .unwrap_or_default();
+    let (mut default, mut whitelist) = (paths.is_empty(), paths.is_empty());
+    for path in paths {
+        match path.as_str() {
+            "default_registry" => default = true,
+            "whitelist" => whitelist = true,
+            other => {
+                return Err(invalid(
+                    "update_mask",
+                    &format!("unknown path {other:?}: use default_registry or whitelist"),
+                ))
+            }
+        }
+    }
+    Ok((default, whitelist))
+}
+
+/// The command of an UpdateSettings request (see [`settings_mask`]).
+pub(crate) fn update_settings(r: &pb::UpdateSettingsRequest) -> Result<Command, Status> {
+    let (default, whitelist) = settings_mask(r)?;
+    let settings = r.settings.clone().unwrap_or_default();
+    Ok(Command::UpdateSettings {
+        default_registry: default.then_some(settings.default_registry),
+        whitelist: whitelist.then_some(settings.whitelist),
+    })
 }
 
 /// Shows an environment.

@@ -3,7 +3,7 @@
 //! place (with server.rs) that knows tonic.
 
 mod client_cert;
-mod convert;
+pub(crate) mod convert;
 mod environment;
 pub(crate) mod error;
 mod pull;

@@ -1,15 +1,12 @@
 //! RegistryService: no answer of it carries a password (R9).
 
-use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api, Page};
 use crate::app::{new_id, Error, View};
 use crate::domain::command::Command;
-use crate::domain::credential::{NewCredential, NewEcrKeys};
 use crate::domain::error::Error as Rule;
 use crate::pb;
-use crate::store::payload::timestamp_to_system;
 
 fn not_found(id: &str) -> Status {
     Error::from(Rule::NotFound {
@@ -34,8 +31,6 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let kind = convert::kind(r.kind)?;
-        let expire = r.expire_time.as_ref().map(timestamp_to_system);
         let fp = fingerprint(
             &self.app,
             "CreateRegistry",
@@ -52,25 +47,11 @@ impl pb::registry_service_server::RegistryService for Api {
                 &ecr_bytes(&r.ecr),
             ],
         );
-        let (registry_id, credential_id) = (new_id(), new_id());
+        let registry_id = new_id();
+        let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
         let view = self
             .app
-            .execute(&who, &r.request_id, &fp, || Command::CreateRegistry {
-                environment_id: r.environment_id.clone(),
-                registry_id: registry_id.clone(),
-                credential_id: credential_id.clone(),
-                kind,
-                address: r.address.clone(),
-                credential: NewCredential {
-                    email: r.email.clone(),
-                    username: r.username.clone(),
-                    password: SecretString::from(r.password.clone()),
-                    expire_time: expire,
-                    ecr: ecr_keys(&r.ecr),
-                },
-                insecure: r.insecure,
-                ca_certificate_pem: r.ca_certificate_pem.clone(),
-            })
+            .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
         Ok(Response::new(pb::CreateRegistryResponse {
             registry: Some(registry_response(view, &registry_id)?),
@@ -124,7 +105,6 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let expire = r.expire_time.as_ref().map(timestamp_to_system);
         let fp = fingerprint(
             &self.app,
             "UpdateRegistry",
@@ -142,21 +122,10 @@ impl pb::registry_service_server::RegistryService for Api {
                 &expire_bytes(&r.expire_time),
             ],
         );
-        let credential_id = new_id();
+        let command = convert::update_registry(&r, new_id());
         let view = self
             .app
-            .execute(&who, &r.request_id, &fp, || Command::UpdateRegistry {
-                registry_id: r.id.clone(),
-                credential_id: credential_id.clone(),
-                address: r.address.clone(),
-                email: r.email.clone(),
-                username: r.username.clone(),
-                password: Some(SecretString::from(r.password.clone())),
-                insecure: r.insecure,
-                ca_certificate_pem: r.ca_certificate_pem.clone(),
-                expire_time: expire,
-                ecr: ecr_keys(&r.ecr),
-            })
+            .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
         Ok(Response::new(pb::UpdateRegistryResponse {
             registry: Some(registry_response(view, &r.id)?),
@@ -213,13 +182,6 @@ impl pb::registry_service_server::RegistryService for Api {
             .await?;
         Ok(Response::new(pb::DeleteRegistryResponse {}))
     }
-}
-
-fn ecr_keys(ecr: &Option<pb::EcrCredentials>) -> Option<NewEcrKeys> {
-    ecr.as_ref().map(|e| NewEcrKeys {
-        access_key_id: e.access_key_id.clone(),
-        secret_access_key: SecretString::from(e.secret_access_key.clone()),
-    })
 }
 
 fn ecr_bytes(ecr: &Option<pb::EcrCredentials>) -> Vec<u8> {

@@ -4,7 +4,6 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api};
 use crate::app::{Error, View};
-use crate::domain::command::Command;
 
 #[tonic::async_trait]
 impl crate::pb::settings_service_server::SettingsService for Api {
@@ -26,21 +25,9 @@ impl crate::pb::settings_service_server::SettingsService for Api {
     ) -> Result<Response<crate::pb::UpdateSettingsResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let settings = r.settings.unwrap_or_default();
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let (mut default, mut whitelist) = (paths.is_empty(), paths.is_empty());
-        for path in &paths {
-            match path.as_str() {
-                "default_registry" => default = true,
-                "whitelist" => whitelist = true,
-                other => {
-                    return Err(super::error::invalid(
-                        "update_mask",
-                        &format!("unknown path {other:?}: use default_registry or whitelist"),
-                    ))
-                }
-            }
-        }
+        let (default, whitelist) = convert::settings_mask(&r)?;
+        let command = convert::update_settings(&r)?;
+        let settings = r.settings.clone().unwrap_or_default();
         let fp = fingerprint(
             &self.app,
             "UpdateSettings",
@@ -52,10 +39,7 @@ impl crate::pb::settings_service_server::SettingsService for Api {
         );
         let view = self
             .app
-            .execute(&who, &r.request_id, &fp, || Command::UpdateSettings {
-                default_registry: default.then(|| settings.default_registry.clone()),
-                whitelist: whitelist.then(|| settings.whitelist.clone()),
-            })
+            .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
         let View::Settings(s) = view else {
             return Err(Status::internal("settings update produced no settings"));

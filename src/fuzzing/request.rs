@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use secrecy::SecretString;
 
+use crate::api::convert;
 use crate::domain::access::Principal;
 use crate::domain::address::{Address, RegistryKind};
 use crate::domain::command::Command;
@@ -18,7 +19,6 @@ use crate::domain::resolve::{self, DenyReason, Target};
 use crate::domain::state::{RegistryState, State};
 use crate::domain::whitelist::Whitelist;
 use crate::pb;
-use crate::store::payload::timestamp_to_system;
 use crate::store::{payload, Envelope};
 
 /// The time every request is decided at.
@@ -251,23 +251,12 @@ fn decide_checked(
     }
 }
 
-/// Reads an API enum the way `api::convert` does: `None` for an unknown
-/// value, which the API refuses before the domain sees it.
-fn known<T: TryFrom<i32>>(v: i32) -> Option<T> {
-    T::try_from(v).ok()
-}
-
 fn create_environment(state: &State, who: &Principal, message: &[u8]) {
     let Ok(r) = pb::CreateEnvironmentRequest::decode(message) else {
         return;
     };
-    let Some(orchestration) = known::<pb::Orchestration>(r.orchestration) else {
+    let Ok(orchestration) = convert::orchestration(r.orchestration) else {
         return;
-    };
-    let orchestration = match orchestration {
-        pb::Orchestration::Unspecified => None,
-        pb::Orchestration::Cattle => Some(Orchestration::Cattle),
-        pb::Orchestration::Kubernetes => Some(Orchestration::Kubernetes),
     };
     let command = Command::CreateEnvironment {
         environment_id: "e-new".into(),
@@ -282,24 +271,6 @@ fn create_environment(state: &State, who: &Principal, message: &[u8]) {
         .environment("e-new")
         .expect("an accepted environment exists");
     assert_eq!(env.name, r.name);
-}
-
-fn registry_kind(v: i32) -> Option<Option<RegistryKind>> {
-    Some(match known::<pb::RegistryKind>(v)? {
-        pb::RegistryKind::Unspecified => None,
-        pb::RegistryKind::DockerHub => Some(RegistryKind::DockerHub),
-        pb::RegistryKind::Quay => Some(RegistryKind::Quay),
-        pb::RegistryKind::Custom => Some(RegistryKind::Custom),
-        pb::RegistryKind::Ecr => Some(RegistryKind::Ecr),
-        pb::RegistryKind::Gcr => Some(RegistryKind::Gcr),
-    })
-}
-
-fn ecr_keys(ecr: &Option<pb::EcrCredentials>) -> Option<NewEcrKeys> {
-    ecr.as_ref().map(|e| NewEcrKeys {
-        access_key_id: e.access_key_id.clone(),
-        secret_access_key: SecretString::from(e.secret_access_key.clone()),
-    })
 }
 
 const CREDENTIAL_FIELDS: [&str; 9] = [
@@ -318,25 +289,11 @@ fn create_registry(state: &State, who: &Principal, message: &[u8]) {
     let Ok(r) = pb::CreateRegistryRequest::decode(message) else {
         return;
     };
-    let Some(kind) = registry_kind(r.kind) else {
+    // The API's own conversion: an unknown kind is refused before the domain.
+    let Ok(command) = convert::create_registry(&r, "r-new".into(), "c-new".into()) else {
         return;
     };
-    let command = Command::CreateRegistry {
-        environment_id: r.environment_id.clone(),
-        registry_id: "r-new".into(),
-        credential_id: "c-new".into(),
-        kind,
-        address: r.address.clone(),
-        credential: NewCredential {
-            email: r.email.clone(),
-            username: r.username.clone(),
-            password: SecretString::from(r.password.clone()),
-            expire_time: r.expire_time.as_ref().map(timestamp_to_system),
-            ecr: ecr_keys(&r.ecr),
-        },
-        insecure: r.insecure,
-        ca_certificate_pem: r.ca_certificate_pem.clone(),
-    };
+    let kind = convert::kind(r.kind).expect("the conversion took this kind");
     let mut fields = vec!["kind"];
     fields.extend(CREDENTIAL_FIELDS);
     let secret_key = r.ecr.as_ref().map_or("", |e| e.secret_access_key.as_str());
@@ -400,18 +357,7 @@ fn update_registry(state: &State, who: &Principal, message: &[u8]) {
     let Ok(r) = pb::UpdateRegistryRequest::decode(message) else {
         return;
     };
-    let command = Command::UpdateRegistry {
-        registry_id: r.id.clone(),
-        credential_id: "c-edit".into(),
-        address: r.address.clone(),
-        email: r.email.clone(),
-        username: r.username.clone(),
-        password: Some(SecretString::from(r.password.clone())),
-        insecure: r.insecure,
-        ca_certificate_pem: r.ca_certificate_pem.clone(),
-        expire_time: r.expire_time.as_ref().map(timestamp_to_system),
-        ecr: ecr_keys(&r.ecr),
-    };
+    let command = convert::update_registry(&r, "c-edit".into());
     let secret_key = r.ecr.as_ref().map_or("", |e| e.secret_access_key.as_str());
     let access_key = r.ecr.as_ref().map_or("", |e| e.access_key_id.as_str());
     let public = [
@@ -530,20 +476,9 @@ fn update_settings(state: &State, who: &Principal, message: &[u8]) {
     let Ok(r) = pb::UpdateSettingsRequest::decode(message) else {
         return;
     };
-    let settings = r.settings.unwrap_or_default();
-    let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-    let (mut default, mut whitelist) = (paths.is_empty(), paths.is_empty());
-    for path in &paths {
-        match path.as_str() {
-            "default_registry" => default = true,
-            "whitelist" => whitelist = true,
-            // The API refuses an unknown path before the domain sees it.
-            _ => return,
-        }
-    }
-    let command = Command::UpdateSettings {
-        default_registry: default.then(|| settings.default_registry.clone()),
-        whitelist: whitelist.then(|| settings.whitelist.clone()),
+    // The API refuses an unknown update_mask path before the domain sees it.
+    let Ok(command) = convert::update_settings(&r) else {
+        return;
     };
     let fields = ["settings.default_registry", "settings.whitelist"];
     let Some(next) = decide_checked(state, who, command, &fields, &[], &[]) else {
@@ -573,14 +508,8 @@ fn create_token(state: &State, who: &Principal, message: &[u8]) {
     let Ok(r) = pb::CreateTokenRequest::decode(message) else {
         return;
     };
-    let Some(role) = known::<pb::Role>(r.role) else {
+    let Ok(role) = convert::role(r.role) else {
         return;
-    };
-    let role = match role {
-        pb::Role::Unspecified => None,
-        pb::Role::Admin => Some(Role::Admin),
-        pb::Role::Member => Some(Role::Member),
-        pb::Role::Agent => Some(Role::Agent),
     };
     let command = Command::CreateToken {
         token_id: "t-new".into(),
