@@ -82,7 +82,7 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::storage("the sled store must be opened inside a tokio runtime"))?;
-        let db = ::sled::Config::new().path(dir).open()?;
+        let db = open_db(dir)?;
         let tree = db.open_tree(LOG_TREE)?;
         let keys_tree = db.open_tree(KEYS_TREE)?;
         let log_id = init_meta(&tree)?;
@@ -154,6 +154,29 @@ impl SledStore {
         }
         flush(&self.db).await?;
         Ok(())
+    }
+}
+
+/// How long `open` waits for the directory's lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database of `dir`, waiting up to [`LOCK_WAIT`] for its
+/// file lock: sled 0.34 releases it only when its I/O threads have let go of
+/// a dropped database, a moment after the drop, so an open right after a
+/// close in the same process could otherwise find the directory locked. A
+/// directory another live process holds still fails, after the wait.
+fn open_db(dir: &Path) -> Result<::sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match ::sled::Config::new().path(dir).open() {
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
@@ -672,7 +695,7 @@ pub(crate) fn tamper_record(
     position: u64,
     edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>,
 ) {
-    let db = ::sled::Config::new().path(dir).open().unwrap();
+    let db = open_db(dir).unwrap();
     let tree = db.open_tree(LOG_TREE).unwrap();
     let key = record_key(position);
     let record = tree

@@ -243,3 +243,15 @@ fn open_outside_a_runtime_fails() {
     let err = SledStore::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+#[tokio::test]
+async fn a_directory_a_live_store_holds_is_refused_after_the_lock_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let err = SledStore::open(dir.path()).expect_err("the lock is held");
+    assert!(err.to_string().contains("could not acquire lock"), "{err}");
+    store.close().await.unwrap();
+    // Once closed, the directory opens again at once (after sled lets go).
+    let again = SledStore::open(dir.path()).unwrap();
+    again.close().await.unwrap();
+}
