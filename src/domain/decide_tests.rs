@@ -7,24 +7,8 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::domain::address::RegistryKind;
-use crate::domain::credential::SealedSecret;
+use crate::domain::credential::ContextSealer;
 use crate::domain::event::{Orchestration, Recorded};
-
-/// Seals by tagging the context, so tests can see what was bound.
-struct TestSealer;
-
-impl Sealer for TestSealer {
-    fn seal(&mut self, ctx: SecretContext<'_>, _secret: &SecretString) -> SealedSecret {
-        SealedSecret {
-            nonce: vec![0; 12],
-            ciphertext: format!(
-                "{}|{}|{}|{}|{}",
-                ctx.environment_id, ctx.registry_id, ctx.credential_id, ctx.version, ctx.field
-            )
-            .into_bytes(),
-        }
-    }
-}
 
 fn admin() -> Principal {
     Principal::system()
@@ -69,7 +53,7 @@ impl World {
 
     /// When: a command; then: its decision, applied to the state if accepted.
     fn when(&mut self, who: &Principal, command: Command) -> Result<Decision> {
-        let decision = decide(&self.state, who, command, self.now, &mut TestSealer)?;
+        let decision = decide(&self.state, who, command, self.now, &mut ContextSealer)?;
         for append in &decision.appends {
             assert_eq!(
                 self.state.stream_version(&append.stream),

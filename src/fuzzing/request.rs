@@ -10,7 +10,7 @@ use crate::api::convert;
 use crate::domain::access::Principal;
 use crate::domain::address::{Address, RegistryKind};
 use crate::domain::command::Command;
-use crate::domain::credential::{NewCredential, NewEcrKeys, SealedSecret, Sealer, SecretContext};
+use crate::domain::credential::{ContextSealer, NewCredential, NewEcrKeys};
 use crate::domain::decide::{decide, Decision};
 use crate::domain::error::Error;
 use crate::domain::event::{Orchestration, Recorded, Role};
@@ -24,24 +24,6 @@ use crate::store::{payload, Envelope};
 /// The time every request is decided at.
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-/// Seals by naming the context, like the tests' sealer: deterministic, and
-/// with nothing of the secret in it.
-#[derive(Debug)]
-struct NamingSealer;
-
-impl Sealer for NamingSealer {
-    fn seal(&mut self, ctx: SecretContext<'_>, _secret: &SecretString) -> SealedSecret {
-        SealedSecret {
-            nonce: vec![0; 12],
-            ciphertext: format!(
-                "{}|{}|{}|{}|{}",
-                ctx.environment_id, ctx.registry_id, ctx.credential_id, ctx.version, ctx.field
-            )
-            .into_bytes(),
-        }
-    }
 }
 
 /// Applies an accepted decision as the app would commit it.
@@ -156,7 +138,7 @@ static SEEDED: LazyLock<State> = LazyLock::new(|| {
         ),
     ];
     for command in commands {
-        let decision = decide(&state, &admin, command, now(), &mut NamingSealer)
+        let decision = decide(&state, &admin, command, now(), &mut ContextSealer)
             .expect("the seed commands are valid");
         commit(&mut state, &admin, &decision);
     }
@@ -211,7 +193,7 @@ fn decide_checked(
     public: &[&str],
 ) -> Option<State> {
     let name = command.name();
-    match decide(state, who, command, now(), &mut NamingSealer) {
+    match decide(state, who, command, now(), &mut ContextSealer) {
         Ok(decision) => {
             for event in decision.appends.iter().flat_map(|a| &a.events) {
                 let new = payload::encode(event);
