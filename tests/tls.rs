@@ -294,7 +294,6 @@ async fn an_agent_certificate_acts_as_an_agent_of_its_environment_only() {
     let mut forged = tls_clients(&server, &pki, Some(&other.agent(&a)), None).await;
     let refused = forged.resolve("", image).await;
     assert!(refused.is_err(), "{refused:?}");
-    assert_ne!(refused.unwrap_err().code(), Code::Ok);
 
     // The server kept serving through all of it.
     agent.resolve("", image).await.expect("still serving");
