@@ -158,10 +158,42 @@ impl Page {
     }
 }
 
-/// Returns the serving fingerprint parts of a request: its RPC and fields.
-fn fingerprint(app: &App, rpc: &str, fields: &[&[u8]]) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(fields.len() + 1);
-    parts.push(rpc.as_bytes());
-    parts.extend_from_slice(fields);
-    app.fingerprint(&parts).to_vec()
+/// A mutating request that carries an idempotency key (`request_id`).
+trait Idempotent: prost::Message + Clone {
+    /// The RPC's name, so equal messages of two RPCs differ.
+    const RPC: &'static str;
+    /// Clears the request id, which the fingerprint leaves out.
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! idempotent {
+    ($($request:ty => $rpc:literal),* $(,)?) => {
+        $(impl Idempotent for $request {
+            const RPC: &'static str = $rpc;
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        })*
+    };
+}
+
+idempotent! {
+    pb::CreateEnvironmentRequest => "CreateEnvironment",
+    pb::DeleteEnvironmentRequest => "DeleteEnvironment",
+    pb::CreateRegistryRequest => "CreateRegistry",
+    pb::UpdateRegistryRequest => "UpdateRegistry",
+    pb::ActivateRegistryRequest => "ActivateRegistry",
+    pb::DeactivateRegistryRequest => "DeactivateRegistry",
+    pb::DeleteRegistryRequest => "DeleteRegistry",
+    pb::UpdateSettingsRequest => "UpdateSettings",
+}
+
+/// Returns a request's fingerprint: a keyed hash of its RPC and of the whole
+/// message, every field but `request_id`, so a retry is told from a reuse
+/// of its id whatever field differs, without storing a password's hash.
+fn fingerprint<R: Idempotent>(app: &App, request: &R) -> Vec<u8> {
+    let mut request = request.clone();
+    request.clear_request_id();
+    let encoded = zeroize::Zeroizing::new(request.encode_to_vec());
+    app.fingerprint(&[R::RPC.as_bytes(), &encoded]).to_vec()
 }

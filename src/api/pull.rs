@@ -114,7 +114,10 @@ impl pb::pull_service_server::PullService for Api {
             Some(pb::resolve_pull_request::Target::Registry(h)) => Target::Registry(h),
             None => return Err(invalid("image", "give an image or a registry")),
         };
-        let answer = self.app.resolve_pull(&who, &r.environment_id, target)?;
+        let answer = self
+            .app
+            .resolve_pull(&who, &r.environment_id, target)
+            .await?;
         let decision = match answer.outcome {
             PullOutcome::Denied(reason) => {
                 pb::resolve_pull_response::Decision::Denied(pb::PullDenied {
@@ -208,7 +211,7 @@ impl pb::pull_service_server::PullService for Api {
                 "credentials in host configuration are for agent tokens only",
             ));
         }
-        let (_, registries, revision) = self.app.open_registries(&who, &r.environment_id)?;
+        let (_, registries, revision) = self.app.open_registries(&who, &r.environment_id).await?;
         let hosts: Vec<HostRegistry<'_>> = registries
             .iter()
             .map(|reg| HostRegistry {
@@ -243,7 +246,7 @@ impl pb::pull_service_server::PullService for Api {
         }
         let r = request.get_ref();
         let (orchestration, registries, revision) =
-            self.app.open_registries(&who, &r.environment_id)?;
+            self.app.open_registries(&who, &r.environment_id).await?;
         if orchestration != Orchestration::Kubernetes {
             return Err(Error::from(crate::domain::error::Error::FailedPrecondition(
                 "pull secrets exist for KUBERNETES environments; this one is CATTLE".to_owned(),

@@ -31,22 +31,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(
-            &self.app,
-            "CreateRegistry",
-            &[
-                r.environment_id.as_bytes(),
-                &r.kind.to_be_bytes(),
-                r.address.as_bytes(),
-                r.email.as_bytes(),
-                r.username.as_bytes(),
-                r.password.as_bytes(),
-                &[u8::from(r.insecure)],
-                r.ca_certificate_pem.as_bytes(),
-                &expire_bytes(&r.expire_time),
-                &ecr_bytes(&r.ecr),
-            ],
-        );
+        let fp = fingerprint(&self.app, &r);
         let registry_id = new_id();
         let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
         let view = self
@@ -105,23 +90,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(
-            &self.app,
-            "UpdateRegistry",
-            &[
-                r.id.as_bytes(),
-                r.address.as_bytes(),
-                r.email.as_bytes(),
-                r.username.as_bytes(),
-                r.password.as_bytes(),
-                &[r.insecure.map_or(2, u8::from)],
-                r.ca_certificate_pem
-                    .as_deref()
-                    .unwrap_or("\0unset")
-                    .as_bytes(),
-                &expire_bytes(&r.expire_time),
-            ],
-        );
+        let fp = fingerprint(&self.app, &r);
         let command = convert::update_registry(&r, new_id());
         let view = self
             .app
@@ -138,7 +107,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::ActivateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, "ActivateRegistry", &[r.id.as_bytes()]);
+        let fp = fingerprint(&self.app, &r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
@@ -156,7 +125,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::DeactivateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, "DeactivateRegistry", &[r.id.as_bytes()]);
+        let fp = fingerprint(&self.app, &r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
@@ -174,32 +143,12 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::DeleteRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, "DeleteRegistry", &[r.id.as_bytes()]);
+        let fp = fingerprint(&self.app, &r);
         self.app
             .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
                 registry_id: r.id.clone(),
             })
             .await?;
         Ok(Response::new(pb::DeleteRegistryResponse {}))
-    }
-}
-
-fn ecr_bytes(ecr: &Option<pb::EcrCredentials>) -> Vec<u8> {
-    match ecr {
-        Some(e) => [
-            b"ecr\0".as_slice(),
-            e.access_key_id.as_bytes(),
-            b"\0",
-            e.secret_access_key.as_bytes(),
-        ]
-        .concat(),
-        None => Vec::new(),
-    }
-}
-
-fn expire_bytes(t: &Option<prost_types::Timestamp>) -> Vec<u8> {
-    match t {
-        Some(t) => [t.seconds.to_be_bytes().as_slice(), &t.nanos.to_be_bytes()].concat(),
-        None => Vec::new(),
     }
 }

@@ -25,18 +25,8 @@ impl crate::pb::settings_service_server::SettingsService for Api {
     ) -> Result<Response<crate::pb::UpdateSettingsResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let (default, whitelist) = convert::settings_mask(&r)?;
         let command = convert::update_settings(&r)?;
-        let settings = r.settings.clone().unwrap_or_default();
-        let fp = fingerprint(
-            &self.app,
-            "UpdateSettings",
-            &[
-                settings.default_registry.as_bytes(),
-                settings.whitelist.join("\n").as_bytes(),
-                &[u8::from(default), u8::from(whitelist)],
-            ],
-        );
+        let fp = fingerprint(&self.app, &r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())

@@ -1,6 +1,7 @@
 //! Data keys of live credentials: created and sealed with while deciding,
-//! stored wrapped before the events that use them, kept unwrapped in memory
-//! for ResolvePull, and destroyed with their credential (crypto-shredding).
+//! stored wrapped in the commit of the events that use them, kept unwrapped
+//! in memory for ResolvePull, and destroyed with their credential's commit
+//! (crypto-shredding).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -81,10 +82,22 @@ impl DataKeys {
         }
     }
 
-    /// Loads the keys of `live` credentials and deletes every other stored
-    /// key: those of credentials destroyed, or never committed, before a crash.
-    pub async fn load(&self, live: &[String]) -> Result<()> {
+    /// Loads the keys of live credentials and deletes every other stored
+    /// key: those of credentials destroyed, or never committed, before the
+    /// keys moved into commits.
+    ///
+    /// The stored keys are listed before `live` is asked, and `live` must
+    /// answer at a log position read after the listing: a key is written
+    /// with the commit that creates its credential, so every listed key's
+    /// credential is known to `live` by then, and a credential committed
+    /// meanwhile (by another replica) is never taken for an orphan.
+    pub async fn load<F, Fut>(&self, live: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Vec<String>>,
+    {
         let stored = self.store.list().await?;
+        let live: std::collections::HashSet<String> = live().await.into_iter().collect();
         let mut orphans = Vec::new();
         let mut loaded = HashMap::new();
         for id in stored {
@@ -97,7 +110,7 @@ impl DataKeys {
                 loaded.insert(id, Arc::new(key));
             }
         }
-        for id in live {
+        for id in &live {
             if !loaded.contains_key(id) {
                 tracing::error!(credential_id = %id, "no data key for a live credential: it cannot be handed out");
             }
@@ -121,69 +134,61 @@ impl DataKeys {
         }
     }
 
-    /// Stores the wrapped new keys durably and makes them usable, before the
-    /// events that use them: whoever sees such an event finds its key. The
-    /// ids are fresh, so an uncommitted key opens nothing.
-    pub(super) async fn store_new(&self, new: &NewKeys) -> Result<()> {
-        for (id, key) in &new.keys {
-            let wrapped = self.kek.wrap(key, id);
-            self.store.put(id, wrapped.0).await?;
-        }
+    /// Returns the new keys of a sealer wrapped for the commit that carries
+    /// them. The ids are fresh, so a key whose commit fails opens nothing.
+    pub(super) fn wrap_new(&self, new: &NewKeys) -> Vec<(String, Vec<u8>)> {
+        new.keys
+            .iter()
+            .map(|(id, key)| (id.clone(), self.kek.wrap(key, id).0))
+            .collect()
+    }
+
+    /// Takes note of a durable commit: its new keys are usable at once, its
+    /// destroyed ones are forgotten.
+    pub(super) fn committed(&self, new: &NewKeys, destroyed: &[String]) {
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
         live.extend(
             new.keys
                 .iter()
                 .map(|(id, key)| (id.clone(), Arc::clone(key))),
         );
-        Ok(())
-    }
-
-    /// Deletes keys whose events were not committed.
-    pub(super) async fn discard(&self, new: &NewKeys) {
-        let ids: Vec<String> = new.keys.iter().map(|(id, _)| id.clone()).collect();
-        if ids.is_empty() {
-            return;
-        }
-        {
-            let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
-            for id in &ids {
-                live.remove(id);
-            }
-        }
-        if let Err(e) = self.store.delete(&ids).await {
-            // The start-up sweep deletes them later.
-            tracing::warn!(error = %e, "could not delete uncommitted data keys");
+        for id in destroyed {
+            live.remove(id);
         }
     }
 
-    /// Destroys the keys of destroyed credentials. A failure here is logged:
-    /// the start-up sweep deletes the keys of credentials that are not live.
-    pub(super) async fn destroy(&self, ids: &[String]) {
-        if ids.is_empty() {
-            return;
+    /// Returns a live credential's data key: from memory, or else from the
+    /// key store, where a commit whose outcome this process never learned
+    /// (a failed flush that became durable later, another replica's write)
+    /// left it.
+    async fn key(&self, credential_id: &str) -> Result<Arc<DataKey>> {
+        let cached = {
+            let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+            live.get(credential_id).cloned()
+        };
+        if let Some(key) = cached {
+            return Ok(key);
         }
-        {
-            let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
-            for id in ids {
-                live.remove(id);
-            }
-        }
-        if let Err(e) = self.store.delete(ids).await {
-            tracing::warn!(error = %e, "could not delete destroyed data keys; they are swept at the next start");
-        }
+        let wrapped = self
+            .store
+            .get(credential_id)
+            .await?
+            .ok_or(crate::crypto::Error::Unseal)?;
+        let key = Arc::new(self.kek.unwrap_key(&WrappedKey(wrapped), credential_id)?);
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(credential_id.to_owned(), Arc::clone(&key));
+        Ok(key)
     }
 
     /// Opens a sealed secret of a live credential.
-    pub fn open(
+    pub async fn open(
         &self,
         ctx: &SecretContext<'_>,
         sealed: &SealedSecret,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let key = {
-            let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-            live.get(ctx.credential_id).cloned()
-        }
-        .ok_or(crate::crypto::Error::Unseal)?;
+        let key = self.key(ctx.credential_id).await?;
         let sealed = Sealed {
             nonce: sealed.nonce.clone(),
             ciphertext: sealed.ciphertext.clone(),

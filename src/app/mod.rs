@@ -24,7 +24,8 @@ pub use watch::{Change, Cursor, Item, WatchStart};
 use crate::crypto::Kek;
 use crate::domain::access::Principal;
 use crate::domain::command::Command;
-use crate::domain::decide::{decide, Decision, Outcome};
+use crate::domain::decide::{authorize, decide, Decision, Outcome};
+use crate::domain::error::Error as Rule;
 use crate::domain::event::{Event, Role};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Environment, Registry, State, Token};
@@ -91,14 +92,12 @@ impl App {
         }
         let projection = Projection::start(Arc::clone(&log)).await?;
         let keys = DataKeys::new(key_store, Arc::clone(&kek));
-        {
-            let live: Vec<String> = projection
-                .read()
-                .live_credential_ids()
-                .map(str::to_owned)
-                .collect();
-            keys.load(&live).await?;
-        }
+        keys.load(|| async {
+            projection.wait_for(log.head()).await;
+            let state = projection.read();
+            state.live_credential_ids().map(str::to_owned).collect()
+        })
+        .await?;
         Ok(Self {
             log,
             keys,
@@ -225,10 +224,11 @@ impl App {
         fingerprint: &[u8],
         make: impl Fn() -> Command,
     ) -> Result<View> {
-        if !request_id.is_empty() {
-            if let Some(record) = self.log.find_request(request_id).await? {
-                return self.replay_request(request_id, fingerprint, record).await;
-            }
+        check_request_id(request_id)?;
+        if let Some(record) = self.log.find_request(&who.token_id, request_id).await? {
+            return self
+                .replay_request(who, &make(), request_id, fingerprint, record)
+                .await;
         }
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
@@ -242,7 +242,7 @@ impl App {
             let decision = decision.inspect_err(|e| {
                 tracing::debug!(command = name, actor = %who.token_id, error = %e, "command refused");
             })?;
-            self.keys.store_new(&sealer).await?;
+            let destroyed = destroyed(&decision);
             let commit = Commit {
                 appends: decision
                     .appends
@@ -257,40 +257,47 @@ impl App {
                 request_id: request_id.to_owned(),
                 request_fingerprint: fingerprint.to_vec(),
                 time: now,
+                keys: store::KeyChanges {
+                    created: self.keys.wrap_new(&sealer),
+                    destroyed: destroyed.clone(),
+                },
             };
             match self.log.append(commit).await {
                 Ok(recorded) => {
-                    self.keys.destroy(&destroyed(&decision)).await;
+                    self.keys.committed(&sealer, &destroyed);
                     let last = recorded.last().map_or(0, |e| e.position);
                     tracing::info!(command = name, actor = %who.token_id, position = last, "command recorded");
                     self.projection.wait_for(last).await;
                     return self.view(&decision.outcome, &decision, last).await;
                 }
                 Err(store::Error::Conflict { .. }) => {
-                    self.keys.discard(&sealer).await;
                     // Let the projection catch up with whatever won the race.
                     self.projection.wait_for(self.log.head()).await;
                 }
                 Err(store::Error::DuplicateRequest { record }) => {
-                    self.keys.discard(&sealer).await;
-                    return self.replay_request(request_id, fingerprint, record).await;
+                    return self
+                        .replay_request(who, &make(), request_id, fingerprint, record)
+                        .await;
                 }
-                Err(e) => {
-                    self.keys.discard(&sealer).await;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         Err(Error::Conflict)
     }
 
     /// Answers a retry: the view as of the first commit of the request.
+    ///
+    /// The caller is authorized exactly as on a first call: its role must
+    /// allow the command, and the object answered must be in its scope.
     async fn replay_request(
         &self,
+        who: &Principal,
+        command: &Command,
         request_id: &str,
         fingerprint: &[u8],
         record: store::RequestRecord,
     ) -> Result<View> {
+        authorize(who, command)?;
         if record.fingerprint != fingerprint {
             return Err(Error::RequestReused(request_id.to_owned()));
         }
@@ -318,8 +325,25 @@ impl App {
             outcome: outcome.clone(),
         };
         self.projection.wait_for(record.last_position).await;
-        self.view_at(&outcome, &decision, record.last_position, &envelopes)
-            .await
+        let view = self
+            .view_at(&outcome, &decision, record.last_position, &envelopes)
+            .await?;
+        let environment = match &view {
+            View::Environment(e) => Some(e.id.as_str()),
+            View::Registry(r) => Some(r.environment_id.as_str()),
+            View::Token(t) => t.environment_id.as_deref(),
+            View::Settings(_) | View::Removed => None,
+        };
+        if let Some(environment) = environment {
+            if !who.sees(environment) {
+                return Err(Rule::NotFound {
+                    what: "environment",
+                    id: environment.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(view)
     }
 
     async fn view(&self, outcome: &Outcome, decision: &Decision, position: u64) -> Result<View> {
@@ -412,6 +436,34 @@ fn split_token(token: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Longest request id, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Checks a request id: at most 128 bytes of `[A-Za-z0-9._:-]`.
+fn check_request_id(request_id: &str) -> Result<()> {
+    if request_id.len() > MAX_REQUEST_ID_LEN {
+        return Err(Rule::invalid(
+            "request_id",
+            format!(
+                "is {} bytes long; the most is {MAX_REQUEST_ID_LEN}",
+                request_id.len()
+            ),
+        )
+        .into());
+    }
+    if let Some(c) = request_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(Rule::invalid(
+            "request_id",
+            format!("contains {c:?}; use only letters, digits and . _ : -"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Returns the credentials a decision destroys (R7, R10).
 fn destroyed(decision: &Decision) -> Vec<String> {
     decision
@@ -433,3 +485,7 @@ fn destroyed(decision: &Decision) -> Vec<String> {
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod execute_tests;

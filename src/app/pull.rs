@@ -97,7 +97,7 @@ impl Sealed {
 
 impl App {
     /// Resolves a pull for a caller entitled to the environment.
-    pub fn resolve_pull(
+    pub async fn resolve_pull(
         &self,
         who: &Principal,
         environment_id: &str,
@@ -135,14 +135,14 @@ impl App {
         if let (Some(sealed), PullOutcome::Allowed { credential, .. }) =
             (sealed, &mut answer.outcome)
         {
-            *credential = Some(self.open_sealed(sealed)?);
+            *credential = Some(self.open_sealed(sealed).await?);
         }
         Ok(answer)
     }
 
     /// Returns the environment's orchestration, its active registries that
     /// have a usable credential, opened, and the revision they reflect.
-    pub fn open_registries(
+    pub async fn open_registries(
         &self,
         who: &Principal,
         environment_id: &str,
@@ -173,13 +173,13 @@ impl App {
                 address,
                 insecure,
                 ca_certificate_pem,
-                credential: self.open_sealed(sealed)?,
+                credential: self.open_sealed(sealed).await?,
             });
         }
         Ok((orchestration, out, revision))
     }
 
-    fn open_sealed(&self, s: Sealed) -> Result<OpenCredential> {
+    async fn open_sealed(&self, s: Sealed) -> Result<OpenCredential> {
         let ctx = SecretContext {
             environment_id: &s.environment_id,
             registry_id: &s.registry_id,
@@ -187,7 +187,7 @@ impl App {
             version: s.version,
             field: "password",
         };
-        let bytes = self.keys.open(&ctx, &s.credential.password)?;
+        let bytes = self.keys.open(&ctx, &s.credential.password).await?;
         let password = String::from_utf8(bytes.to_vec())
             .map_err(|_| Error::Crypto(crate::crypto::Error::Unseal))?;
         Ok(OpenCredential {

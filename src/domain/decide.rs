@@ -56,6 +56,34 @@ pub enum Outcome {
     Removed,
 }
 
+/// Checks the caller's role, and the environment a command names directly,
+/// without looking at the state: what a replayed request (answered from the
+/// log, not decided again) must pass exactly as its first call did. Objects
+/// named by id are checked against the answer's environment by the caller.
+pub fn authorize(who: &Principal, command: &Command) -> Result<()> {
+    match command {
+        Command::CreateEnvironment { .. } => who.check_admin("creating environments"),
+        Command::DeleteEnvironment { .. } => who.check_admin("deleting environments"),
+        Command::CreateRegistry { environment_id, .. } => {
+            who.check_manage(environment_id, "environment", environment_id)
+        }
+        Command::UpdateRegistry { registry_id, .. }
+        | Command::ActivateRegistry { registry_id }
+        | Command::DeactivateRegistry { registry_id }
+        | Command::DeleteRegistry { registry_id } => match who.role {
+            Role::Admin | Role::Member => Ok(()),
+            Role::Agent => Err(Error::PermissionDenied(format!(
+                "agent tokens may not change registries (registry {registry_id})"
+            ))),
+        },
+        Command::RecordEcrToken { .. } | Command::RecordEcrRefreshFailure { .. } => {
+            who.check_admin("recording ECR tokens")
+        }
+        Command::UpdateSettings { .. } => who.check_admin("settings"),
+        Command::CreateToken { .. } | Command::RevokeToken { .. } => who.check_admin("tokens"),
+    }
+}
+
 /// Decides a command.
 pub fn decide(
     state: &State,

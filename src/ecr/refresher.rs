@@ -200,6 +200,7 @@ async fn refresh(
     let secret = app
         .data_keys()
         .open(&ctx, &due.secret_access_key)
+        .await
         .map_err(|_| "the access keys cannot be opened (see the server log)".to_owned())?;
     let secret = SecretString::from(
         String::from_utf8(secret.to_vec())

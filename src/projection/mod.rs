@@ -216,6 +216,7 @@ mod tests {
                 request_id: String::new(),
                 request_fingerprint: Vec::new(),
                 time: std::time::SystemTime::now(),
+                keys: Default::default(),
             })
             .await
             .expect("append");

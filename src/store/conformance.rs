@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Commit, Error, EventLog, KeyStore, MemoryKeys, MemoryLog, NewEvent, RequestRecord, SledStore,
-    StreamAppend,
+    request_key, Commit, Error, EventLog, KeyChanges, KeyStore, MemoryLog, NewEvent, RequestRecord,
+    SledStore, StreamAppend,
 };
 
 /// A store under test, with whatever must live as long as it.
@@ -18,9 +18,10 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn memory_fixture() -> Fixture {
+    let log = MemoryLog::new();
     Fixture {
-        log: Arc::new(MemoryLog::new()),
-        keys: Arc::new(MemoryKeys::new()),
+        keys: log.keys(),
+        log: Arc::new(log),
         _guard: None,
     }
 }
@@ -58,7 +59,24 @@ pub(super) fn commit(appends: Vec<StreamAppend>) -> Commit {
         request_id: String::new(),
         request_fingerprint: Vec::new(),
         time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        keys: KeyChanges::default(),
     }
+}
+
+/// Adds data keys to create and destroy to a commit.
+pub(super) fn with_keys(
+    mut commit: Commit,
+    created: &[(&str, &[u8])],
+    destroyed: &[&str],
+) -> Commit {
+    commit.keys = KeyChanges {
+        created: created
+            .iter()
+            .map(|(id, k)| ((*id).to_owned(), k.to_vec()))
+            .collect(),
+        destroyed: destroyed.iter().map(|id| (*id).to_owned()).collect(),
+    };
+    commit
 }
 
 /// A commit of one event on `stream`, expected at `expected_version`.
@@ -222,7 +240,7 @@ async fn duplicate_request_id_is_rejected_with_the_first_record(f: &Fixture) {
     let first = with_request(commit(vec![append("a", 0, 2)]), "r-1", b"first");
     f.log.append(first.clone()).await.unwrap();
     let expected = RequestRecord {
-        request_id: "r-1".into(),
+        request_id: request_key("system", "r-1"),
         first_position: 2,
         last_position: 3,
         fingerprint: b"first".to_vec(),
@@ -241,9 +259,27 @@ async fn duplicate_request_id_is_rejected_with_the_first_record(f: &Fixture) {
     );
     assert_eq!(f.log.head(), 3);
     assert_eq!(f.log.stream_version("b").await.unwrap(), 0);
-    assert_eq!(f.log.find_request("r-1").await.unwrap(), Some(expected));
-    assert_eq!(f.log.find_request("r-2").await.unwrap(), None);
-    assert_eq!(f.log.find_request("").await.unwrap(), None);
+    assert_eq!(
+        f.log.find_request("system", "r-1").await.unwrap(),
+        Some(expected)
+    );
+    assert_eq!(f.log.find_request("system", "r-2").await.unwrap(), None);
+    assert_eq!(f.log.find_request("system", "").await.unwrap(), None);
+}
+
+async fn request_ids_belong_to_their_caller(f: &Fixture) {
+    let mut first = with_request(one("a", 0), "r-1", b"fp");
+    first.actor = "tok-a".into();
+    f.log.append(first).await.unwrap();
+    // The same id from another caller is another request, not a duplicate.
+    let mut other = with_request(one("b", 0), "r-1", b"fp");
+    other.actor = "tok-b".into();
+    let recorded = f.log.append(other).await.unwrap();
+    assert_eq!(recorded[0].position, 2);
+    let a = f.log.find_request("tok-a", "r-1").await.unwrap().unwrap();
+    let b = f.log.find_request("tok-b", "r-1").await.unwrap().unwrap();
+    assert_eq!((a.first_position, b.first_position), (1, 2));
+    assert_eq!(f.log.find_request("tok-c", "r-1").await.unwrap(), None);
 }
 
 async fn commits_without_request_id_are_never_duplicates(f: &Fixture) {
@@ -401,20 +437,60 @@ async fn log_id_is_a_stable_uuid(f: &Fixture) {
     assert_eq!(f.log.log_id(), id);
 }
 
-async fn key_store_puts_gets_lists_and_deletes(f: &Fixture) {
+async fn commits_create_and_destroy_data_keys_with_their_events(f: &Fixture) {
     assert_eq!(f.keys.get("c1").await.unwrap(), None);
     assert!(f.keys.list().await.unwrap().is_empty());
-    f.keys.put("c2", vec![2]).await.unwrap();
-    f.keys.put("c1", vec![1]).await.unwrap();
-    f.keys.put("c3", vec![3]).await.unwrap();
-    f.keys.put("c1", vec![1, 1]).await.unwrap();
+    let c = with_keys(one("a", 0), &[("c2", &[2]), ("c1", &[1])], &[]);
+    f.log.append(c).await.unwrap();
+    assert_eq!(f.keys.get("c1").await.unwrap(), Some(vec![1]));
+    assert_eq!(f.keys.list().await.unwrap(), ["c1", "c2"]);
+    // Replacing c1 by c3: one commit creates c3 and destroys c1.
+    let c = with_keys(one("a", 1), &[("c3", &[3])], &["c1", "missing"]);
+    f.log.append(c).await.unwrap();
+    assert_eq!(f.keys.list().await.unwrap(), ["c2", "c3"]);
+    assert_eq!(f.keys.get("c1").await.unwrap(), None);
+}
+
+async fn a_refused_commit_writes_no_data_key(f: &Fixture) {
+    f.log
+        .append(with_keys(one("a", 0), &[("c1", &[1])], &[]))
+        .await
+        .unwrap();
+    // A conflict: neither the new key nor the destruction is applied.
+    let conflict = with_keys(one("a", 0), &[("c2", &[2])], &["c1"]);
+    let err = f.log.append(conflict).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    // A duplicate request: likewise.
+    let first = with_request(one("b", 0), "r-1", b"fp");
+    f.log.append(first).await.unwrap();
+    let dup = with_keys(
+        with_request(one("c", 0), "r-1", b"fp"),
+        &[("c3", &[3])],
+        &["c1"],
+    );
+    let err = f.log.append(dup).await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateRequest { .. }), "{err}");
+    assert_eq!(f.keys.list().await.unwrap(), ["c1"]);
+}
+
+async fn key_store_replaces_only_the_current_key_and_deletes(f: &Fixture) {
+    f.log
+        .append(with_keys(one("a", 0), &[("c1", &[1]), ("c2", &[2])], &[]))
+        .await
+        .unwrap();
+    assert!(f.keys.replace("c1", &[1], vec![1, 1]).await.unwrap());
     assert_eq!(f.keys.get("c1").await.unwrap(), Some(vec![1, 1]));
-    assert_eq!(f.keys.list().await.unwrap(), ["c1", "c2", "c3"]);
+    // A stale current value, or a key that is gone, is left alone.
+    assert!(!f.keys.replace("c1", &[1], vec![9]).await.unwrap());
+    assert!(!f.keys.replace("gone", &[1], vec![9]).await.unwrap());
+    assert_eq!(f.keys.get("gone").await.unwrap(), None);
     f.keys
-        .delete(&["c1".into(), "c3".into(), "missing".into()])
+        .delete(&["c1".into(), "missing".into()])
         .await
         .unwrap();
     assert_eq!(f.keys.list().await.unwrap(), ["c2"]);
+    // A key destroyed is never brought back by a rotation that read it before.
+    assert!(!f.keys.replace("c1", &[1, 1], vec![7]).await.unwrap());
     assert_eq!(f.keys.get("c1").await.unwrap(), None);
     f.keys.delete(&[]).await.unwrap();
 }
@@ -422,7 +498,10 @@ async fn key_store_puts_gets_lists_and_deletes(f: &Fixture) {
 async fn key_store_meta_is_apart_from_keys(f: &Fixture) {
     assert_eq!(f.keys.meta("kek_id").await.unwrap(), None);
     f.keys.set_meta("kek_id", b"k1".to_vec()).await.unwrap();
-    f.keys.put("kek_id", vec![9]).await.unwrap();
+    f.log
+        .append(with_keys(one("a", 0), &[("kek_id", &[9])], &[]))
+        .await
+        .unwrap();
     assert_eq!(f.keys.meta("kek_id").await.unwrap(), Some(b"k1".to_vec()));
     assert_eq!(f.keys.get("kek_id").await.unwrap(), Some(vec![9]));
     assert_eq!(f.keys.list().await.unwrap(), ["kek_id"]);
@@ -512,8 +591,23 @@ macro_rules! conformance_suite {
             }
 
             #[tokio::test]
-            async fn key_store_puts_gets_lists_and_deletes() {
-                super::key_store_puts_gets_lists_and_deletes(&$fixture()).await;
+            async fn request_ids_belong_to_their_caller() {
+                super::request_ids_belong_to_their_caller(&$fixture()).await;
+            }
+
+            #[tokio::test]
+            async fn commits_create_and_destroy_data_keys_with_their_events() {
+                super::commits_create_and_destroy_data_keys_with_their_events(&$fixture()).await;
+            }
+
+            #[tokio::test]
+            async fn a_refused_commit_writes_no_data_key() {
+                super::a_refused_commit_writes_no_data_key(&$fixture()).await;
+            }
+
+            #[tokio::test]
+            async fn key_store_replaces_only_the_current_key_and_deletes() {
+                super::key_store_replaces_only_the_current_key_and_deletes(&$fixture()).await;
             }
 
             #[tokio::test]

@@ -2,7 +2,7 @@
 //! ones, minus durability: for tests and tools that need no disk.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
@@ -10,12 +10,14 @@ use super::{
     codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
 };
 
-/// An event log held in memory; every append is "durable" at once.
+/// An event log held in memory; every append is "durable" at once. Its key
+/// store (`keys`) takes each commit's data keys under the log's lock.
 #[derive(Debug)]
 pub struct MemoryLog {
     state: Mutex<LogState>,
     head: watch::Sender<u64>,
     log_id: String,
+    keys: Arc<MemoryKeys>,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +37,13 @@ impl MemoryLog {
             state: Mutex::default(),
             head: watch::Sender::new(0),
             log_id: uuid::Uuid::new_v4().to_string(),
+            keys: Arc::default(),
         }
+    }
+
+    /// Returns the key store that takes this log's commits' data keys.
+    pub fn keys(&self) -> Arc<MemoryKeys> {
+        Arc::clone(&self.keys)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -57,8 +65,8 @@ impl EventLog for MemoryLog {
         let mut state = self.lock();
         // Duplicates are checked first so a retry sees its first result rather
         // than a conflict with its own earlier events.
-        if !commit.request_id.is_empty() {
-            if let Some(record) = state.requests.get(&commit.request_id) {
+        if let Some(key) = commit.request_key() {
+            if let Some(record) = state.requests.get(&key) {
                 return Err(Error::DuplicateRequest {
                     record: record.clone(),
                 });
@@ -84,6 +92,7 @@ impl EventLog for MemoryLog {
         if let Some(record) = request_record(&commit, &envelopes) {
             state.requests.insert(record.request_id.clone(), record);
         }
+        self.keys.apply(&commit.keys);
         // Published under the lock: a later commit must never be overtaken
         // by an earlier one's smaller head.
         self.head.send_replace(state.records.len() as u64);
@@ -123,8 +132,12 @@ impl EventLog for MemoryLog {
         Ok(self.lock().versions.get(stream).copied().unwrap_or(0))
     }
 
-    async fn find_request(&self, request_id: &str) -> Result<Option<RequestRecord>> {
-        Ok(self.lock().requests.get(request_id).cloned())
+    async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let key = super::request_key(actor, request_id);
+        Ok(self.lock().requests.get(&key).cloned())
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {
@@ -136,7 +149,7 @@ impl EventLog for MemoryLog {
     }
 }
 
-/// A key store held in memory.
+/// A key store held in memory; its `MemoryLog` writes the keys of commits.
 #[derive(Debug, Default)]
 pub struct MemoryKeys {
     state: Mutex<KeysState>,
@@ -149,9 +162,15 @@ struct KeysState {
 }
 
 impl MemoryKeys {
-    /// Creates an empty key store.
-    pub fn new() -> Self {
-        Self::default()
+    /// Applies a commit's key changes.
+    fn apply(&self, changes: &super::KeyChanges) {
+        let mut state = self.lock();
+        for (id, wrapped) in &changes.created {
+            state.keys.insert(id.clone(), wrapped.clone());
+        }
+        for id in &changes.destroyed {
+            state.keys.remove(id);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, KeysState> {
@@ -163,13 +182,19 @@ impl MemoryKeys {
 
 #[async_trait::async_trait]
 impl KeyStore for MemoryKeys {
-    async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
-        self.lock().keys.insert(credential_id.to_owned(), wrapped);
-        Ok(())
-    }
-
     async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.lock().keys.get(credential_id).cloned())
+    }
+
+    async fn replace(&self, credential_id: &str, current: &[u8], new: Vec<u8>) -> Result<bool> {
+        let mut state = self.lock();
+        match state.keys.get_mut(credential_id) {
+            Some(stored) if stored.as_slice() == current => {
+                *stored = new;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn delete(&self, credential_ids: &[String]) -> Result<()> {

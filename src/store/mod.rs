@@ -58,12 +58,49 @@ pub struct Commit {
     pub request_fingerprint: Vec<u8>,
     /// Time recorded on every event of the commit.
     pub time: SystemTime,
+    /// Data keys the commit creates and destroys, written in the same atomic,
+    /// durable write as its events.
+    pub keys: KeyChanges,
+}
+
+/// The data-key side of a commit: the store writes the wrapped keys of the
+/// credentials a commit creates and deletes those of the credentials it
+/// destroys in the same atomic write as the events, so no outcome (a failed
+/// flush, a cancelled caller, a crash) leaves a live credential without its
+/// key or a dead credential with one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    /// `(credential_id, wrapped data key)` of every credential created.
+    pub created: Vec<(String, Vec<u8>)>,
+    /// Credential ids whose data keys are destroyed.
+    pub destroyed: Vec<String>,
+}
+
+impl KeyChanges {
+    /// Returns whether the commit touches no data key.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.destroyed.is_empty()
+    }
+}
+
+impl Commit {
+    /// Returns the key under which the store records the commit's request
+    /// id: request ids belong to the caller that used them, so the same id
+    /// from another caller is another request.
+    pub fn request_key(&self) -> Option<String> {
+        (!self.request_id.is_empty()).then(|| request_key(&self.actor, &self.request_id))
+    }
+}
+
+/// Returns the store key of a caller's request id (`actor`, NUL, `request_id`).
+pub fn request_key(actor: &str, request_id: &str) -> String {
+    format!("{actor}\0{request_id}")
 }
 
 /// What the log remembers, forever, of a commit that carried a request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
-    /// The request id of the commit.
+    /// The commit's request key: its actor and request id (see `request_key`).
     pub request_id: String,
     /// Position of the commit's first event.
     pub first_position: u64,
@@ -170,8 +207,9 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     async fn read_stream(&self, stream: &str, up_to: u64) -> Result<Vec<Envelope>>;
     /// Returns the stream's durable version (0 when empty).
     async fn stream_version(&self, stream: &str) -> Result<u64>;
-    /// Returns the durable record of a request id, if a commit carried it.
-    async fn find_request(&self, request_id: &str) -> Result<Option<RequestRecord>>;
+    /// Returns the durable record of a caller's request id, if a commit of
+    /// that caller (`actor`) carried it.
+    async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>>;
     /// Subscribes to the durable head; woken after every durable commit.
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Returns the random id of this log, fixed at creation.
@@ -180,12 +218,18 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
 
 /// A keyspace beside the log for wrapped data keys, so deleting one
 /// crypto-shreds the ciphertext left in the log.
+///
+/// Keys are created and destroyed by commits (`Commit::keys`), in the same
+/// atomic write as their events. The only other writes are the start-up
+/// sweep (`delete`) and key rotation (`replace`).
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a wrapped data key, replacing any; durable on return.
-    async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()>;
     /// Returns the wrapped data key of a credential.
     async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Replaces a wrapped data key only if it still is `current`, atomically
+    /// and durably; returns whether it was replaced. A key deleted meanwhile
+    /// stays deleted (rotation never resurrects a destroyed credential).
+    async fn replace(&self, credential_id: &str, current: &[u8], new: Vec<u8>) -> Result<bool>;
     /// Deletes wrapped data keys (missing ones are ignored); durable on return.
     async fn delete(&self, credential_ids: &[String]) -> Result<()>;
     /// Lists the credential ids that have a data key, sorted.
@@ -263,12 +307,10 @@ fn plan(commit: &Commit, head: u64, mut version: impl FnMut(&str) -> u64) -> Res
 
 /// Returns the request record of a planned commit, if it carries a request id.
 fn request_record(commit: &Commit, envelopes: &[Envelope]) -> Option<RequestRecord> {
-    if commit.request_id.is_empty() {
-        return None;
-    }
+    let key = commit.request_key()?;
     let (first, last) = (envelopes.first()?, envelopes.last()?);
     Some(RequestRecord {
-        request_id: commit.request_id.clone(),
+        request_id: key,
         first_position: first.position,
         last_position: last.position,
         fingerprint: commit.request_fingerprint.clone(),

@@ -63,6 +63,9 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// | `m` name                              | meta: `log_id` (random uuid), `format` (`1`) |
 ///
 /// Tree `keys`: `k` credential_id → wrapped data key; `m` name → key-store meta.
+/// A request key is the caller's token id, a NUL and its request id.
+/// A commit's data keys are written to `keys` in one sled transaction with
+/// its records, made durable by the same flush.
 ///
 /// One writer task owns every write to `log`. It takes a queued commit and
 /// whatever else is already queued (up to 512), checks them in order, writes
@@ -109,6 +112,7 @@ impl SledStore {
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
+            keys_tree: keys_tree.clone(),
             durable: state.head,
             state: Some(state),
             head: Arc::clone(&head),
@@ -323,11 +327,15 @@ impl EventLog for SledLog {
         Ok(0)
     }
 
-    async fn find_request(&self, request_id: &str) -> Result<Option<RequestRecord>> {
-        let Some(value) = self.tree.get(prefixed(REQUEST, request_id))? else {
+    async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let key = super::request_key(actor, request_id);
+        let Some(value) = self.tree.get(prefixed(REQUEST, &key))? else {
             return Ok(None);
         };
-        let record = decode_request(request_id, &value)?;
+        let record = decode_request(&key, &value)?;
         Ok((record.last_position <= self.head()).then_some(record))
     }
 
@@ -371,19 +379,23 @@ pub struct SledKeys {
 
 #[async_trait::async_trait]
 impl KeyStore for SledKeys {
-    async fn put(&self, credential_id: &str, wrapped: Vec<u8>) -> Result<()> {
-        self.space.check()?;
-        let written = async {
-            self.tree
-                .insert(prefixed(DATA_KEY, credential_id), wrapped)?;
-            flush(&self.tree).await
-        };
-        written.await.map_err(|e| self.space.explain(e))
-    }
-
     async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
         let value = self.tree.get(prefixed(DATA_KEY, credential_id))?;
         Ok(value.map(|v| v.to_vec()))
+    }
+
+    async fn replace(&self, credential_id: &str, current: &[u8], new: Vec<u8>) -> Result<bool> {
+        self.space.check()?;
+        let swapped = self.tree.compare_and_swap(
+            prefixed(DATA_KEY, credential_id),
+            Some(current),
+            Some(new),
+        )?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        flush(&self.tree).await.map_err(|e| self.space.explain(e))?;
+        Ok(true)
     }
 
     async fn delete(&self, credential_ids: &[String]) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::super::conformance::{append, commit, one, with_request};
+use super::super::conformance::{append, commit, one, with_keys, with_request};
 use super::*;
 
 fn expect_corrupt(dir: &Path, position: u64) -> String {
@@ -45,8 +45,8 @@ async fn data_survives_reopen() {
         "r-1",
         b"fp",
     );
+    let c = with_keys(c, &[("c1", &[1, 2, 3])], &[]);
     let appended = log.append(c.clone()).await.unwrap();
-    keys.put("c1", vec![1, 2, 3]).await.unwrap();
     keys.set_meta("kek_id", b"k1".to_vec()).await.unwrap();
     drop((log, keys));
     store.close().await.unwrap();
@@ -58,7 +58,7 @@ async fn data_survives_reopen() {
     assert_eq!(log.read(1, 10).await.unwrap(), appended);
     assert_eq!(log.stream_version("a").await.unwrap(), 2);
     assert_eq!(log.stream_version("b").await.unwrap(), 1);
-    let record = log.find_request("r-1").await.unwrap().unwrap();
+    let record = log.find_request("system", "r-1").await.unwrap().unwrap();
     assert_eq!((record.first_position, record.last_position), (1, 3));
     let err = log.append(c).await.unwrap_err();
     assert!(matches!(err, Error::DuplicateRequest { .. }), "{err}");
@@ -184,13 +184,17 @@ async fn failed_flush_fails_the_commit_and_a_retry_finds_its_outcome() {
     let store = SledStore::open(dir.path()).unwrap();
     let log = store.log();
     log.fail_next_flush();
-    let c = with_request(one("a", 0), "r-1", b"fp");
+    let c = with_keys(
+        with_request(one("a", 0), "r-1", b"fp"),
+        &[("c1", &[1])],
+        &[],
+    );
     let err = log.append(c.clone()).await.unwrap_err();
     assert!(matches!(err, Error::StorageFull), "{err}");
     assert_eq!(log.head(), 0);
     assert!(log.read(1, 10).await.unwrap().is_empty());
     assert_eq!(log.stream_version("a").await.unwrap(), 0);
-    assert_eq!(log.find_request("r-1").await.unwrap(), None);
+    assert_eq!(log.find_request("system", "r-1").await.unwrap(), None);
     // The batch was applied, so the retry is a duplicate, reported only
     // once the writer has flushed it.
     let err = log.append(c).await.unwrap_err();
@@ -200,7 +204,32 @@ async fn failed_flush_fails_the_commit_and_a_retry_finds_its_outcome() {
     assert_eq!((record.first_position, record.last_position), (1, 1));
     assert_eq!(log.head(), 1);
     assert_eq!(log.read(1, 10).await.unwrap().len(), 1);
+    // The data key went in with the events that now stand.
+    assert_eq!(store.keys().get("c1").await.unwrap(), Some(vec![1]));
     assert_eq!(log.append(one("a", 1)).await.unwrap()[0].position, 2);
+}
+
+#[tokio::test]
+async fn a_commit_and_its_data_keys_survive_or_vanish_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let (log, keys) = (store.log(), store.keys());
+    log.append(with_keys(one("a", 0), &[("old", &[1])], &[]))
+        .await
+        .unwrap();
+    // A failed apply writes neither the events nor the key changes.
+    log.fail_next_apply();
+    let c = with_keys(one("a", 1), &[("new", &[2])], &["old"]);
+    log.append(c.clone()).await.unwrap_err();
+    assert_eq!(keys.list().await.unwrap(), ["old"]);
+    log.append(c).await.unwrap();
+    assert_eq!(keys.list().await.unwrap(), ["new"]);
+    drop((log, keys));
+    store.close().await.unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.keys().list().await.unwrap(), ["new"]);
+    assert_eq!(store.log().head(), 2);
+    store.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{
     decode_request, encode_request, flush, index_key, load, plan, prefixed, record_key,
-    request_record, Commit, Envelope, Error, RequestRecord, Result, Space, MAX_GROUP, REQUEST,
-    VERSION,
+    request_record, Commit, Envelope, Error, RequestRecord, Result, Space, DATA_KEY, MAX_GROUP,
+    REQUEST, VERSION,
 };
 use crate::store::codec;
 
@@ -43,6 +43,8 @@ pub(super) struct Probe {
 pub(super) struct Writer {
     pub(super) db: ::sled::Db,
     pub(super) tree: ::sled::Tree,
+    /// The key store's tree: commits' data keys are written with their events.
+    pub(super) keys_tree: ::sled::Tree,
     /// `None` after a failed reload: reloaded again before the next group.
     pub(super) state: Option<WriterState>,
     /// The published head: flushed, visible to readers.
@@ -111,6 +113,8 @@ impl Writer {
         }
         let state = self.state.as_mut().expect("state was loaded above");
         let mut batch = ::sled::Batch::default();
+        let mut keys = ::sled::Batch::default();
+        let mut touches_keys = false;
         let mut requests = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut accepted = false;
@@ -122,7 +126,17 @@ impl Writer {
                 &mut requests,
                 &pending.commit,
             )?;
-            accepted |= outcome.is_ok();
+            if outcome.is_ok() {
+                accepted = true;
+                let changes = &pending.commit.keys;
+                touches_keys |= !changes.is_empty();
+                for (id, wrapped) in &changes.created {
+                    keys.insert(prefixed(DATA_KEY, id), wrapped.as_slice());
+                }
+                for id in &changes.destroyed {
+                    keys.remove(prefixed(DATA_KEY, id));
+                }
+            }
             outcomes.push(outcome);
         }
         let applied = state.head;
@@ -136,9 +150,8 @@ impl Writer {
             {
                 return Err(Error::storage("injected apply failure"));
             }
-            self.tree
-                .apply_batch(batch)
-                .map_err(|e| self.space.explain(e.into()))?;
+            self.apply(batch, touches_keys.then_some(keys))
+                .map_err(|e| self.space.explain(e))?;
         }
         // Also flushes when an earlier group applied but failed to flush, so a
         // duplicate found in such a batch is durable before it is reported.
@@ -161,6 +174,27 @@ impl Writer {
         }
         Ok(outcomes)
     }
+
+    /// Applies a group's log batch, and its key batch when it has one, as
+    /// one atomic write: a sled transaction over both trees, which the next
+    /// flush makes durable together.
+    fn apply(&self, log: ::sled::Batch, keys: Option<::sled::Batch>) -> Result<()> {
+        use ::sled::transaction::{TransactionError, Transactional};
+        let Some(keys) = keys else {
+            self.tree.apply_batch(log)?;
+            return Ok(());
+        };
+        (&self.tree, &self.keys_tree)
+            .transaction(|(log_tree, keys_tree)| {
+                log_tree.apply_batch(&log)?;
+                keys_tree.apply_batch(&keys)?;
+                Ok::<(), ::sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => Error::from(e),
+                TransactionError::Abort(()) => Error::storage("the key transaction aborted"),
+            })
+    }
 }
 
 /// Checks one commit against the state and adds it to the batch if accepted.
@@ -175,11 +209,11 @@ fn accept(
     commit: &Commit,
 ) -> Result<Result<Vec<Envelope>>> {
     // Duplicates first, so a retry gets its first result, not a conflict.
-    if !commit.request_id.is_empty() {
-        let known = match requests.get(&commit.request_id) {
+    if let Some(key) = commit.request_key() {
+        let known = match requests.get(&key) {
             Some(record) => Some(record.clone()),
-            None => match tree.get(prefixed(REQUEST, &commit.request_id))? {
-                Some(value) => Some(decode_request(&commit.request_id, &value)?),
+            None => match tree.get(prefixed(REQUEST, &key))? {
+                Some(value) => Some(decode_request(&key, &value)?),
                 None => None,
             },
         };

@@ -1,0 +1,220 @@
+//! Tests of `execute` against the sled store's fault hooks: outcomes a
+//! caller never learned, and request ids scoped to their caller.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::*;
+use crate::crypto::Kek;
+use crate::domain::address::RegistryKind;
+use crate::domain::credential::NewCredential;
+use crate::domain::event::Orchestration;
+use crate::domain::resolve::Target;
+use crate::store::{SledLog, SledStore};
+
+struct Fixture {
+    app: App,
+    log: Arc<SledLog>,
+    store: Option<SledStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let log = store.log();
+    let app = App::open(
+        Arc::clone(&log) as Arc<dyn EventLog>,
+        store.keys(),
+        Kek::generate(),
+        None,
+    )
+    .await
+    .unwrap();
+    Fixture {
+        app,
+        log,
+        store: Some(store),
+        _dir: dir,
+    }
+}
+
+fn admin() -> Principal {
+    Principal {
+        token_id: "admin-1".into(),
+        role: Role::Admin,
+        environment_id: None,
+    }
+}
+
+fn create_registry(env: &str, credential_id: &str, password: &str) -> Command {
+    Command::CreateRegistry {
+        environment_id: env.into(),
+        registry_id: new_id(),
+        credential_id: credential_id.into(),
+        kind: Some(RegistryKind::Custom),
+        address: "reg.example.com".into(),
+        credential: NewCredential {
+            email: "a@example.com".into(),
+            username: "alice".into(),
+            password: SecretString::from(password.to_owned()),
+            expire_time: None,
+            ecr: None,
+        },
+        insecure: false,
+        ca_certificate_pem: String::new(),
+    }
+}
+
+async fn environment(app: &App) -> String {
+    let id = new_id();
+    app.execute(&admin(), "", &[], || Command::CreateEnvironment {
+        environment_id: id.clone(),
+        name: "prod".into(),
+        orchestration: Some(Orchestration::Cattle),
+    })
+    .await
+    .unwrap();
+    id
+}
+
+async fn pulled_password(app: &App, env: &str) -> String {
+    let answer = app
+        .resolve_pull(&admin(), env, Target::Image("reg.example.com/app:1"))
+        .await
+        .unwrap();
+    match answer.outcome {
+        PullOutcome::Allowed {
+            credential: Some(c),
+            ..
+        } => c.password.expose_secret().to_owned(),
+        other => panic!("expected a credential, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_write_whose_flush_failed_is_usable_after_its_retry() {
+    let f = fixture().await;
+    let env = environment(&f.app).await;
+    f.app
+        .execute(&admin(), "", &[], || {
+            create_registry(&env, "c-old", "old-pass")
+        })
+        .await
+        .unwrap();
+    // The batch is applied but its flush fails: the outcome is unknown.
+    f.log.fail_next_flush();
+    let err = f
+        .app
+        .execute(&admin(), "x", b"fp", || {
+            create_registry(&env, "c-new", "new-pass")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StorageFull), "{err}");
+    // The retry finds the commit and answers it; its data key came with it.
+    let view = f
+        .app
+        .execute(&admin(), "x", b"fp", || {
+            create_registry(&env, "c-other", "new-pass")
+        })
+        .await
+        .unwrap();
+    let View::Registry(reg) = view else {
+        panic!("expected a registry, got {view:?}");
+    };
+    assert_eq!(reg.credential.credential_id, "c-new");
+    assert_eq!(pulled_password(&f.app, &env).await, "new-pass");
+    // The replaced credential's key went with the same commit.
+    let keys = f.store.as_ref().unwrap().keys();
+    assert_eq!(keys.get("c-old").await.unwrap(), None);
+    assert!(keys.get("c-new").await.unwrap().is_some());
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_id_belongs_to_the_caller_that_used_it() {
+    let f = fixture().await;
+    let env = environment(&f.app).await;
+    let other_admin = Principal {
+        token_id: "admin-2".into(),
+        ..admin()
+    };
+    f.app
+        .execute(&admin(), "shared", b"fp", || {
+            create_registry(&env, "c-1", "p1")
+        })
+        .await
+        .unwrap();
+    // The same id and request from another caller is a request of its own.
+    let view = f
+        .app
+        .execute(&other_admin, "shared", b"fp", || {
+            create_registry(&env, "c-2", "p2")
+        })
+        .await
+        .unwrap();
+    let View::Registry(reg) = view else {
+        panic!("expected a registry, got {view:?}");
+    };
+    assert_eq!(reg.credential.credential_id, "c-2");
+    // A member of another environment replaying the admin's id gets nothing.
+    let env_b = environment(&f.app).await;
+    let member_b = Principal {
+        token_id: "member-b".into(),
+        role: Role::Member,
+        environment_id: Some(env_b),
+    };
+    let err = f
+        .app
+        .execute(&member_b, "shared", b"fp", || {
+            create_registry(&env, "c-3", "p3")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Domain(crate::domain::error::Error::NotFound { .. })
+        ),
+        "{err:?}"
+    );
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn request_ids_are_short_plain_text() {
+    let f = fixture().await;
+    for bad in [
+        "a b".to_owned(),
+        "x/y".to_owned(),
+        "é".to_owned(),
+        "a".repeat(129),
+    ] {
+        let err = f
+            .app
+            .execute(&admin(), &bad, b"fp", || Command::CreateEnvironment {
+                environment_id: new_id(),
+                name: "n".into(),
+                orchestration: Some(Orchestration::Cattle),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("request_id"), "{bad}: {err}");
+    }
+    assert_eq!(f.log.head(), 0, "a refused request id records nothing");
+    let ok = "Az09._:-".repeat(16);
+    f.app
+        .execute(&admin(), &ok, b"fp", || Command::CreateEnvironment {
+            environment_id: new_id(),
+            name: "n".into(),
+            orchestration: Some(Orchestration::Cattle),
+        })
+        .await
+        .unwrap();
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}
