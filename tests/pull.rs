@@ -558,3 +558,88 @@ async fn a_gcr_registry_hands_out_the_service_account_key_as_json_key() {
         status.message()
     );
 }
+
+/// Every path that hands out a secret obeys the whitelist as ResolvePull
+/// does: a registry it denies is left out of pull secrets and k3s files.
+#[tokio::test]
+async fn pull_secrets_and_host_files_leave_out_registries_the_whitelist_denies() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    for (address, password) in [
+        ("a.io", "pass-a"),
+        ("b.io", "pass-b"),
+        ("quay.io", "pass-q"),
+    ] {
+        admin
+            .reg
+            .create_registry(custom(&env, address, "u", password))
+            .await
+            .unwrap();
+    }
+    admin.set_settings("", &["a.io", "quay.io/myorg/"]).await;
+    let agent = admin.token(pb::Role::Agent, &env).await;
+    let mut ag = server.clients_with(Some(&agent)).await;
+    let denial = ag.resolve("", "b.io/app:1").await.unwrap();
+    assert_eq!(denied(&denial).0, pb::DenyReason::NotWhitelisted);
+
+    let s = ag
+        .pull
+        .get_pull_secret(pb::GetPullSecretRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let config: serde_json::Value = serde_json::from_str(&s.docker_config_json).unwrap();
+    let mut hosts: Vec<&String> = config["auths"].as_object().unwrap().keys().collect();
+    hosts.sort();
+    assert_eq!(hosts, ["a.io", "quay.io"], "b.io is not whitelisted");
+    assert!(!s.docker_config_json.contains("pass-b"));
+
+    let files = ag
+        .pull
+        .get_host_config(pb::GetHostConfigRequest {
+            environment_id: String::new(),
+            format: pb::HostConfigFormat::K3s as i32,
+            include_auth: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .files;
+    let all: String = files.iter().map(|f| f.content.as_str()).collect();
+    assert!(all.contains("a.io"), "{all}");
+    assert!(!all.contains("b.io"), "b.io is not whitelisted: {all}");
+    assert!(!all.contains("pass-b"));
+}
+
+/// A registry the whitelist admits only through a repository prefix gets
+/// a kubelet answer cached per image, so the credential is never reused
+/// for another repository of that registry.
+#[tokio::test]
+async fn a_prefix_whitelist_makes_kubelet_answers_per_image() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    for address in ["quay.io", "a.io"] {
+        admin
+            .reg
+            .create_registry(custom(&env, address, "u", "p"))
+            .await
+            .unwrap();
+    }
+    admin.set_settings("", &["a.io", "quay.io/myorg/"]).await;
+    let answer = admin.resolve(&env, "quay.io/myorg/app:1").await.unwrap();
+    let response: serde_json::Value =
+        serde_json::from_str(&kubernetes(allowed(&answer)).credential_provider_response).unwrap();
+    assert_eq!(response["cacheKeyType"], "Image");
+    let keys: Vec<&String> = response["auth"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["quay.io/myorg/app"]);
+    denied(&admin.resolve(&env, "quay.io/other/x:1").await.unwrap());
+    // A registry the whitelist names whole keeps the per-registry cache.
+    let answer = admin.resolve(&env, "a.io/any/app:1").await.unwrap();
+    let response: serde_json::Value =
+        serde_json::from_str(&kubernetes(allowed(&answer)).credential_provider_response).unwrap();
+    assert_eq!(response["cacheKeyType"], "Registry");
+    let keys: Vec<&String> = response["auth"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["a.io"]);
+}

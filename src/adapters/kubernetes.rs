@@ -54,15 +54,28 @@ pub fn docker_config_json(entries: &[PullAuth<'_>]) -> String {
 /// The `auth` keys are registry addresses as the kubelet matches images
 /// (`host[:port]`, no scheme). Docker Hub gets both `docker.io` and
 /// `index.docker.io`, so images written as `nginx`, `docker.io/x` and
-/// `index.docker.io/x` all match. `cacheKeyType` is `Registry`, so one
-/// response serves every image of that registry for `cache_duration`
-/// (see [`go_duration`] for its rounding; `0s` tells the kubelet not to cache).
+/// `index.docker.io/x` all match. With [`CacheKey::Registry`] one response
+/// serves every image of that registry for `cache_duration` (see
+/// [`go_duration`] for its rounding; `0s` tells the kubelet not to cache);
+/// with [`CacheKey::Image`] the `auth` key is the image's repository and
+/// `cacheKeyType` is `Image`, so the kubelet neither caches nor matches the
+/// credential for another repository of the registry.
 #[must_use]
-pub fn credential_provider_response(auth: &PullAuth<'_>, cache_duration: Duration) -> String {
-    let keys: &[&str] = if auth.registry == DOCKER_HUB {
-        &["docker.io", DOCKER_HUB]
-    } else {
-        std::slice::from_ref(&auth.registry)
+pub fn credential_provider_response(
+    auth: &PullAuth<'_>,
+    cache_duration: Duration,
+    key: CacheKey<'_>,
+) -> String {
+    let scope = match key {
+        CacheKey::Registry => auth.registry,
+        CacheKey::Image(repository) => repository,
+    };
+    let hub_path = scope
+        .strip_prefix(DOCKER_HUB)
+        .filter(|_| auth.registry == DOCKER_HUB);
+    let keys: Vec<String> = match hub_path {
+        Some(path) => vec![format!("docker.io{path}"), format!("{DOCKER_HUB}{path}")],
+        None => vec![scope.to_owned()],
     };
     let entry = format!(
         "{{\"username\":{},\"password\":{}}}",
@@ -73,7 +86,20 @@ pub fn credential_provider_response(auth: &PullAuth<'_>, cache_duration: Duratio
         .iter()
         .map(|key| format!("{}:{}", json_string(key), entry))
         .collect();
-    provider_response(&body.join(","), cache_duration)
+    let key_type = match key {
+        CacheKey::Registry => "Registry",
+        CacheKey::Image(_) => "Image",
+    };
+    provider_response(&body.join(","), cache_duration, key_type)
+}
+
+/// What a kubelet caches a provider's answer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKey<'a> {
+    /// Every image of the registry.
+    Registry,
+    /// One repository (`registry/path`, no tag or digest).
+    Image(&'a str),
 }
 
 /// Renders an empty successful `CredentialProviderResponse` (anonymous pull).
@@ -82,16 +108,17 @@ pub fn credential_provider_response(auth: &PullAuth<'_>, cache_duration: Duratio
 /// registry needs no credentials.
 #[must_use]
 pub fn anonymous_provider_response(cache_duration: Duration) -> String {
-    provider_response("", cache_duration)
+    provider_response("", cache_duration, "Registry")
 }
 
-fn provider_response(auth_body: &str, cache_duration: Duration) -> String {
+fn provider_response(auth_body: &str, cache_duration: Duration, key_type: &str) -> String {
     format!(
         "{{\"kind\":\"CredentialProviderResponse\",\
          \"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\
-         \"cacheKeyType\":\"Registry\",\
+         \"cacheKeyType\":{},\
          \"cacheDuration\":{},\
          \"auth\":{{{}}}}}",
+        json_string(key_type),
         json_string(&go_duration(cache_duration)),
         auth_body
     )
@@ -234,6 +261,7 @@ mod tests {
         let out = credential_provider_response(
             &auth("reg.example.com:5000", "alice", "s\\e\"c"),
             Duration::from_secs(90),
+            CacheKey::Registry,
         );
         assert_eq!(
             out,
@@ -252,6 +280,7 @@ mod tests {
         let out = credential_provider_response(
             &auth(DOCKER_HUB, "bob", "pw"),
             Duration::from_secs(6 * 3600),
+            CacheKey::Registry,
         );
         assert_eq!(
             out,
@@ -264,6 +293,27 @@ mod tests {
             assert_eq!(v["auth"][key]["username"], "bob");
             assert_eq!(v["auth"][key]["password"], "pw");
         }
+    }
+
+    #[test]
+    fn an_image_scoped_response_names_only_its_repository() {
+        let out = credential_provider_response(
+            &auth("quay.io", "alice", "pw"),
+            Duration::from_secs(60),
+            CacheKey::Image("quay.io/myorg/app"),
+        );
+        let v = parse(&out);
+        assert_eq!(v["cacheKeyType"], "Image");
+        let keys: Vec<&String> = v["auth"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["quay.io/myorg/app"]);
+        let hub = credential_provider_response(
+            &auth(DOCKER_HUB, "bob", "pw"),
+            Duration::from_secs(60),
+            CacheKey::Image("index.docker.io/myorg/app"),
+        );
+        let v = parse(&hub);
+        let keys: Vec<&String> = v["auth"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["docker.io/myorg/app", "index.docker.io/myorg/app"]);
     }
 
     #[test]

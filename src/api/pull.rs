@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::error::invalid;
 use super::Api;
 use crate::adapters::host_config::{self, HostFormat, HostRegistry};
+use crate::adapters::kubernetes::CacheKey;
 use crate::adapters::{cattle, kubernetes, PullAuth};
 use crate::app::{Error, OpenCredential, PullOutcome};
 use crate::domain::event::{Orchestration, Role};
@@ -41,8 +42,10 @@ fn deny_reason(r: DenyReason) -> pb::DenyReason {
 }
 
 fn allowed(
+    now: SystemTime,
     orchestration: Orchestration,
     registry: &str,
+    repository_scope: Option<&str>,
     credential: Option<&OpenCredential>,
     insecure: bool,
     ca_certificate_pem: String,
@@ -66,7 +69,7 @@ fn allowed(
         }),
         Orchestration::Kubernetes => {
             let cache = kubernetes::cache_duration(
-                SystemTime::now(),
+                now,
                 credential.and_then(|c| c.expire_time),
                 KUBELET_DEFAULT_CACHE,
             );
@@ -74,7 +77,9 @@ fn allowed(
                 Some(auth) => pb::KubernetesAuth {
                     docker_config_json: kubernetes::docker_config_json(std::slice::from_ref(auth)),
                     credential_provider_response: kubernetes::credential_provider_response(
-                        auth, cache,
+                        auth,
+                        cache,
+                        repository_scope.map_or(CacheKey::Registry, CacheKey::Image),
                     ),
                 },
                 None => pb::KubernetesAuth {
@@ -130,8 +135,10 @@ impl pb::pull_service_server::PullService for Api {
                 insecure,
                 ca_certificate_pem,
             } => pb::resolve_pull_response::Decision::Allowed(allowed(
+                self.app.now(),
                 answer.orchestration,
                 &answer.registry,
+                answer.repository_scope.as_deref(),
                 credential.as_ref(),
                 insecure,
                 ca_certificate_pem,

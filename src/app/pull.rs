@@ -54,6 +54,9 @@ pub struct PullAnswer {
     pub resolved_image: String,
     /// The canonical registry.
     pub registry: String,
+    /// The image's repository when the whitelist admits its registry only
+    /// through repository prefixes: caches of the answer must key on it.
+    pub repository_scope: Option<String>,
     /// The environment's orchestration, which shapes the answer (R2).
     pub orchestration: Orchestration,
     /// Allowed or denied.
@@ -126,6 +129,7 @@ impl App {
                 revision: state.position(),
                 resolved_image: r.resolved_image,
                 registry: r.registry.as_str().to_owned(),
+                repository_scope: r.repository_scope,
                 orchestration: environment.orchestration,
                 outcome,
             };
@@ -141,7 +145,9 @@ impl App {
     }
 
     /// Returns the environment's orchestration, its active registries that
-    /// have a usable credential, opened, and the revision they reflect.
+    /// have a usable credential and that the whitelist lets images come from
+    /// (as ResolvePull would for some image of theirs), opened, and the
+    /// revision they reflect.
     pub async fn open_registries(
         &self,
         who: &Principal,
@@ -156,6 +162,7 @@ impl App {
                 .registries_in(env, "")
                 .filter(|r| r.state == RegistryState::Active)
                 .filter(|r| r.credential.usable(now))
+                .filter(|r| state.settings().whitelist.allows_registry(&r.address))
                 .map(|r| {
                     (
                         r.address.as_str().to_owned(),

@@ -85,6 +85,7 @@ pub fn response(r: &pb::ResolvePullResponse) -> Result<String> {
                         email: &c.email,
                     },
                     DEFAULT_CACHE,
+                    kubernetes::CacheKey::Registry,
                 ),
                 None => kubernetes::anonymous_provider_response(DEFAULT_CACHE),
             }),

@@ -66,6 +66,11 @@ pub struct Resolution<'s> {
     pub resolved_image: String,
     /// The canonical registry.
     pub registry: Address,
+    /// Set when the whitelist admits the registry only through repository
+    /// prefixes (`quay.io/myorg/`): the image's repository
+    /// (`quay.io/myorg/app`), so a credential cached for it is never reused
+    /// for another repository of the registry.
+    pub repository_scope: Option<String>,
     /// Allowed or denied.
     pub decision: Decision<'s>,
 }
@@ -78,7 +83,7 @@ pub fn resolve<'s>(
     now: SystemTime,
 ) -> Result<Resolution<'s>> {
     let settings = state.settings();
-    let (resolved_image, registry, allowed, default_applied) = match target {
+    let (resolved_image, registry, allowed, default_applied, repository) = match target {
         Target::Image(input) => {
             if input.len() > MAX_INPUT_LEN {
                 return Err(Error::invalid(
@@ -101,7 +106,14 @@ pub fn resolve<'s>(
             let registry = Address::parse(image.domain())
                 .map_err(|e| Error::invalid("image", format!("registry part: {e}")))?;
             let allowed = settings.whitelist.allows(&registry, image.path());
-            (image.to_string(), registry, allowed, default_applied)
+            let repository = format!("{}/{}", registry.as_str(), image.path());
+            (
+                image.to_string(),
+                registry,
+                allowed,
+                default_applied,
+                Some(repository),
+            )
         }
         Target::Registry(input) => {
             if input.len() > MAX_INPUT_LEN {
@@ -113,7 +125,7 @@ pub fn resolve<'s>(
             let registry =
                 Address::parse(input).map_err(|e| Error::invalid("registry", e.to_string()))?;
             let allowed = settings.whitelist.allows_registry(&registry);
-            (String::new(), registry, allowed, false)
+            (String::new(), registry, allowed, false, None)
         }
     };
     let decision = if !allowed {
@@ -134,9 +146,11 @@ pub fn resolve<'s>(
             Some(reg) => Decision::Allowed(Some(reg)),
         }
     };
+    let repository_scope = repository.filter(|_| !settings.whitelist.admits_whole(&registry));
     Ok(Resolution {
         resolved_image,
         registry,
+        repository_scope,
         decision,
     })
 }

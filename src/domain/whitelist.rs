@@ -147,6 +147,16 @@ impl Whitelist {
 }
 
 impl Whitelist {
+    /// Returns whether every repository of `registry` is allowed: the list
+    /// is empty, or an exact or glob entry names the registry. A registry
+    /// admitted only through repository prefixes is not.
+    pub fn admits_whole(&self, registry: &Address) -> bool {
+        self.is_empty()
+            || self.0.iter().any(|entry| {
+                !matches!(entry, WhitelistEntry::Prefix { .. }) && entry.matches(registry, "")
+            })
+    }
+
     /// Returns whether a registry may be asked for credentials at all, when
     /// the repository is not known (credential helpers ask by host): an
     /// exact or glob entry matches it, or a prefix entry lies inside it.
