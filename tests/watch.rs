@@ -402,3 +402,94 @@ async fn deleting_the_environment_ends_its_watches() {
     .unwrap();
     assert_eq!(status.code(), Code::NotFound);
 }
+
+/// Reads until the stream ends with a status, within `limit`.
+async fn end_status(s: &mut Stream, limit: Duration) -> tonic::Status {
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("ended without a status"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends in time")
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_watches_within_a_second() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let issued = admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            role: pb::Role::Agent as i32,
+            environment_id: env.clone(),
+            description: "host".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ag = server.clients_with(Some(&issued.token)).await;
+    let mut s = watch(&mut ag, "", "", true).await.unwrap();
+    // The initial state (the settings), then its closing bookmark.
+    while !matches!(next(&mut s).await.event, Some(Event::Bookmark(b)) if b.initial_state_done) {}
+    admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: issued.token_id,
+        })
+        .await
+        .unwrap();
+    // Nothing after the revocation reaches the revoked token.
+    admin
+        .reg
+        .create_registry(custom(&env, "after.io", "u", "p"))
+        .await
+        .unwrap();
+    let status = end_status(&mut s, Duration::from_secs(1)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_ended_watch_gives_its_slot_back() {
+    let server = TestServer::start_with(|c| c.max_watches_per_token = 1).await;
+    let mut admin = server.admin().await;
+    let doomed = admin.create_env("doomed", pb::Orchestration::Cattle).await;
+    let kept = admin.create_env("kept", pb::Orchestration::Cattle).await;
+    let mut s = watch(&mut admin, &doomed, "", false).await.unwrap();
+    assert_status(
+        watch(&mut admin, &kept, "", false).await,
+        Code::ResourceExhausted,
+        None,
+    );
+    admin
+        .env
+        .delete_environment(pb::DeleteEnvironmentRequest {
+            id: doomed,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let status = end_status(&mut s, Duration::from_secs(1)).await;
+    assert_eq!(status.code(), Code::NotFound);
+    // The slot is free again once the ended stream's task is gone.
+    let mut reopened = None;
+    for _ in 0..50 {
+        match watch(&mut admin, &kept, "", false).await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(reopened.is_some(), "the slot was never given back");
+}

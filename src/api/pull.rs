@@ -174,6 +174,7 @@ impl pb::pull_service_server::PullService for Api {
         let (tx, rx) = tokio::sync::mpsc::channel(self.watch.buffer + 1);
         let stream = super::watch::run(
             self.app.clone(),
+            who,
             start.cursor,
             start.initial,
             tx,

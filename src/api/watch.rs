@@ -11,6 +11,7 @@ use tonic::Status;
 
 use super::convert;
 use crate::app::{App, Change, Cursor};
+use crate::domain::access::Principal;
 use crate::pb;
 
 /// How a watch stream behaves under load.
@@ -144,9 +145,10 @@ fn bookmark(app: &App, position: u64, initial_state_done: bool) -> pb::WatchResp
 }
 
 /// Follows a cursor until the client leaves, stalls, the environment is
-/// deleted, or the server shuts down.
+/// deleted, the caller's token is revoked, or the server shuts down.
 pub(crate) async fn run(
     app: App,
+    who: Principal,
     mut cursor: Cursor,
     initial: Option<Vec<Change>>,
     tx: Sender,
@@ -174,6 +176,12 @@ pub(crate) async fn run(
     let mut ticker = tokio::time::interval(settings.bookmark_every);
     ticker.tick().await;
     loop {
+        // Every change may be the revocation of the caller's token or the
+        // deletion of its environment: nothing more is sent after either.
+        if let Err(e) = app.check_still_valid(&who) {
+            let _ = tx.try_send(Err(Status::from(e)));
+            return;
+        }
         // Drain everything up to the durable head.
         loop {
             let items = match cursor.next().await {
@@ -188,6 +196,12 @@ pub(crate) async fn run(
             };
             if items.is_empty() {
                 break;
+            }
+            // The projection has applied at least these items, so a
+            // revocation before them is seen here and nothing after it goes out.
+            if let Err(e) = app.check_still_valid(&who) {
+                let _ = tx.try_send(Err(Status::from(e)));
+                return;
             }
             for item in items {
                 let Some(m) = message(&app, item.position, item.change) else {

@@ -34,6 +34,8 @@ use crate::store::{self, payload, Commit, EventLog, KeyStore, StreamAppend};
 
 /// How often a command is re-decided after losing a race on its stream.
 const MAX_ATTEMPTS: usize = 5;
+/// The actor id of the admin token given in the configuration.
+const CONFIGURED_ADMIN: &str = "configured-admin";
 /// Prefix of bearer tokens, so they are recognizable in a secret scanner.
 pub const TOKEN_PREFIX: &str = "rgr";
 
@@ -151,7 +153,7 @@ impl App {
         if let Some(admin) = &self.configured_admin {
             if bool::from(admin.ct_eq(&presented)) {
                 return Ok(Principal {
-                    token_id: "configured-admin".to_owned(),
+                    token_id: CONFIGURED_ADMIN.to_owned(),
                     role: Role::Admin,
                     environment_id: None,
                 });
@@ -172,6 +174,30 @@ impl App {
             role: token.role,
             environment_id: token.environment_id.clone(),
         })
+    }
+
+    /// Checks that an authenticated caller still holds: its token is not
+    /// revoked and its environment not deleted. Long-lived calls (watch
+    /// streams) ask again after every change. The configured admin token
+    /// and client certificates are not in the log and cannot be revoked.
+    pub fn check_still_valid(&self, who: &Principal) -> Result<()> {
+        let state = self.projection.read();
+        let from_log = who.token_id != CONFIGURED_ADMIN && !who.token_id.starts_with("cert:");
+        if from_log && state.token(&who.token_id).is_none() {
+            return Err(Error::Unauthenticated(
+                "the token was revoked; the stream ends".to_owned(),
+            ));
+        }
+        if let Some(env) = &who.environment_id {
+            if state.environment(env).is_none() {
+                return Err(Rule::NotFound {
+                    what: "environment",
+                    id: env.clone(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Issues a token with a fresh secret; the secret is in the answer only.
