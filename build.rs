@@ -11,6 +11,8 @@ const SECRET_MESSAGES: &[&str] = &[
     "KubernetesAuth",
     "CreateTokenResponse",
     "GetPullSecretResponse",
+    "HostFile",
+    "GetHostConfigResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -40,6 +40,32 @@ pub enum Command {
     PullSecret(PullSecretArgs),
     /// Run as a kubelet image credential provider (stdin to stdout).
     KubeletCredentialProvider(ConnectionArgs),
+    /// Mint a new admin token in a stopped server's data directory and print
+    /// it once: the way back in when every admin token is revoked or lost.
+    AdminToken(AdminTokenArgs),
+}
+
+/// Settings of `registrar admin-token`: where the stopped server keeps its
+/// data and key, as `serve` takes them (`REGISTRAR_KEY` works too).
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenArgs {
+    /// The server's data directory.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./registrar-data")]
+    pub data_dir: PathBuf,
+    /// The server's key file (default: `<data-dir>.key`).
+    #[arg(long, env = "REGISTRAR_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl AdminTokenArgs {
+    /// Returns the server configuration these arguments name.
+    pub fn serve_config(&self) -> ServeConfig {
+        let mut config = ServeConfig::for_dir(self.data_dir.clone());
+        config.key_file = self.key_file.clone();
+        config.read_secrets_from_env();
+        config.admin_token = None;
+        config
+    }
 }
 
 /// Settings of `registrar serve`.
@@ -55,21 +81,14 @@ pub struct ServeConfig {
     /// `<data-dir>.key`, beside the data directory, never inside it.
     #[arg(long, env = "REGISTRAR_KEY_FILE")]
     pub key_file: Option<PathBuf>,
-    /// The key-encryption key itself (base64 of 32 bytes), instead of a file.
-    #[arg(
-        long = "key-from-env",
-        env = "REGISTRAR_KEY",
-        hide_env_values = true,
-        hide = true
-    )]
+    /// The key-encryption key itself (base64 of 32 bytes), instead of a
+    /// file: from `REGISTRAR_KEY` only, never a flag, so it is not in the
+    /// process's command line (see `read_secrets_from_env`).
+    #[arg(skip)]
     pub key_value: Option<String>,
     /// An admin token to accept; when set, no admin.token file is written.
-    #[arg(
-        long = "admin-token-from-env",
-        env = "REGISTRAR_ADMIN_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
+    /// From `REGISTRAR_ADMIN_TOKEN` only, like `key_value`.
+    #[arg(skip)]
     pub admin_token: Option<String>,
     /// Milliseconds a watch stream's full buffer may stay unread before the
     /// stream ends with a status telling the client to resume.
@@ -177,7 +196,22 @@ pub struct ServeConfig {
     pub allow_plaintext: bool,
 }
 
+/// The variable that holds the key-encryption key.
+pub const KEY_ENV: &str = "REGISTRAR_KEY";
+/// The variable that holds an admin token to accept.
+pub const ADMIN_TOKEN_ENV: &str = "REGISTRAR_ADMIN_TOKEN";
+
 impl ServeConfig {
+    /// Reads the secrets a server may take from its environment
+    /// (`REGISTRAR_KEY`, `REGISTRAR_ADMIN_TOKEN`): secrets come from the
+    /// environment or files, never the command line, where `ps` shows them.
+    /// An empty variable counts as unset.
+    pub fn read_secrets_from_env(&mut self) {
+        let read = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        self.key_value = read(KEY_ENV);
+        self.admin_token = read(ADMIN_TOKEN_ENV);
+    }
+
     /// Returns the key file's path: the flag, or `<data-dir>.key`.
     pub fn key_file_path(&self) -> PathBuf {
         self.key_file.clone().unwrap_or_else(|| {
@@ -424,7 +458,12 @@ pub enum RegistryCommand {
         /// New user name (default: keep).
         #[arg(long)]
         username: Option<String>,
-        /// Where the password comes from.
+        /// ECR: new IAM access key id; the secret access key is then read
+        /// where the password would be. An ECR registry's keys are only
+        /// ever replaced this way, never by a password.
+        #[arg(long, value_name = "AKIA...")]
+        access_key_id: Option<String>,
+        /// Where the password (or ECR secret access key) comes from.
         #[command(flatten)]
         password: PasswordArgs,
         /// Plain HTTP or unverified TLS: true or false (default: keep).

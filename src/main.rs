@@ -10,10 +10,17 @@ use registrar::config::{Cli, Command};
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(config) => {
+        Command::Serve(mut config) => {
+            config.read_secrets_from_env();
             registrar::telemetry::init();
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             registrar::server::run(config, listener, registrar::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AdminToken(args) => {
+            use secrecy::ExposeSecret as _;
+            let token = registrar::server::mint_admin_token(&args.serve_config()).await?;
+            println!("{}", token.expose_secret());
             Ok(ExitCode::SUCCESS)
         }
         client => Ok(registrar::cli::main(client).await),

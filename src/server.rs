@@ -18,7 +18,7 @@ use crate::app::{App, IssuedToken};
 use crate::config::ServeConfig;
 use crate::crypto::{Kek, KeySource};
 use crate::domain::access::Principal;
-use crate::domain::event::Role;
+use crate::domain::event::{Role, Stream};
 use crate::ecr::{HttpTokenSource, RefresherSettings};
 use crate::pb;
 use crate::store::sled::SledStore;
@@ -90,6 +90,20 @@ pub async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
             path: dir.clone(),
             source,
         })?;
+    let (app, store) = open_store(config, true).await?;
+    if config.admin_token.is_none() {
+        bootstrap_admin(&app, dir).await?;
+        tokio::spawn(forget_revoked_admin_file(
+            app.clone(),
+            dir.join(ADMIN_TOKEN_FILE),
+        ));
+    }
+    Ok((app, store))
+}
+
+/// Opens the key, the store and the app of an existing or new data directory.
+async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, SledStore), Error> {
+    let dir = &config.data_dir;
     let source = match &config.key_value {
         Some(value) => KeySource::Value(secrecy::SecretString::from(value.clone())),
         None => {
@@ -100,7 +114,7 @@ pub async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
             KeySource::File(path)
         }
     };
-    let kek = Kek::load(&source, true)?;
+    let kek = Kek::load(&source, create_key)?;
     let store = SledStore::open(dir)?;
     let mut app = App::open(
         store.log() as Arc<dyn crate::store::EventLog>,
@@ -112,10 +126,39 @@ pub async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
     if let Some(clock) = &config.clock {
         app = app.with_clock(Arc::clone(clock));
     }
-    if config.admin_token.is_none() {
-        bootstrap_admin(&app, dir).await?;
-    }
     Ok((app, store))
+}
+
+/// Mints a new admin token in a stopped server's data directory and returns
+/// it: the way back in when every admin token was revoked or lost. The
+/// directory's lock refuses a server that is still running.
+pub async fn mint_admin_token(config: &ServeConfig) -> Result<secrecy::SecretString, Error> {
+    if !config.data_dir.is_dir() {
+        return Err(Error::DataDir {
+            path: config.data_dir.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no data directory here; give the server's --data-dir",
+            ),
+        });
+    }
+    let (app, store) = open_store(config, false).await?;
+    let token = IssuedToken::generate();
+    let issued = app
+        .issue_token(
+            &Principal::system(),
+            Some(Role::Admin),
+            String::new(),
+            "recovery admin (registrar admin-token)".to_owned(),
+            &token,
+        )
+        .await;
+    app.close().await;
+    drop(app);
+    store.close().await?;
+    issued?;
+    tracing::info!(token_id = %token.token_id, "minted a recovery admin token");
+    Ok(token.token)
 }
 
 /// Serves until `shutdown` completes, then closes the store.
@@ -344,14 +387,29 @@ fn incoming(listener: TcpListener, limits: &Limits) -> tonic::transport::server:
         .with_keepalive(Some(limits.keepalive_interval))
 }
 
-/// Writes and records the first admin token unless an admin token exists.
-/// The file is written before the token is recorded, so a crash between the
-/// two leaves a file that the next start records, never a lost admin.
+/// Writes and records the first admin token of a new log, once: only while
+/// no token was ever recorded. The file is written before the token is
+/// recorded, so a crash between the two leaves a file that the next start
+/// records, never a lost admin. A revoked bootstrap token never returns;
+/// `registrar admin-token` mints a new admin token offline.
 async fn bootstrap_admin(app: &App, dir: &Path) -> Result<(), Error> {
-    if app.projection().read().has_admin_token() {
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let (tokens_ever, admin_live) = {
+        let state = app.projection().read();
+        (
+            state.stream_version(&Stream::Tokens.name()) > 0,
+            state.has_admin_token(),
+        )
+    };
+    if tokens_ever {
+        remove_revoked_admin_file(app, &path);
+        if !admin_live {
+            tracing::warn!(
+                "no admin token is live; mint one with `registrar admin-token` while the server is stopped"
+            );
+        }
         return Ok(());
     }
-    let path = dir.join(ADMIN_TOKEN_FILE);
     let existing = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| IssuedToken::parse(t.trim()));
@@ -380,6 +438,39 @@ async fn bootstrap_admin(app: &App, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes the bootstrap admin token file once its token is revoked, so no
+/// dead secret stays on disk.
+fn remove_revoked_admin_file(app: &App, path: &Path) {
+    let Some(token) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| IssuedToken::parse(t.trim()))
+    else {
+        return;
+    };
+    if app.projection().read().token(&token.token_id).is_some() {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed the revoked admin token's file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the revoked admin token's file")
+        }
+    }
+}
+
+/// Follows the projection and removes the admin token file when its token
+/// is revoked while the server runs; ends with the projection.
+async fn forget_revoked_admin_file(app: App, path: PathBuf) {
+    let mut applied = app.projection().watch_applied();
+    while applied.changed().await.is_ok() {
+        if !path.exists() {
+            return;
+        }
+        remove_revoked_admin_file(&app, &path);
+    }
+}
+
 /// Writes a file readable by its owner only, atomically (temp + rename + fsync).
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -399,13 +490,37 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Returns whether `path` lies inside `dir` once both are resolved:
+/// symbolic links followed and `..` taken, so `/srv/x/../data/kek` is
+/// inside `/srv/data` and a link into the directory is too.
 fn is_inside(path: &Path, dir: &Path) -> bool {
-    let abs = |p: &Path| {
-        std::path::absolute(p)
-            .map(|p| p.components().collect::<PathBuf>())
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    abs(path).starts_with(abs(dir))
+    resolved(path).starts_with(resolved(dir))
+}
+
+/// Resolves a path that may not exist yet: the longest existing prefix is
+/// canonicalized by the file system, and the missing rest appended (a `..`
+/// in it takes one component off).
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let components: Vec<Component<'_>> = absolute.components().collect();
+    for split in (1..=components.len()).rev() {
+        let prefix: PathBuf = components[..split].iter().collect();
+        let Ok(mut out) = prefix.canonicalize() else {
+            continue;
+        };
+        for c in &components[split..] {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        return out;
+    }
+    absolute
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -496,8 +611,43 @@ impl Running {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
+            // A panic in the server is no clean stop: it reaches the caller.
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Ok(()),
+            },
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_reached_through_dot_dot_or_a_link_is_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("srv/data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(tmp.path().join("srv/x")).unwrap();
+        // `..` through a directory that exists, and one that does not.
+        assert!(is_inside(&tmp.path().join("srv/x/../data/kek"), &data));
+        assert!(is_inside(
+            &tmp.path().join("srv/missing/../data/kek"),
+            &data
+        ));
+        // The data directory itself named through `..`.
+        assert!(is_inside(
+            &data.join("kek"),
+            &tmp.path().join("srv/x/../data")
+        ));
+        // A link that points into the data directory.
+        std::os::unix::fs::symlink(&data, tmp.path().join("link")).unwrap();
+        assert!(is_inside(&tmp.path().join("link/kek"), &data));
+        // Beside it is not inside, however it is named.
+        assert!(!is_inside(&tmp.path().join("srv/data.key"), &data));
+        assert!(!is_inside(&tmp.path().join("srv/x/../kek"), &data));
     }
 }

@@ -93,9 +93,12 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         "private_key_id": "k1",
     })
     .to_string();
-    let secrets = [
+    let ecr_secret = format!("EcrCanary/{id}+K");
+    // The member token's secret joins the list once the token exists.
+    let mut secrets = vec![
         ("password", password.clone()),
         ("gcr key", gcr_secret.clone()),
+        ("ecr secret access key", ecr_secret.clone()),
     ];
 
     let dir = tempfile::tempdir().unwrap();
@@ -186,10 +189,61 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         },
         custom("no-such-environment", "r.io", "u", &password),
     ];
-    for request in bad {
+    // ECR keys in refused requests: a malformed access key id, keys for a
+    // registry of another kind, and a password-only edit is no way to them.
+    let ecr_keys = Some(pb::EcrCredentials {
+        access_key_id: "not an access key".into(),
+        secret_access_key: ecr_secret.clone(),
+    });
+    let bad_ecr = [pb::CreateRegistryRequest {
+        kind: pb::RegistryKind::Ecr as i32,
+        address: "123456789012.dkr.ecr.us-west-2.amazonaws.com".into(),
+        ecr: ecr_keys.clone(),
+        ..custom(&env, "", "", "")
+    }];
+    for request in bad.into_iter().chain(bad_ecr) {
         let status = c.reg.create_registry(request).await.unwrap_err();
         errors.push(format!("{} {:?}", status.message(), status.details()));
     }
+    let status = c
+        .reg
+        .update_registry(pb::UpdateRegistryRequest {
+            id: reg.id.clone(),
+            password: password.clone(),
+            ecr: ecr_keys,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    errors.push(format!("{} {:?}", status.message(), status.details()));
+    // A member token: used, then revoked; its secret is never logged.
+    let member = c.token(pb::Role::Member, &env).await;
+    let member_secret = member.rsplit('.').next().unwrap().to_owned();
+    secrets.push(("member token secret", member_secret));
+    let mut m = Clients::over(
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+        common::Bearer::new(Some(&member)),
+    );
+    errors.push(format!("{:?}", m.list(&env).await));
+    c.tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: member.split('.').nth(1).unwrap().to_owned(),
+        })
+        .await
+        .unwrap();
+    let status = m
+        .reg
+        .list_registries(pb::ListRegistriesRequest {
+            environment_id: env.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    errors.push(format!("{} {:?}", status.message(), status.details()));
     let status = c
         .reg
         .update_registry(pb::UpdateRegistryRequest {

@@ -323,8 +323,11 @@ async fn a_password_is_never_taken_from_the_command_line() {
         .await;
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
-        !ran.stderr.contains("s3cret") || ran.stderr.contains("unexpected argument '--password'")
+        ran.stderr.contains("unexpected argument '--password'"),
+        "{ran:?}"
     );
+    assert!(!ran.stderr.contains("s3cret"), "the secret is not echoed");
+    assert!(!ran.stdout.contains("s3cret"), "the secret is not echoed");
     // Without a terminal and without --password-stdin it says how to give one.
     let ran = cli(&server, &server.admin)
         .args(&[

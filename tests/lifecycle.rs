@@ -426,7 +426,10 @@ async fn tokens_scope_callers_to_their_environment() {
         Code::Unauthenticated,
         None,
     );
-    let tampered = format!("{}x", &member_a[..member_a.len() - 1]);
+    // The last character changed, whatever it was.
+    let last = if member_a.ends_with('x') { 'y' } else { 'x' };
+    let tampered = format!("{}{last}", &member_a[..member_a.len() - 1]);
+    assert_ne!(tampered, member_a);
     let mut t = server.clients_with(Some(&tampered)).await;
     assert_status(
         t.env
@@ -722,4 +725,88 @@ async fn health_and_reflection_need_no_token() {
     ] {
         assert!(names.contains(&name.to_owned()), "{names:?}");
     }
+}
+
+/// Returns the bootstrap token's id (`rgr.<id>.<secret>`).
+fn token_id(token: &str) -> String {
+    token.split('.').nth(1).expect("a token id").to_owned()
+}
+
+#[tokio::test]
+async fn a_revoked_bootstrap_token_never_returns_and_admin_token_recovers() {
+    let mut server = TestServer::start().await;
+    let file = server.data_dir().join("admin.token");
+    assert!(file.exists());
+    let bootstrap = server.admin.clone();
+    let mut admin = server.admin().await;
+    admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: token_id(&bootstrap),
+        })
+        .await
+        .unwrap();
+    // The file goes with its token, while the server runs.
+    let mut gone = false;
+    for _ in 0..100 {
+        if !file.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the revoked token's file is removed");
+    // A restart does not bring it back, nor any other admin token.
+    server.restart().await;
+    assert!(!file.exists(), "no new bootstrap token after a restart");
+    let mut old = server.clients_with(Some(&bootstrap)).await;
+    assert_status(
+        old.env
+            .list_environments(pb::ListEnvironmentsRequest::default())
+            .await,
+        Code::Unauthenticated,
+        None,
+    );
+    // Offline recovery: with the server stopped, mint a token and use it.
+    server.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["admin-token", "--data-dir"])
+        .arg(server.data_dir())
+        .env_remove("REGISTRAR_KEY")
+        .output()
+        .expect("run registrar admin-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let minted = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(minted.starts_with("rgr."), "one token on stdout: {minted}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&minted),
+        "the token is printed once, on stdout"
+    );
+    server.restart().await;
+    let mut recovered = server.clients_with(Some(&minted)).await;
+    recovered
+        .env
+        .list_environments(pb::ListEnvironmentsRequest::default())
+        .await
+        .expect("the minted admin token works");
+    assert!(!file.exists(), "recovery writes no token file");
+}
+
+#[tokio::test]
+async fn admin_token_refuses_a_running_server_s_directory() {
+    let server = TestServer::start().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["admin-token", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .expect("run registrar admin-token");
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "no token from a running server's data"
+    );
 }

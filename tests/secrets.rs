@@ -62,10 +62,31 @@ fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
 
 #[tokio::test]
 async fn no_password_or_key_reaches_the_disk_in_any_encoding() {
-    let mut server = TestServer::start().await;
+    // The ECR refresher tries a closed loopback port, never the network.
+    let mut server = TestServer::start_with(|c| {
+        c.ecr_endpoint = Some("http://127.0.0.1:9".to_owned());
+    })
+    .await;
     let marker = format!("MARK{}", uuid::Uuid::new_v4().simple());
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
+    // An ECR registry's secret access key and a token's secret are secrets too.
+    c.reg
+        .create_registry(pb::CreateRegistryRequest {
+            kind: pb::RegistryKind::Ecr as i32,
+            address: "123456789012.dkr.ecr.us-west-2.amazonaws.com".into(),
+            ecr: Some(pb::EcrCredentials {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: format!("ecr/{marker}/key"),
+            }),
+            ..custom(&env, "", "", "")
+        })
+        .await
+        .unwrap();
+    let member = c.token(pb::Role::Member, &env).await;
+    let member_secret = member.rsplit('.').next().unwrap().to_owned();
+    let mut m = server.clients_with(Some(&member)).await;
+    m.list(&env).await;
     let reg = c
         .reg
         .create_registry(custom(&env, "r.io", "alice", &format!("pw-{marker}-1")))
@@ -101,7 +122,9 @@ async fn no_password_or_key_reaches_the_disk_in_any_encoding() {
     server.stop().await;
 
     let mut hits = Vec::new();
-    scan(server.dir.path(), &encodings(&marker), &mut hits);
+    let mut needles = encodings(&marker);
+    needles.extend(encodings(&member_secret));
+    scan(server.dir.path(), &needles, &mut hits);
     assert!(hits.is_empty(), "{hits:#?}");
     // The scan itself works: a file with the marker is found.
     std::fs::write(server.dir.path().join("control"), format!("..{marker}..")).unwrap();

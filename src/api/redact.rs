@@ -125,6 +125,27 @@ impl fmt::Debug for pb::GetPullSecretResponse {
     }
 }
 
+/// Host files of the K3S format with `include_auth` carry passwords: their
+/// content is shown as its length only.
+impl fmt::Debug for pb::HostFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFile")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("content_len", &self.content.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for pb::GetHostConfigResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetHostConfigResponse")
+            .field("files", &self.files)
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +173,18 @@ mod tests {
         };
         let s = format!("{a:?}");
         assert!(!s.contains("PWMARK") && !s.contains("XRAMARK"), "{s}");
+        let h = pb::GetHostConfigResponse {
+            files: vec![pb::HostFile {
+                path: "registries.yaml".into(),
+                mode: 0o600,
+                content: "configs:\n  r.io:\n    auth:\n      password: K3SMARK\n".into(),
+            }],
+            revision: 7,
+        };
+        let s = format!("{h:?}");
+        assert!(
+            s.contains("registries.yaml") && !s.contains("K3SMARK"),
+            "{s}"
+        );
     }
 }

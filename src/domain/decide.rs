@@ -233,6 +233,15 @@ pub fn decide(
                 }
             }
             let password = password.filter(|p| !p.expose_secret().is_empty());
+            if reg.credential.ecr.is_some() && ecr.is_none() && password.is_some() {
+                // A password here would replace the IAM keys and be handed to
+                // every agent as is: an ECR secret access key typed at the
+                // password prompt must never end up there.
+                return Err(Error::invalid(
+                    "ecr",
+                    "this registry fetches its tokens with IAM access keys: give new keys as ecr.access_key_id and ecr.secret_access_key, not a password",
+                ));
+            }
             let password = match (password, &ecr) {
                 (Some(p), _) => p,
                 (None, Some(_)) => SecretString::from(String::new()),

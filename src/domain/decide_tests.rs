@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::domain::address::RegistryKind;
-use crate::domain::credential::ContextSealer;
+use crate::domain::credential::{ContextSealer, NewEcrKeys};
 use crate::domain::event::{Orchestration, Recorded};
 
 fn admin() -> Principal {
@@ -598,4 +598,46 @@ fn tokens_need_an_environment_unless_admin() {
     )
     .unwrap();
     assert!(w.state.token("t1").is_none());
+}
+
+#[test]
+fn a_password_never_replaces_the_iam_keys_of_an_ecr_registry() {
+    let mut w = World::new();
+    let env = w.given_environment(Orchestration::Cattle);
+    let address = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
+    let mut command = create(&env, "reg-ecr", "cred-ecr", RegistryKind::Ecr, address, "");
+    if let Command::CreateRegistry { credential, .. } = &mut command {
+        credential.password = SecretString::from(String::new());
+        credential.ecr = Some(NewEcrKeys {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: SecretString::from("wJalrXUtnFEMI/K7MDENG".to_owned()),
+        });
+    }
+    w.when(&admin(), command).unwrap();
+    let reg = w.only_registry(&env);
+    assert!(reg.credential.ecr.is_some());
+    // Given the secret access key typed where a password goes: refused.
+    let mut edit = update(&reg.id, "cred-2", Some("wJalrXUtnFEMI/K7MDENG"));
+    if let Command::UpdateRegistry { username, .. } = &mut edit {
+        username.clear();
+    }
+    assert_eq!(invalid_field(w.when(&admin(), edit)), "ecr");
+    assert_eq!(
+        w.only_registry(&env).credential.credential_id,
+        "cred-ecr",
+        "nothing changed"
+    );
+    // New keys are accepted.
+    let mut edit = update(&reg.id, "cred-3", None);
+    if let Command::UpdateRegistry { username, ecr, .. } = &mut edit {
+        username.clear();
+        *ecr = Some(NewEcrKeys {
+            access_key_id: "AKIAI44QH8DHBEXAMPLE".into(),
+            secret_access_key: SecretString::from("je7MtGbClwBF/2Zp9Utk".to_owned()),
+        });
+    }
+    w.when(&admin(), edit).unwrap();
+    let after = w.only_registry(&env);
+    assert_eq!(after.credential.credential_id, "cred-3");
+    assert!(after.credential.ecr.is_some());
 }

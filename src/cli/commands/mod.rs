@@ -38,7 +38,7 @@ pub(super) async fn run(command: Command) -> Result<()> {
             .await
         }
         Command::PullSecret(a) => host::pull_secret(&a.client, &a.env, &a.name, &a.namespace).await,
-        Command::Serve(_) | Command::KubeletCredentialProvider(_) => {
+        Command::Serve(_) | Command::KubeletCredentialProvider(_) | Command::AdminToken(_) => {
             Err(Error::Usage("not one of the people's commands".to_owned()))
         }
     }

@@ -174,6 +174,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
             id,
             email,
             username,
+            access_key_id,
             password,
             insecure,
             ca_file,
@@ -185,7 +186,18 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                 (None, false) => None,
             };
             conn = connect(client).await?;
-            let password = read_password(&password)?;
+            let secret = read_password(&password)?;
+            // With an access key id the secret read is the ECR secret access key.
+            let (password, ecr) = match access_key_id {
+                Some(access_key_id) => (
+                    String::new(),
+                    Some(pb::EcrCredentials {
+                        access_key_id,
+                        secret_access_key: secret,
+                    }),
+                ),
+                None => (secret, None),
+            };
             let r = conn
                 .registries()
                 .update_registry(pb::UpdateRegistryRequest {
@@ -198,7 +210,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                     ca_certificate_pem,
                     request_id: String::new(),
                     expire_time: None,
-                    ecr: None,
+                    ecr,
                 })
                 .await
                 .map_err(|s| conn.status(s))?
