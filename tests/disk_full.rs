@@ -1,5 +1,6 @@
-//! Disk full: the data directory on a small tmpfs that the test mounts (it
-//! needs root, and fails rather than skips without it). Writes fail with
+//! Disk full: the data directory on a small tmpfs that the test mounts. It
+//! needs root, so it is built only with `--features root` (`.ci/run` turns
+//! it on, as root); without root it fails rather than skips. Writes fail with
 //! RESOURCE_EXHAUSTED and never answer OK for what was not persisted; reads
 //! keep working; writes resume, without a restart, once space returns.
 
