@@ -132,7 +132,7 @@ pub struct ServeConfig {
     #[arg(skip)]
     pub clock: Option<std::sync::Arc<dyn crate::app::Clock>>,
     /// Largest request RegistryService decodes, in bytes; the other services
-    /// take at most 64 KiB. Larger requests fail with OUT_OF_RANGE.
+    /// take at most 64 KiB. Larger requests fail with RESOURCE_EXHAUSTED.
     #[arg(long, env = "REGISTRAR_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
     pub max_request_bytes: usize,
     /// HTTP/2 streams (calls) one connection may have open at once.
@@ -155,6 +155,20 @@ pub struct ServeConfig {
     /// Watch streams one token may hold open at once.
     #[arg(long, env = "REGISTRAR_MAX_WATCHES_PER_TOKEN", default_value_t = 16)]
     pub max_watches_per_token: usize,
+    /// Registries one environment may have; more are RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "REGISTRAR_MAX_REGISTRIES_PER_ENVIRONMENT",
+        default_value_t = 1_000
+    )]
+    pub max_registries_per_environment: usize,
+    /// Bytes of CA bundles the registries of one environment may carry in all.
+    #[arg(
+        long,
+        env = "REGISTRAR_MAX_CA_BYTES_PER_ENVIRONMENT",
+        default_value_t = 1024 * 1024
+    )]
+    pub max_ca_bytes_per_environment: usize,
     /// PEM certificate chain to serve TLS with (with --tls-key).
     #[arg(
         long,
@@ -246,6 +260,8 @@ impl ServeConfig {
             keepalive_secs: 30,
             keepalive_timeout_secs: 10,
             max_watches_per_token: 16,
+            max_registries_per_environment: 1_000,
+            max_ca_bytes_per_environment: 1024 * 1024,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

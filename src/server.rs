@@ -126,6 +126,10 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Sled
     if let Some(clock) = &config.clock {
         app = app.with_clock(Arc::clone(clock));
     }
+    let app = app.with_quotas(crate::domain::quota::Quotas {
+        registries_per_environment: config.max_registries_per_environment,
+        ca_bytes_per_environment: config.max_ca_bytes_per_environment,
+    });
     Ok((app, store))
 }
 
@@ -348,6 +352,9 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let served = builder
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.max_calls_per_connection)
         .load_shed(true)
@@ -375,6 +382,26 @@ pub async fn serve(
     app.close().await;
     served?;
     Ok(())
+}
+
+/// Answers a request larger than the service decodes with
+/// RESOURCE_EXHAUSTED, as gRPC's status code table says, instead of the
+/// OUT_OF_RANGE tonic's decoder gives. registrar itself never answers
+/// OUT_OF_RANGE, so every such status is the decoder's. Its message (the
+/// size and the limit) is kept.
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v == OUT_OF_RANGE)
+    {
+        response
+            .headers_mut()
+            .insert("grpc-status", RESOURCE_EXHAUSTED);
+    }
+    response
 }
 
 /// Accepts connections with TCP_NODELAY: small answers would otherwise wait

@@ -153,7 +153,7 @@ async fn oversized_messages_are_refused_by_every_rpc_and_the_connection_survives
         let err = raw_call(&channel, &server.admin, path, big_field(300 * 1024))
             .await
             .expect_err("300 KiB are refused");
-        assert_eq!(err.code(), Code::OutOfRange, "{path}: {err:?}");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{path}: {err:?}");
         assert!(err.message().contains("too large"), "{path}: {err:?}");
         still_serves(&mut c, path).await;
     }
@@ -176,7 +176,7 @@ async fn oversized_messages_are_refused_by_every_rpc_and_the_connection_survives
     )
     .await
     .expect_err("too large");
-    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     still_serves(&mut c, "100 KiB").await;
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_status, custom, TestServer};
+use common::{assert_status, big_ca, custom, TestServer};
 use registrar::pb;
 use registrar::pb::watch_response::Event;
 use tonic::Code;
@@ -256,21 +256,6 @@ async fn quiet_streams_get_bookmarks_that_resume() {
         panic!()
     };
     assert_eq!(r.address, "a.io");
-}
-
-/// A CA bundle of ten large certificate blocks, to make messages big.
-fn big_ca() -> String {
-    use base64::Engine as _;
-    let mut der = vec![0x30, 0x82, 0x17, 0x00];
-    der.extend(std::iter::repeat_n(0x42u8, 4500));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut one = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        one.push_str(std::str::from_utf8(chunk).unwrap());
-        one.push('\n');
-    }
-    one.push_str("-----END CERTIFICATE-----\n");
-    one.repeat(10)
 }
 
 #[tokio::test]

@@ -68,9 +68,10 @@ impl pb::environment_service_server::EnvironmentService for Api {
         let visible = state
             .environments_after(&page.after)
             .filter(|e| who.role == Role::Admin || who.sees(&e.id));
-        let (envs, next_page_token) = page.take(visible, |e| e.id.clone());
+        let (environments, next_page_token) =
+            page.take(visible.map(|e| (e.id.as_str(), convert::environment(e))));
         Ok(Response::new(pb::ListEnvironmentsResponse {
-            environments: envs.into_iter().map(convert::environment).collect(),
+            environments,
             next_page_token,
         }))
     }

@@ -45,6 +45,7 @@ fn status(e: Error) -> Status {
             Error::Domain(rule @ Rule::NotFound { .. }) => Status::not_found(rule.to_string()),
             Error::Domain(Rule::FailedPrecondition(m)) => Status::failed_precondition(m),
             Error::Domain(Rule::PermissionDenied(m)) => Status::permission_denied(m),
+            Error::Domain(Rule::QuotaExceeded(m)) => Status::resource_exhausted(m),
             e @ Error::Conflict => Status::aborted(e.to_string()),
             e @ Error::RequestReused(_) => Status::already_exists(e.to_string()),
             Error::Unauthenticated(m) => Status::unauthenticated(m),

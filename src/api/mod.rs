@@ -28,6 +28,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("regi
 /// Default and largest page sizes of list RPCs.
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
+/// Most encoded bytes of one page's items: well under the 4 MiB a gRPC
+/// client receives by default.
+const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
 /// The services of the API, sharing one app.
 #[derive(Debug, Clone)]
@@ -136,25 +139,31 @@ impl Page {
         Ok(Self { size, after })
     }
 
-    /// Takes one page from `items` (already positioned after the token) and
-    /// returns it with the next page's token.
-    fn take<T, K: AsRef<str>>(
+    /// Takes one page from `items` (already positioned after the token,
+    /// each with its page key and its message) and returns it with the next
+    /// page's token. A page ends at `size` items or before its messages
+    /// would pass [`MAX_PAGE_BYTES`] encoded, whichever comes first (one
+    /// item always fits), so no page nears a client's 4 MiB receive limit.
+    fn take<K: AsRef<str>, T: prost::Message>(
         &self,
-        items: impl Iterator<Item = T>,
-        key: impl Fn(&T) -> K,
+        items: impl Iterator<Item = (K, T)>,
     ) -> (Vec<T>, String) {
-        let mut page: Vec<T> = items.take(self.size + 1).collect();
-        let next = if page.len() > self.size {
-            page.truncate(self.size);
-            page.last()
-                .map(|last| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(last).as_ref())
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        (page, next)
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        let mut last_key = None;
+        for (key, item) in items {
+            let len = item.encoded_len();
+            if page.len() == self.size || (!page.is_empty() && bytes + len > MAX_PAGE_BYTES) {
+                let next = last_key
+                    .map(|k: K| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.as_ref()))
+                    .unwrap_or_default();
+                return (page, next);
+            }
+            bytes += len;
+            page.push(item);
+            last_key = Some(key);
+        }
+        (page, String::new())
     }
 }
 

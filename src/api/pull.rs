@@ -239,7 +239,9 @@ impl pb::pull_service_server::PullService for Api {
                 content: f.content,
             })
             .collect();
-        Ok(Response::new(pb::GetHostConfigResponse { files, revision }))
+        let response = pb::GetHostConfigResponse { files, revision };
+        check_response_size("the host configuration", &response)?;
+        Ok(Response::new(response))
     }
 
     async fn get_pull_secret(
@@ -275,7 +277,7 @@ impl pb::pull_service_server::PullService for Api {
         if !r.namespace.is_empty() {
             check_k8s_name("namespace", &r.namespace)?;
         }
-        Ok(Response::new(pb::GetPullSecretResponse {
+        let response = pb::GetPullSecretResponse {
             secret_manifest: kubernetes::pull_secret_manifest(
                 name,
                 &r.namespace,
@@ -283,8 +285,27 @@ impl pb::pull_service_server::PullService for Api {
             ),
             docker_config_json,
             revision,
-        }))
+        };
+        check_response_size("the pull secret", &response)?;
+        Ok(Response::new(response))
     }
+}
+
+/// Most bytes one answer built from a whole environment may take: well
+/// under the 4 MiB a gRPC client receives by default. The environment
+/// quotas keep real answers far below it.
+const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
+
+/// Refuses an answer that would not fit a client's receive limit.
+fn check_response_size(what: &str, response: &impl prost::Message) -> Result<(), Status> {
+    let len = response.encoded_len();
+    if len > MAX_RESPONSE_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "{what} would take {len} bytes, more than the {MAX_RESPONSE_BYTES} one answer may carry; \
+             spread the registries over more environments"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a Kubernetes object name (RFC 1123 subdomain).

@@ -75,11 +75,13 @@ impl pb::registry_service_server::RegistryService for Api {
             })
             .into());
         }
-        let (regs, next_page_token) = page.take(state.registries_in(env, &page.after), |r| {
-            r.address.as_str().to_owned()
-        });
+        let (registries, next_page_token) = page.take(
+            state
+                .registries_in(env, &page.after)
+                .map(|r| (r.address.as_str(), convert::registry(r))),
+        );
         Ok(Response::new(pb::ListRegistriesResponse {
-            registries: regs.into_iter().map(convert::registry).collect(),
+            registries,
             next_page_token,
         }))
     }

@@ -36,10 +36,13 @@ impl pb::token_service_server::TokenService for Api {
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
         let state = self.app.projection().read();
-        let (tokens, next_page_token) =
-            page.take(state.tokens_after(&page.after), |t| t.id.clone());
+        let (tokens, next_page_token) = page.take(
+            state
+                .tokens_after(&page.after)
+                .map(|t| (t.id.as_str(), convert::token(t))),
+        );
         Ok(Response::new(pb::ListTokensResponse {
-            tokens: tokens.into_iter().map(convert::token).collect(),
+            tokens,
             next_page_token,
         }))
     }

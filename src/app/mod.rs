@@ -27,6 +27,7 @@ use crate::domain::command::Command;
 use crate::domain::decide::{authorize, decide, Decision, Outcome};
 use crate::domain::error::Error as Rule;
 use crate::domain::event::{Event, Role};
+use crate::domain::quota::{self, Quotas};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Environment, Registry, State, Token};
 use crate::projection::Projection;
@@ -48,6 +49,7 @@ pub struct App {
     projection: Projection,
     configured_admin: Option<[u8; 32]>,
     clock: Arc<dyn Clock>,
+    quotas: Quotas,
 }
 
 /// The object a command's answer shows, as of the command's commit.
@@ -107,12 +109,19 @@ impl App {
             projection,
             configured_admin: configured_admin.map(|t| Sha256::digest(t.as_bytes()).into()),
             clock: Arc::new(SystemClock),
+            quotas: Quotas::default(),
         })
     }
 
     /// Returns the app deciding with `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Returns the app bounding each environment by `quotas`.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 
@@ -264,6 +273,7 @@ impl App {
             let decision = {
                 let state = self.projection.read();
                 decide(&state, who, command, now, &mut sealer)
+                    .and_then(|d| quota::check(&state, &d, &self.quotas).map(|()| d))
             };
             let decision = decision.inspect_err(|e| {
                 tracing::debug!(command = name, actor = %who.token_id, error = %e, "command refused");

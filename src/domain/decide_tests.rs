@@ -9,6 +9,7 @@ use super::*;
 use crate::domain::address::RegistryKind;
 use crate::domain::credential::{ContextSealer, NewEcrKeys};
 use crate::domain::event::{Orchestration, Recorded};
+use crate::domain::quota::{check, Quotas};
 
 fn admin() -> Principal {
     Principal::system()
@@ -640,4 +641,98 @@ fn a_password_never_replaces_the_iam_keys_of_an_ecr_registry() {
     let after = w.only_registry(&env);
     assert_eq!(after.credential.credential_id, "cred-3");
     assert!(after.credential.ecr.is_some());
+}
+
+/// Decides a command and checks it against `quotas`, then applies it.
+fn when_within(w: &mut World, quotas: &Quotas, command: Command) -> Result<Decision> {
+    let decision = decide(
+        &w.state,
+        &admin(),
+        command.clone(),
+        w.now,
+        &mut ContextSealer,
+    )?;
+    check(&w.state, &decision, quotas)?;
+    w.when(&admin(), command)
+}
+
+fn with_ca(mut command: Command, pem: &str) -> Command {
+    if let Command::CreateRegistry {
+        ca_certificate_pem, ..
+    } = &mut command
+    {
+        *ca_certificate_pem = pem.to_owned();
+    }
+    command
+}
+
+#[test]
+fn an_environment_holds_at_most_its_quota_of_registries() {
+    let mut w = World::new();
+    let env = w.given_environment(Orchestration::Cattle);
+    let other = w.given_environment(Orchestration::Cattle);
+    let quotas = Quotas {
+        registries_per_environment: 2,
+        ..Quotas::default()
+    };
+    for host in ["a.io", "b.io"] {
+        let c = create(
+            &env,
+            &w.id("reg"),
+            &w.id("cred"),
+            RegistryKind::Custom,
+            host,
+            "u",
+        );
+        when_within(&mut w, &quotas, c).unwrap();
+    }
+    let third = create(&env, "reg-c", "cred-c", RegistryKind::Custom, "c.io", "u");
+    let err = when_within(&mut w, &quotas, third).unwrap_err();
+    assert!(
+        matches!(&err, Error::QuotaExceeded(m) if m.contains("--max-registries-per-environment")),
+        "{err:?}"
+    );
+    assert_eq!(
+        w.state.registries_in(&env, "").count(),
+        2,
+        "nothing changed"
+    );
+    // A new credential for an address it has is no new registry.
+    let again = create(&env, "reg-a2", "cred-a2", RegistryKind::Custom, "a.io", "u");
+    when_within(&mut w, &quotas, again).unwrap();
+    // Another environment has a quota of its own.
+    let elsewhere = create(&other, "reg-o", "cred-o", RegistryKind::Custom, "c.io", "u");
+    when_within(&mut w, &quotas, elsewhere).unwrap();
+}
+
+#[test]
+fn the_ca_bundles_of_an_environment_are_bounded_in_bytes() {
+    let mut w = World::new();
+    let env = w.given_environment(Orchestration::Cattle);
+    let pem = crate::domain::trust::tests::test_cert();
+    let quotas = Quotas {
+        ca_bytes_per_environment: pem.len() * 2,
+        ..Quotas::default()
+    };
+    for host in ["a.io", "b.io"] {
+        let c = create(
+            &env,
+            &w.id("reg"),
+            &w.id("cred"),
+            RegistryKind::Custom,
+            host,
+            "u",
+        );
+        when_within(&mut w, &quotas, with_ca(c, &pem)).unwrap();
+    }
+    let c = create(&env, "reg-c", "cred-c", RegistryKind::Custom, "c.io", "u");
+    let err = when_within(&mut w, &quotas, with_ca(c.clone(), &pem)).unwrap_err();
+    assert!(
+        matches!(&err, Error::QuotaExceeded(m) if m.contains("--max-ca-bytes-per-environment")),
+        "{err:?}"
+    );
+    // Without a bundle it fits; replacing a bundle by one as large does too.
+    when_within(&mut w, &quotas, c).unwrap();
+    let again = create(&env, "reg-a2", "cred-a2", RegistryKind::Custom, "a.io", "u");
+    when_within(&mut w, &quotas, with_ca(again, &pem)).unwrap();
 }

@@ -25,6 +25,9 @@ pub enum Error {
     /// The caller's role does not allow the command.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The command would take an environment past a bound (`quota`).
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 /// Results of the domain.

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod image;
+pub mod quota;
 pub mod resolve;
 pub mod settings;
 pub mod state;

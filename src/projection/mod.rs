@@ -14,11 +14,35 @@ use crate::store::{payload, EventLog, Result};
 /// Records read from the log per step of the applier.
 const BATCH: usize = 1024;
 /// Recent records kept decoded for watch cursors near the head, so that many
-/// watchers do not each read and decode every record from the log.
+/// watchers do not each read and decode every record from the log: at most
+/// this many records...
 const RECENT: usize = 8192;
+/// ...and at most this many bytes of them (their encoded size), whichever
+/// bound is reached first, so large records (CA bundles) cannot make the
+/// window hold hundreds of MiB.
+const RECENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The most recent applied records, contiguous by position.
-type Recent = Arc<RwLock<VecDeque<Arc<Recorded>>>>;
+type Recent = Arc<RwLock<Window>>;
+
+/// The recent records with their sizes.
+#[derive(Debug, Default)]
+struct Window {
+    records: VecDeque<(Arc<Recorded>, usize)>,
+    bytes: usize,
+}
+
+impl Window {
+    fn push(&mut self, record: Recorded, size: usize) {
+        self.records.push_back((Arc::new(record), size));
+        self.bytes += size;
+        while self.records.len() > RECENT || (self.bytes > RECENT_BYTES && self.records.len() > 1) {
+            if let Some((_, size)) = self.records.pop_front() {
+                self.bytes -= size;
+            }
+        }
+    }
+}
 
 /// The shared read model.
 #[derive(Debug, Clone)]
@@ -83,12 +107,20 @@ impl Projection {
     /// `None` when the caller must read the log instead.
     pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Recorded>>> {
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
-        let first = recent.front()?.position;
+        let first = recent.records.front()?.0.position;
         if from < first {
             return None;
         }
         let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
-        Some(recent.iter().skip(skip).take(max).cloned().collect())
+        Some(
+            recent
+                .records
+                .iter()
+                .skip(skip)
+                .take(max)
+                .map(|(r, _)| Arc::clone(r))
+                .collect(),
+        )
     }
 
     /// Waits until the projection has applied `position`.
@@ -138,7 +170,7 @@ async fn follow(
         let mut decoded = Vec::with_capacity(records.len());
         for envelope in &records {
             match payload::decode(envelope) {
-                Ok(r) => decoded.push(r),
+                Ok(r) => decoded.push((r, prost::Message::encoded_len(envelope))),
                 Err(e) => {
                     // Records were verified when read; an undecodable one is a
                     // bug or corruption, and serving past it would be wrong.
@@ -149,18 +181,15 @@ async fn follow(
         }
         let last = {
             let mut s = state.write().unwrap_or_else(|p| p.into_inner());
-            for r in &decoded {
+            for (r, _) in &decoded {
                 s.apply(r);
             }
             s.position()
         };
         {
             let mut window = recent.write().unwrap_or_else(|p| p.into_inner());
-            for r in decoded {
-                window.push_back(Arc::new(r));
-            }
-            while window.len() > RECENT {
-                window.pop_front();
+            for (r, size) in decoded {
+                window.push(r, size);
             }
         }
         applied.send_replace(last);
@@ -172,6 +201,45 @@ mod tests {
     use super::*;
     use crate::domain::event::{Event, Stream};
     use crate::store::{Commit, MemoryLog, StreamAppend};
+
+    fn recorded(position: u64) -> Recorded {
+        Recorded {
+            position,
+            stream: Stream::Tokens.name(),
+            stream_version: position,
+            time: std::time::SystemTime::UNIX_EPOCH,
+            actor: "test".into(),
+            request_id: String::new(),
+            event: Event::TokenRevoked {
+                token_id: format!("t{position}"),
+            },
+        }
+    }
+
+    #[test]
+    fn the_window_is_bounded_in_bytes_as_well_as_records() {
+        let mut w = Window::default();
+        let big = RECENT_BYTES / 4 + 1;
+        for p in 1..=10 {
+            w.push(recorded(p), big);
+        }
+        assert_eq!(
+            w.records.len(),
+            3,
+            "four records of a quarter would pass the bound"
+        );
+        assert!(w.bytes <= RECENT_BYTES);
+        assert_eq!(w.records.front().unwrap().0.position, 8);
+        // A record larger than the whole bound is still kept, alone.
+        w.push(recorded(11), RECENT_BYTES * 2);
+        assert_eq!(w.records.len(), 1);
+        // Small records: the record count bounds the window.
+        let mut w = Window::default();
+        for p in 1..=(RECENT as u64 + 5) {
+            w.push(recorded(p), 10);
+        }
+        assert_eq!(w.records.len(), RECENT);
+    }
 
     async fn append_tokens(log: &MemoryLog, n: u64) {
         append_tokens_after(log, 0, n).await;

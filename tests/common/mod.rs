@@ -276,3 +276,19 @@ pub fn assert_status<T: std::fmt::Debug>(
     }
     status
 }
+
+/// A CA bundle of ten large certificate blocks (about 62 KiB), to make
+/// messages big.
+pub fn big_ca() -> String {
+    use base64::Engine as _;
+    let mut der = vec![0x30, 0x82, 0x17, 0x00];
+    der.extend(std::iter::repeat_n(0x42u8, 4500));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut one = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        one.push_str(std::str::from_utf8(chunk).unwrap());
+        one.push('\n');
+    }
+    one.push_str("-----END CERTIFICATE-----\n");
+    one.repeat(10)
+}
