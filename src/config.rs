@@ -43,6 +43,46 @@ pub enum Command {
     /// Mint a new admin token in a stopped server's data directory and print
     /// it once: the way back in when every admin token is revoked or lost.
     AdminToken(AdminTokenArgs),
+    /// Rotate the key-encryption key: add, rewrap, status, retire.
+    Key(KeyArgs),
+}
+
+/// `registrar key ...`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Connection and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+/// The key subcommands, in the order of a rotation.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Put a new key first in the key file (the old ones stay after it); the
+    /// server uses it from its next start. Edits the file only.
+    Add {
+        /// The server's key file.
+        #[arg(long, env = "REGISTRAR_KEY_FILE", value_name = "PATH")]
+        key_file: PathBuf,
+    },
+    /// Re-wrap the live data keys under the server's current key (admin).
+    Rewrap {
+        /// At most this many data keys; 0 re-wraps them all.
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Show the keys the server holds and how many data keys each wraps (admin).
+    Status,
+    /// Remove every key but the current one from the key file, once the
+    /// server says no data key needs them (admin).
+    Retire {
+        /// The server's key file.
+        #[arg(long, env = "REGISTRAR_KEY_FILE", value_name = "PATH")]
+        key_file: PathBuf,
+    },
 }
 
 /// Settings of `registrar admin-token`: where the stopped server keeps its

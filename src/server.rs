@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
 use crate::app::{App, IssuedToken};
 use crate::config::ServeConfig;
-use crate::crypto::{Kek, KeySource};
+use crate::crypto::{KeySource, Keyring};
 use crate::domain::access::Principal;
 use crate::domain::event::{Role, Stream};
 use crate::ecr::{HttpTokenSource, RefresherSettings};
@@ -114,7 +114,7 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Sled
             KeySource::File(path)
         }
     };
-    let kek = Kek::load(&source, create_key)?;
+    let kek = Keyring::load(&source, create_key)?;
     let store = SledStore::open(dir)?;
     let mut app = App::open(
         store.log() as Arc<dyn crate::store::EventLog>,
@@ -331,6 +331,9 @@ pub async fn serve(
     health
         .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
         .await;
+    health
+        .set_serving::<pb::key_service_server::KeyServiceServer<Api>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -372,6 +375,7 @@ pub async fn serve(
         .add_service(api.settings_service().max_decoding_message_size(small))
         .add_service(api.token_service().max_decoding_message_size(small))
         .add_service(api.pull_service().max_decoding_message_size(small))
+        .add_service(api.key_service().max_decoding_message_size(small))
         .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
         .await;
     if let Some(refresher) = refresher {

@@ -62,6 +62,8 @@ enum Rpc {
     Watch,
     GetHostConfig,
     GetPullSecret,
+    GetKeyStatus,
+    RewrapKeys,
     // Last: deleting environment A or B ends the fixtures' use.
     DeleteEnvironment,
 }
@@ -95,6 +97,8 @@ const TABLE: &[(Rpc, [[Code; 3]; 4])] = &[
     (Rpc::Watch,              [[OK, NF, NF], [NF, OK, NF], [OK, NF, NF], [OK, OK, NF]]),
     (Rpc::GetHostConfig,      [[OK, NF, NF], [NF, OK, NF], [OK, NF, NF], [OK, OK, NF]]),
     (Rpc::GetPullSecret,      [[OK, NF, NF], [NF, OK, NF], [PD, PD, PD], [PD, PD, PD]]),
+    (Rpc::GetKeyStatus,       [[PD, PD, PD], [PD, PD, PD], [PD, PD, PD], [OK, OK, OK]]),
+    (Rpc::RewrapKeys,         [[PD, PD, PD], [PD, PD, PD], [PD, PD, PD], [OK, OK, OK]]),
     (Rpc::DeleteEnvironment,  [[PD, PD, PD], [PD, PD, PD], [PD, PD, PD], [OK, OK, NF]]),
 ];
 
@@ -288,6 +292,8 @@ async fn call(
             environment_id: env,
             ..Default::default()
         })),
+        Rpc::GetKeyStatus => done!(c.keys.get_key_status(pb::GetKeyStatusRequest {})),
+        Rpc::RewrapKeys => done!(c.keys.rewrap_keys(pb::RewrapKeysRequest { limit: 0 })),
     }
 }
 
@@ -384,4 +390,143 @@ async fn every_rpc_answers_every_caller_as_the_table_says() {
         mismatches.len(),
         mismatches.join("\n")
     );
+}
+
+/// One mutating request, as the admin first sends it with a request id.
+#[derive(Debug, Clone)]
+enum Mutation {
+    CreateEnvironment(pb::CreateEnvironmentRequest),
+    CreateRegistry(pb::CreateRegistryRequest),
+    UpdateRegistry(pb::UpdateRegistryRequest),
+    DeactivateRegistry(pb::DeactivateRegistryRequest),
+    ActivateRegistry(pb::ActivateRegistryRequest),
+    UpdateSettings(pb::UpdateSettingsRequest),
+    DeleteRegistry(pb::DeleteRegistryRequest),
+    DeleteEnvironment(pb::DeleteEnvironmentRequest),
+}
+
+impl Mutation {
+    async fn send(&self, c: &mut Clients) -> Result<String, tonic::Status> {
+        macro_rules! done {
+            ($e:expr) => {
+                $e.await.map(|r| format!("{:?}", r.into_inner()))
+            };
+        }
+        match self.clone() {
+            Mutation::CreateEnvironment(r) => done!(c.env.create_environment(r)),
+            Mutation::CreateRegistry(r) => done!(c.reg.create_registry(r)),
+            Mutation::UpdateRegistry(r) => done!(c.reg.update_registry(r)),
+            Mutation::DeactivateRegistry(r) => done!(c.reg.deactivate_registry(r)),
+            Mutation::ActivateRegistry(r) => done!(c.reg.activate_registry(r)),
+            Mutation::UpdateSettings(r) => done!(c.settings.update_settings(r)),
+            Mutation::DeleteRegistry(r) => done!(c.reg.delete_registry(r)),
+            Mutation::DeleteEnvironment(r) => done!(c.env.delete_environment(r)),
+        }
+    }
+}
+
+/// Every mutating RPC, replayed by other callers with the request id the
+/// admin used: each is authorized as a first call of its own (agents and
+/// the other environment's callers get nothing of the admin's answer), and
+/// the admin's own retry still gets its first answer.
+#[tokio::test]
+async fn a_request_id_another_caller_used_gives_nothing_of_its_answer() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env_a = admin.create_env("a", pb::Orchestration::Kubernetes).await;
+    let env_b = admin.create_env("b", pb::Orchestration::Kubernetes).await;
+    let reg = admin
+        .reg
+        .create_registry(custom(&env_a, "r.io", "u", &format!("pw-{SECRET}")))
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap();
+    let others = [
+        ("agent of A", admin.token(pb::Role::Agent, &env_a).await),
+        ("agent of B", admin.token(pb::Role::Agent, &env_b).await),
+        ("member of B", admin.token(pb::Role::Member, &env_b).await),
+    ];
+    let id = |n: &str| format!("shared-{n}");
+    let mutations = [
+        Mutation::CreateEnvironment(pb::CreateEnvironmentRequest {
+            name: "c".into(),
+            orchestration: pb::Orchestration::Cattle as i32,
+            request_id: id("env"),
+        }),
+        Mutation::CreateRegistry(pb::CreateRegistryRequest {
+            request_id: id("create"),
+            ..custom(&env_a, "s.io", "u", &format!("pw-{SECRET}"))
+        }),
+        Mutation::UpdateRegistry(pb::UpdateRegistryRequest {
+            id: reg.id.clone(),
+            password: format!("pw2-{SECRET}"),
+            request_id: id("update"),
+            ..Default::default()
+        }),
+        Mutation::DeactivateRegistry(pb::DeactivateRegistryRequest {
+            id: reg.id.clone(),
+            request_id: id("deactivate"),
+        }),
+        Mutation::ActivateRegistry(pb::ActivateRegistryRequest {
+            id: reg.id.clone(),
+            request_id: id("activate"),
+        }),
+        Mutation::UpdateSettings(pb::UpdateSettingsRequest {
+            settings: Some(pb::Settings {
+                default_registry: "r.io".into(),
+                whitelist: Vec::new(),
+            }),
+            update_mask: None,
+            request_id: id("settings"),
+        }),
+        Mutation::DeleteRegistry(pb::DeleteRegistryRequest {
+            id: reg.id.clone(),
+            request_id: id("delete"),
+        }),
+        Mutation::DeleteEnvironment(pb::DeleteEnvironmentRequest {
+            id: env_a.clone(),
+            request_id: id("delete-env"),
+        }),
+    ];
+    for m in &mutations {
+        let first = m.send(&mut admin).await.expect("the admin's call");
+        for (who, token) in &others {
+            let mut c = server.clients_with(Some(token)).await;
+            let status = match m.send(&mut c).await {
+                Ok(answer) => panic!("{who} replaying {m:?} got {answer}"),
+                Err(status) => status,
+            };
+            assert!(
+                matches!(status.code(), Code::PermissionDenied | Code::NotFound),
+                "{who} replaying {m:?}: {status:?}"
+            );
+            assert!(!status.message().contains(SECRET));
+        }
+        // The admin's retry is answered from the log, as the first call was.
+        let again = m.send(&mut admin).await.expect("the admin's retry");
+        assert_eq!(again, first, "{m:?}");
+    }
+
+    // A tenant cannot claim another's ids in advance: a member of B uses an
+    // id first; the admin's request with it is its own.
+    let mut member_b = server.clients_with(Some(&others[2].1)).await;
+    member_b
+        .reg
+        .create_registry(pb::CreateRegistryRequest {
+            request_id: "claimed".into(),
+            ..custom(&env_b, "b.io", "u", "p")
+        })
+        .await
+        .unwrap();
+    admin
+        .env
+        .create_environment(pb::CreateEnvironmentRequest {
+            name: "d".into(),
+            orchestration: pb::Orchestration::Cattle as i32,
+            request_id: "claimed".into(),
+        })
+        .await
+        .expect("another caller's id is no duplicate");
 }

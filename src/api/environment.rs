@@ -18,7 +18,7 @@ impl pb::environment_service_server::EnvironmentService for Api {
         let who = self.principal(&request)?;
         let r = request.into_inner();
         let orchestration = convert::orchestration(r.orchestration)?;
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let id = new_id();
         let view = self
             .app
@@ -82,7 +82,7 @@ impl pb::environment_service_server::EnvironmentService for Api {
     ) -> Result<Response<pb::DeleteEnvironmentResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         self.app
             .execute(&who, &r.request_id, &fp, || Command::DeleteEnvironment {
                 environment_id: r.id.clone(),

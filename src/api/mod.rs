@@ -6,6 +6,7 @@ mod client_cert;
 pub(crate) mod convert;
 mod environment;
 pub(crate) mod error;
+mod key;
 mod pull;
 mod redact;
 mod registry;
@@ -100,6 +101,11 @@ impl Api {
     /// Returns the pull service.
     pub fn pull_service(&self) -> pb::pull_service_server::PullServiceServer<Self> {
         pb::pull_service_server::PullServiceServer::new(self.clone())
+    }
+
+    /// Returns the key service.
+    pub fn key_service(&self) -> pb::key_service_server::KeyServiceServer<Self> {
+        pb::key_service_server::KeyServiceServer::new(self.clone())
     }
 
     /// Returns the token service.
@@ -197,12 +203,17 @@ idempotent! {
     pb::UpdateSettingsRequest => "UpdateSettings",
 }
 
-/// Returns a request's fingerprint: a keyed hash of its RPC and of the whole
+/// Returns what a request's fingerprint is taken of: its RPC and the whole
 /// message, every field but `request_id`, so a retry is told from a reuse
-/// of its id whatever field differs, without storing a password's hash.
-fn fingerprint<R: Idempotent>(app: &App, request: &R) -> Vec<u8> {
+/// of its id whatever field differs. The app keeps only a keyed hash of it,
+/// never a password's hash.
+fn fingerprint<R: Idempotent>(request: &R) -> zeroize::Zeroizing<Vec<u8>> {
     let mut request = request.clone();
     request.clear_request_id();
-    let encoded = zeroize::Zeroizing::new(request.encode_to_vec());
-    app.fingerprint(&[R::RPC.as_bytes(), &encoded]).to_vec()
+    let mut bytes =
+        zeroize::Zeroizing::new(Vec::with_capacity(R::RPC.len() + 1 + request.encoded_len()));
+    bytes.extend_from_slice(R::RPC.as_bytes());
+    bytes.push(0);
+    request.encode(&mut *bytes).expect("a Vec grows as needed");
+    bytes
 }

@@ -31,7 +31,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let registry_id = new_id();
         let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
         let view = self
@@ -92,7 +92,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let command = convert::update_registry(&r, new_id());
         let view = self
             .app
@@ -109,7 +109,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::ActivateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
@@ -127,7 +127,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::DeactivateRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
@@ -145,7 +145,7 @@ impl pb::registry_service_server::RegistryService for Api {
     ) -> Result<Response<pb::DeleteRegistryResponse>, Status> {
         let who = self.principal(&request)?;
         let r = request.into_inner();
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         self.app
             .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
                 registry_id: r.id.clone(),

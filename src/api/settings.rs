@@ -26,7 +26,7 @@ impl crate::pb::settings_service_server::SettingsService for Api {
         let who = self.principal(&request)?;
         let r = request.into_inner();
         let command = convert::update_settings(&r)?;
-        let fp = fingerprint(&self.app, &r);
+        let fp = fingerprint(&r);
         let view = self
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())

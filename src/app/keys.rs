@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::Result;
-use crate::crypto::{DataKey, Kek, SealContext, Sealed, WrappedKey};
+use crate::crypto::{DataKey, Keyring, SealContext, Sealed, WrappedKey};
 use crate::domain::credential::{SealedSecret, Sealer, SecretContext};
 use crate::store::KeyStore;
 
@@ -18,7 +18,7 @@ use crate::store::KeyStore;
 #[derive(Debug, Clone)]
 pub struct DataKeys {
     store: Arc<dyn KeyStore>,
-    kek: Arc<Kek>,
+    kek: Arc<Keyring>,
     live: Arc<RwLock<HashMap<String, Arc<DataKey>>>>,
 }
 
@@ -74,7 +74,7 @@ fn seal_context<'a>(ctx: &SecretContext<'a>) -> SealContext<'a> {
 
 impl DataKeys {
     /// Returns an empty set over a key store.
-    pub fn new(store: Arc<dyn KeyStore>, kek: Arc<Kek>) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, kek: Arc<Keyring>) -> Self {
         Self {
             store,
             kek,
@@ -180,6 +180,55 @@ impl DataKeys {
             .unwrap_or_else(|p| p.into_inner())
             .insert(credential_id.to_owned(), Arc::clone(&key));
         Ok(key)
+    }
+
+    /// Re-wraps up to `limit` (0: every) stored data keys not yet wrapped by
+    /// the current key-encryption key, each in one atomic replace that
+    /// loses to a concurrent destruction (a destroyed key stays destroyed).
+    /// Returns how many were re-wrapped and how many are still to do.
+    pub async fn rewrap(&self, limit: usize) -> Result<(u64, u64)> {
+        let mut rewrapped = 0u64;
+        for id in self.store.list().await? {
+            if limit != 0 && rewrapped == limit as u64 {
+                break;
+            }
+            let Some(stored) = self.store.get(&id).await? else {
+                continue;
+            };
+            let wrapped = WrappedKey(stored);
+            if self.kek.is_current(&wrapped) {
+                continue;
+            }
+            let new = self.kek.rewrap(&wrapped, &id)?;
+            if self.store.replace(&id, &wrapped.0, new.0).await? {
+                rewrapped += 1;
+            }
+        }
+        let remaining = self
+            .usage()
+            .await?
+            .into_iter()
+            .filter(|(key_id, _)| *key_id != self.kek.current().key_id())
+            .map(|(_, count)| count)
+            .sum();
+        Ok((rewrapped, remaining))
+    }
+
+    /// Counts the stored data keys by the key-encryption key that wraps
+    /// them (`unknown` for one no held key opens).
+    pub async fn usage(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut usage = std::collections::BTreeMap::new();
+        for id in self.store.list().await? {
+            let Some(stored) = self.store.get(&id).await? else {
+                continue;
+            };
+            let by = self
+                .kek
+                .wrapped_by(&WrappedKey(stored), &id)
+                .unwrap_or_else(|| "unknown".to_owned());
+            *usage.entry(by).or_insert(0) += 1;
+        }
+        Ok(usage)
     }
 
     /// Opens a sealed secret of a live credential.

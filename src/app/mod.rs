@@ -21,7 +21,7 @@ pub use keys::DataKeys;
 pub use pull::{OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
 pub use watch::{Change, Cursor, Item, WatchStart};
 
-use crate::crypto::Kek;
+use crate::crypto::Keyring;
 use crate::domain::access::Principal;
 use crate::domain::command::Command;
 use crate::domain::decide::{authorize, decide, Decision, Outcome};
@@ -45,7 +45,7 @@ pub const TOKEN_PREFIX: &str = "rgr";
 pub struct App {
     log: Arc<dyn EventLog>,
     keys: DataKeys,
-    kek: Arc<Kek>,
+    kek: Arc<Keyring>,
     projection: Projection,
     configured_admin: Option<[u8; 32]>,
     clock: Arc<dyn Clock>,
@@ -67,6 +67,21 @@ pub enum View {
     Removed,
 }
 
+/// The key-encryption keys in force and what they wrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The key that wraps new data keys.
+    pub current_key_id: String,
+    /// Every key held, current first.
+    pub loaded_key_ids: Vec<String>,
+    /// Data keys per wrapping key id.
+    pub usage: std::collections::BTreeMap<String, u64>,
+    /// Data keys re-wrapped by the call that returned this.
+    pub rewrapped: u64,
+    /// Data keys not yet wrapped by the current key.
+    pub remaining: u64,
+}
+
 /// A token just issued: its secret is shown once.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -82,17 +97,20 @@ impl App {
     pub async fn open(
         log: Arc<dyn EventLog>,
         key_store: Arc<dyn KeyStore>,
-        kek: Kek,
+        keys: impl Into<Keyring>,
         configured_admin: Option<&str>,
     ) -> Result<Self> {
-        let kek = Arc::new(kek);
-        match key_store.meta("key_id").await? {
-            Some(id) => kek.check_key_id(&String::from_utf8_lossy(&id))?,
-            None => {
-                key_store
-                    .set_meta("key_id", kek.key_id().into_bytes())
-                    .await?
-            }
+        let kek = Arc::new(keys.into());
+        // The recorded id is the key that was current when last recorded:
+        // it must be held (current, or kept after a new one in a rotation);
+        // the current key's id is recorded from now on.
+        let current = kek.current().key_id();
+        let recorded = key_store.meta("key_id").await?;
+        if let Some(id) = &recorded {
+            kek.check_key_id(&String::from_utf8_lossy(id))?;
+        }
+        if recorded.as_deref() != Some(current.as_bytes()) {
+            key_store.set_meta("key_id", current.into_bytes()).await?;
         }
         let projection = Projection::start(Arc::clone(&log)).await?;
         let keys = DataKeys::new(key_store, Arc::clone(&kek));
@@ -150,10 +168,9 @@ impl App {
         &self.log
     }
 
-    /// Returns a keyed fingerprint of a request's fields, to tell a retry
-    /// from a reuse of its request id without storing a password's hash.
-    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
-        self.kek.fingerprint(parts)
+    /// Returns the key-encryption keys in force.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.kek
     }
 
     /// Authenticates a bearer token (`rgr.<id>.<secret>`).
@@ -182,6 +199,38 @@ impl App {
             token_id: token.id.clone(),
             role: token.role,
             environment_id: token.environment_id.clone(),
+        })
+    }
+
+    /// Re-wraps up to `limit` (0: all) live data keys under the current
+    /// key-encryption key, while serving (admin only).
+    pub async fn rewrap_keys(&self, who: &Principal, limit: usize) -> Result<KeyStatus> {
+        who.check_admin("key rotation")?;
+        let (rewrapped, remaining) = self.keys.rewrap(limit).await?;
+        tracing::info!(rewrapped, remaining, "re-wrapped data keys");
+        let mut status = self.key_status(who).await?;
+        status.rewrapped = rewrapped;
+        status.remaining = remaining;
+        Ok(status)
+    }
+
+    /// Returns the key-encryption keys in force and how many data keys each
+    /// wraps (admin only).
+    pub async fn key_status(&self, who: &Principal) -> Result<KeyStatus> {
+        who.check_admin("key rotation")?;
+        let usage = self.keys.usage().await?;
+        let current_key_id = self.kek.current().key_id();
+        let remaining = usage
+            .iter()
+            .filter(|(id, _)| **id != current_key_id)
+            .map(|(_, n)| n)
+            .sum();
+        Ok(KeyStatus {
+            current_key_id,
+            loaded_key_ids: self.kek.key_ids(),
+            usage,
+            rewrapped: 0,
+            remaining,
         })
     }
 
@@ -250,21 +299,23 @@ impl App {
 
     /// Executes a command. `make` builds it (it is called again on a retry
     /// after a conflict, with the same ids). A non-empty `request_id` makes
-    /// the call idempotent: a retry with the same fingerprint returns the
+    /// the call idempotent: a retry of the same `request` (the request's
+    /// bytes, which the log keeps only as a keyed fingerprint) returns the
     /// first result; a different request with the same id is refused.
     pub async fn execute(
         &self,
         who: &Principal,
         request_id: &str,
-        fingerprint: &[u8],
+        request: &[u8],
         make: impl Fn() -> Command,
     ) -> Result<View> {
         check_request_id(request_id)?;
         if let Some(record) = self.log.find_request(&who.token_id, request_id).await? {
             return self
-                .replay_request(who, &make(), request_id, fingerprint, record)
+                .replay_request(who, &make(), request_id, request, record)
                 .await;
         }
+        let fingerprint = self.kek.fingerprint(&[request]);
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let mut sealer = self.keys.sealer();
@@ -312,7 +363,7 @@ impl App {
                 }
                 Err(store::Error::DuplicateRequest { record }) => {
                     return self
-                        .replay_request(who, &make(), request_id, fingerprint, record)
+                        .replay_request(who, &make(), request_id, request, record)
                         .await;
                 }
                 Err(e) => return Err(e.into()),
@@ -330,11 +381,14 @@ impl App {
         who: &Principal,
         command: &Command,
         request_id: &str,
-        fingerprint: &[u8],
+        request: &[u8],
         record: store::RequestRecord,
     ) -> Result<View> {
         authorize(who, command)?;
-        if record.fingerprint != fingerprint {
+        if !self
+            .kek
+            .fingerprint_matches(&[request], &record.fingerprint)
+        {
             return Err(Error::RequestReused(request_id.to_owned()));
         }
         let count =

@@ -203,6 +203,13 @@ impl Connection {
     }
 
     /// Returns the token service's client.
+    pub fn keys(&self) -> pb::key_service_client::KeyServiceClient<Authed> {
+        pb::key_service_client::KeyServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     pub fn tokens(&self) -> pb::token_service_client::TokenServiceClient<Authed> {
         pb::token_service_client::TokenServiceClient::with_interceptor(
             self.channel.clone(),

@@ -29,7 +29,8 @@ const FINGERPRINT_LABEL: &[u8] = b"registrar fingerprint v1";
 const KEY_ID_LABEL: &[u8] = b"registrar key id v1";
 /// Bytes of the key id subkey shown, hex-encoded, as the key id.
 const KEY_ID_LEN: usize = 8;
-/// A valid key file is 45 bytes; the cap keeps a wrong file from being read whole.
+/// A key file line is 45 bytes; the cap (room for 22 keys) keeps a wrong
+/// file from being read whole.
 const MAX_KEY_FILE_LEN: usize = 1024;
 /// Permission bits a key file must not have: anything for group or others.
 const GROUP_OTHER_BITS: u32 = 0o077;
@@ -62,12 +63,31 @@ impl Kek {
     /// file and its directory are synced before the key is used. Surrounding
     /// whitespace is ignored when reading. `create_if_missing` has no effect on
     /// [`KeySource::Value`].
+    ///
+    /// A source that holds several keys (see [`Kek::load_all`]) gives its
+    /// first, current one.
     pub fn load(source: &KeySource, create_if_missing: bool) -> Result<Self> {
+        let mut keys = Self::load_all(source, create_if_missing)?;
+        Ok(keys.swap_remove(0))
+    }
+
+    /// Loads every key of `source`, current first: a key file holds one
+    /// base64 key per line, and a value one key per line or comma-separated
+    /// item. Several keys exist while a rotation is under way. Never empty.
+    pub fn load_all(source: &KeySource, create_if_missing: bool) -> Result<Vec<Self>> {
         match source {
             KeySource::File(path) => load_file(path, create_if_missing),
-            KeySource::Value(text) => decode_key(text.expose_secret().as_bytes())
+            KeySource::Value(text) => decode_keys(text.expose_secret().as_bytes(), b",\n")
                 .ok_or(Error::MalformedKey { what: "key value" }),
         }
+    }
+
+    /// Returns the 8 bytes of the key id, as a wrapped key records them.
+    pub(super) fn key_id_bytes(&self) -> [u8; KEY_ID_LEN] {
+        let subkey = self.derive(KEY_ID_LABEL);
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&subkey[..KEY_ID_LEN]);
+        id
     }
 
     /// Generates a fresh KEK from the operating system's random source.
@@ -215,6 +235,17 @@ fn wrap_ad(credential_id: &str) -> Option<Vec<u8>> {
     Some(ad)
 }
 
+/// Decodes one key per item of `text`, split at any of `separators`; blank
+/// items are skipped. `None` if an item is malformed, or none is there.
+fn decode_keys(text: &[u8], separators: &[u8]) -> Option<Vec<Kek>> {
+    let keys = text
+        .split(|b| separators.contains(b))
+        .filter(|item| !item.trim_ascii().is_empty())
+        .map(decode_key)
+        .collect::<Option<Vec<Kek>>>()?;
+    (!keys.is_empty()).then_some(keys)
+}
+
 /// Decodes base64 text of exactly 32 bytes, ignoring surrounding whitespace.
 fn decode_key(text: &[u8]) -> Option<Kek> {
     // Room for a little more than a key, so overlong input fails on length
@@ -234,15 +265,17 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn load_file(path: &Path, create_if_missing: bool) -> Result<Kek> {
+fn load_file(path: &Path, create_if_missing: bool) -> Result<Vec<Kek>> {
     match File::open(path) {
         Ok(file) => read_key_file(path, file),
-        Err(err) if err.kind() == ErrorKind::NotFound && create_if_missing => create_key_file(path),
+        Err(err) if err.kind() == ErrorKind::NotFound && create_if_missing => {
+            create_key_file(path).map(|k| vec![k])
+        }
         Err(err) => Err(io_error(path)(err)),
     }
 }
 
-fn read_key_file(path: &Path, mut file: File) -> Result<Kek> {
+fn read_key_file(path: &Path, mut file: File) -> Result<Vec<Kek>> {
     // Checking the open handle, not the path, so the file judged is the file read.
     let mode = file
         .metadata()
@@ -272,9 +305,70 @@ fn read_key_file(path: &Path, mut file: File) -> Result<Kek> {
             Err(err) => return Err(io_error(path)(err)),
         }
     }
-    decode_key(&buf[..filled]).ok_or_else(|| Error::MalformedKeyFile {
+    decode_keys(&buf[..filled], b"\n").ok_or_else(|| Error::MalformedKeyFile {
         path: path.to_owned(),
     })
+}
+
+/// Puts a new key first in an existing key file, the others after it, and
+/// returns the new key's id. The file is replaced atomically (a 0600 copy
+/// renamed over it, then the directory synced); a running server takes the
+/// new key at its next start.
+pub fn add_key_to_file(path: &Path) -> Result<String> {
+    let old = load_file(path, false)?;
+    let new = Kek::generate();
+    let id = new.key_id();
+    let mut keys = vec![new];
+    keys.extend(old);
+    write_key_file(path, &keys)?;
+    Ok(id)
+}
+
+/// Keeps only the first (current) key of a key file and returns the ids
+/// of the keys taken out; the file is replaced atomically.
+pub fn retire_old_keys_in_file(path: &Path) -> Result<Vec<String>> {
+    let mut keys = load_file(path, false)?;
+    let retired: Vec<String> = keys.drain(1..).map(|k| k.key_id()).collect();
+    if !retired.is_empty() {
+        write_key_file(path, &keys)?;
+    }
+    Ok(retired)
+}
+
+/// Writes `keys`, one base64 line each, over `path` atomically.
+fn write_key_file(path: &Path, keys: &[Kek]) -> Result<()> {
+    let mut text = Zeroizing::new(String::with_capacity(keys.len() * 45));
+    for key in keys {
+        STANDARD.encode_string(key.0.as_slice(), &mut text);
+        text.push('\n');
+    }
+    if text.len() >= MAX_KEY_FILE_LEN {
+        return Err(Error::MalformedKeyFile {
+            path: path.to_owned(),
+        });
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".new");
+    let tmp = PathBuf::from(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_error(&tmp))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io_error(path))?;
+    let parent = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(parent))
 }
 
 fn create_key_file(path: &Path) -> Result<Kek> {
@@ -301,7 +395,10 @@ fn create_key_file(path: &Path) -> Result<Kek> {
     {
         Ok(file) => file,
         // Another process created it between our open and now; use theirs.
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => return load_file(path, false),
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+            let mut keys = load_file(path, false)?;
+            return Ok(keys.swap_remove(0));
+        }
         Err(err) => return Err(io_error(path)(err)),
     };
     if let Err(err) = file

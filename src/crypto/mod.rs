@@ -3,11 +3,13 @@
 //! Owns the module's error type; the primitives live in `seal` and `kek`.
 
 mod kek;
+mod keyring;
 mod seal;
 
 use std::path::PathBuf;
 
-pub use kek::{Kek, KeySource};
+pub use kek::{add_key_to_file, retire_old_keys_in_file, Kek, KeySource};
+pub use keyring::Keyring;
 pub use seal::{DataKey, SealContext, Sealed, WrappedKey};
 
 /// An error raised while loading keys or opening sealed data.
@@ -34,7 +36,7 @@ pub enum Error {
     },
     /// A key file does not hold one line of standard base64 encoding 32 bytes.
     #[error(
-        "key file {path} is malformed: expected one line of standard base64 encoding exactly 32 bytes",
+        "key file {path} is malformed: expected one or more lines (at most 22), each standard base64 encoding exactly 32 bytes; the first is the current key",
         path = path.display()
     )]
     MalformedKeyFile {
@@ -65,8 +67,17 @@ pub enum Error {
     KeyMismatch {
         /// The key id recorded beside the stored wrapped keys.
         expected: String,
-        /// The key id of the loaded KEK.
+        /// The key ids loaded, current first.
         actual: String,
+    },
+    /// A stored data key is wrapped by a key the key file no longer holds.
+    #[error(
+        "data keys are wrapped by key {key_id}, which the key file does not hold: put that key back \
+         (after the current one) and run `registrar key rewrap` before removing it"
+    )]
+    MissingKey {
+        /// The id of the missing key-encryption key.
+        key_id: String,
     },
 }
 

@@ -43,6 +43,7 @@ pub struct Clients {
     pub settings: pb::settings_service_client::SettingsServiceClient<Authed>,
     pub tokens: pb::token_service_client::TokenServiceClient<Authed>,
     pub pull: pb::pull_service_client::PullServiceClient<Authed>,
+    pub keys: pb::key_service_client::KeyServiceClient<Authed>,
 }
 
 impl TestServer {
@@ -141,6 +142,10 @@ impl Clients {
                 bearer.clone(),
             ),
             tokens: pb::token_service_client::TokenServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            keys: pb::key_service_client::KeyServiceClient::with_interceptor(
                 ch.clone(),
                 bearer.clone(),
             ),

@@ -4,6 +4,7 @@
 
 mod environment;
 mod host;
+mod key;
 mod pull;
 mod registry;
 mod settings;
@@ -38,6 +39,7 @@ pub(super) async fn run(command: Command) -> Result<()> {
             .await
         }
         Command::PullSecret(a) => host::pull_secret(&a.client, &a.env, &a.name, &a.namespace).await,
+        Command::Key(a) => key::key(&a.client, a.command).await,
         Command::Serve(_) | Command::KubeletCredentialProvider(_) | Command::AdminToken(_) => {
             Err(Error::Usage("not one of the people's commands".to_owned()))
         }
