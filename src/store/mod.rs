@@ -1,6 +1,7 @@
 //! The event log and key store: their traits, the commit types, the store's
 //! error, and the commit planning both implementations share.
-//! `sled.rs` is the durable implementation; `memory.rs` serves tests.
+//! Backends are siblings: `sled/` (the embedded default) and `memory.rs`
+//! (tests and tools); `conformance.rs` is the one suite every backend passes.
 
 pub mod codec;
 pub mod memory;

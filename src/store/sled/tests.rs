@@ -1,4 +1,4 @@
-//! Tests of `sled.rs`.
+//! Tests of the sled store (`mod.rs`, the writer and the checks at open).
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, open
-//! and close, and the readers. The checks at open are in `sled_verify.rs`,
-//! the one writer task that group-commits in `sled_writer.rs`.
+//! and close, and the readers. The checks at open are in `verify.rs`, the
+//! one writer task that group-commits in `writer.rs`. The only module that
+//! names the sled crate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,7 @@ use super::{
     codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
 };
 
-#[path = "sled_verify.rs"]
 mod verify;
-#[path = "sled_writer.rs"]
 mod writer;
 
 use verify::{init_meta, verify};
@@ -586,5 +585,4 @@ pub(crate) fn tamper_record(
 }
 
 #[cfg(test)]
-#[path = "sled_tests.rs"]
 mod tests;
