@@ -7,8 +7,9 @@ use std::path::Path;
 
 use base64::Engine as _;
 use common::{custom, TestServer};
-use registrar::crypto::{KeySource, Keyring, SealContext, Sealed, WrappedKey};
-use registrar::domain::event::Event;
+use registrar::crypto::{KeySource, Keyring, WrappedKey};
+use registrar::domain::credential::SecretContext;
+use registrar::domain::event::{Event, Stream};
 use registrar::pb;
 use registrar::store::sled::SledStore;
 use registrar::store::{payload, EventLog, KeyStore};
@@ -157,22 +158,21 @@ async fn open_sealed(
                 credential,
                 ..
             } if id == registry_id => {
-                let env = r.stream.split('/').nth(1).unwrap().to_owned();
+                let env = Stream::parse(&r.stream)
+                    .and_then(|s| s.environment_id().map(str::to_owned))
+                    .unwrap();
                 (credential.clone(), env)
             }
             _ => continue,
         };
-        let ctx = SealContext {
+        let ctx = SecretContext {
             environment_id: &environment_id,
             registry_id,
             credential_id: &credential.credential_id,
             version: r.stream_version,
             field: "password",
         };
-        let sealed = Sealed {
-            nonce: credential.password.nonce.clone(),
-            ciphertext: credential.password.ciphertext.clone(),
-        };
+        let sealed = credential.password.clone();
         let opened = match keys.get(&credential.credential_id).await.unwrap() {
             None => Err("no data key".to_owned()),
             Some(wrapped) => {
@@ -267,12 +267,9 @@ async fn a_sealed_secret_moved_to_another_credential_does_not_open() {
             &credential.credential_id,
         )
         .unwrap();
-    let s = Sealed {
-        nonce: credential.password.nonce.clone(),
-        ciphertext: credential.password.ciphertext.clone(),
-    };
+    let s = credential.password.clone();
     let open = |registry_id: &str, version: u64| {
-        let ctx = SealContext {
+        let ctx = SecretContext {
             environment_id: &env,
             registry_id,
             credential_id: &credential.credential_id,

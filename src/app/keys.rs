@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::Result;
-use crate::crypto::{DataKey, Keyring, SealContext, Sealed, WrappedKey};
+use crate::crypto::{DataKey, Keyring, WrappedKey};
 use crate::domain::credential::{SealedSecret, Sealer, SecretContext};
 use crate::store::KeyStore;
 
@@ -53,22 +53,7 @@ impl Sealer for NewKeys {
                 key
             }
         };
-        let sealed = key.seal(&seal_context(&ctx), secret.expose_secret().as_bytes());
-        SealedSecret {
-            nonce: sealed.nonce,
-            ciphertext: sealed.ciphertext,
-        }
-    }
-}
-
-/// Converts the domain's binding into the crypto module's.
-fn seal_context<'a>(ctx: &SecretContext<'a>) -> SealContext<'a> {
-    SealContext {
-        environment_id: ctx.environment_id,
-        registry_id: ctx.registry_id,
-        credential_id: ctx.credential_id,
-        version: ctx.version,
-        field: ctx.field,
+        key.seal(&ctx, secret.expose_secret().as_bytes())
     }
 }
 
@@ -238,10 +223,6 @@ impl DataKeys {
         sealed: &SealedSecret,
     ) -> Result<Zeroizing<Vec<u8>>> {
         let key = self.key(ctx.credential_id).await?;
-        let sealed = Sealed {
-            nonce: sealed.nonce.clone(),
-            ciphertext: sealed.ciphertext.clone(),
-        };
-        Ok(key.open(&seal_context(ctx), &sealed)?)
+        Ok(key.open(ctx, sealed)?)
     }
 }

@@ -407,7 +407,13 @@ impl App {
                 | Event::RegistryDeactivated { registry_id } => Outcome::Registry(registry_id),
                 Event::SettingsUpdated { .. } => Outcome::Settings,
                 Event::TokenCreated { token_id, .. } => Outcome::Token(token_id),
-                _ => continue,
+                // A deletion's answer is empty; the refresher's events carry
+                // no request id, so no retry ever names them.
+                Event::EnvironmentDeleted { .. }
+                | Event::RegistryDeleted { .. }
+                | Event::TokenRevoked { .. }
+                | Event::EcrTokenRefreshed { .. }
+                | Event::EcrRefreshFailed { .. } => continue,
             };
         }
         let decision = Decision {
@@ -457,17 +463,7 @@ impl App {
             .collect();
         streams.extend(commit.iter().map(|e| e.stream.clone()));
         streams.dedup();
-        let mut state = State::default();
-        let mut records = Vec::new();
-        for stream in &streams {
-            for e in self.log.read_stream(stream, position).await? {
-                records.push(payload::decode(&e)?);
-            }
-        }
-        records.sort_by_key(|r| r.position);
-        for r in &records {
-            state.apply(r);
-        }
+        let state = self.fold_streams(&streams, position).await?;
         Ok(match outcome {
             Outcome::Environment(id) => state
                 .environment(id)
@@ -481,6 +477,25 @@ impl App {
             Outcome::Token(id) => state.token(id).cloned().map_or(View::Removed, View::Token),
             Outcome::Removed => View::Removed,
         })
+    }
+}
+
+impl App {
+    /// Folds the records of `streams` up to and including `up_to`, in log
+    /// order: the objects those streams hold, as that position left them.
+    async fn fold_streams(&self, streams: &[String], up_to: u64) -> Result<State> {
+        let mut records = Vec::new();
+        for stream in streams {
+            for e in self.log.read_stream(stream, up_to).await? {
+                records.push(payload::decode(&e)?);
+            }
+        }
+        records.sort_by_key(|r| r.position);
+        let mut state = State::default();
+        for r in &records {
+            state.apply(r);
+        }
+        Ok(state)
     }
 }
 

@@ -51,8 +51,6 @@ pub struct Item {
 pub struct Cursor {
     app: App,
     environment_id: String,
-    env_stream: String,
-    registry_prefix: String,
     position: u64,
     /// Per registry stream, the fold of that stream up to the cursor, built
     /// on first use from the stream and then kept up to date event by event.
@@ -119,8 +117,6 @@ impl App {
         Ok(WatchStart {
             cursor: Cursor {
                 app: self.clone(),
-                env_stream: Stream::Environment(env.clone()).name(),
-                registry_prefix: format!("reg/{env}/"),
                 environment_id: env,
                 position,
                 views,
@@ -211,12 +207,17 @@ impl Cursor {
 
     async fn change(&mut self, recorded: &Recorded) -> Result<Option<Change>> {
         let stream = recorded.stream.as_str();
-        let relevant = stream == "settings"
-            || stream == self.env_stream
-            || stream.starts_with(&self.registry_prefix);
-        if !relevant {
-            return Ok(None);
-        }
+        let address = match Stream::parse(stream) {
+            Some(Stream::Settings) => None,
+            Some(Stream::Environment(env)) if env == self.environment_id => None,
+            Some(Stream::Registry {
+                environment_id,
+                address,
+            }) if environment_id == self.environment_id => Some(address),
+            Some(Stream::Environment(_) | Stream::Registry { .. } | Stream::Tokens) | None => {
+                return Ok(None)
+            }
+        };
         Ok(match recorded.event.clone() {
             Event::SettingsUpdated {
                 default_registry,
@@ -230,7 +231,7 @@ impl Cursor {
                 self.view(stream, recorded).await?;
                 Some(Change::RegistryRemoved {
                     id: registry_id,
-                    address: stream[self.registry_prefix.len()..].to_owned(),
+                    address: address.map(|a| a.as_str().to_owned()).unwrap_or_default(),
                 })
             }
             Event::RegistryCreated { registry_id, .. }
@@ -243,7 +244,11 @@ impl Cursor {
                 view.registry(&registry_id)
                     .map(|r| Change::Registry(Box::new(r.clone())))
             }
-            _ => None,
+            // Not a change a watcher sees: an environment's creation comes
+            // before any watch of it, and tokens are not in its streams.
+            Event::EnvironmentCreated { .. }
+            | Event::TokenCreated { .. }
+            | Event::TokenRevoked { .. } => None,
         })
     }
 
@@ -258,10 +263,10 @@ impl Cursor {
                 Ok(state)
             }
             Entry::Vacant(entry) => {
-                let mut state = State::default();
-                for e in self.app.log.read_stream(stream, recorded.position).await? {
-                    state.apply(&payload::decode(&e)?);
-                }
+                let state = self
+                    .app
+                    .fold_streams(&[stream.to_owned()], recorded.position)
+                    .await?;
                 Ok(entry.insert(state))
             }
         }

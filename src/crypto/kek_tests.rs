@@ -3,7 +3,7 @@
 use std::fs;
 
 use super::*;
-use crate::crypto::SealContext;
+use crate::domain::credential::SecretContext;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -23,7 +23,7 @@ fn a_wrapped_key_unwraps_under_the_same_kek_and_credential() {
     // Given a KEK and a data key that sealed a secret
     let kek = Kek::generate();
     let key = DataKey::generate();
-    let ctx = SealContext {
+    let ctx = SecretContext {
         environment_id: "env",
         registry_id: "reg",
         credential_id: "cred-1",

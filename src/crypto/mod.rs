@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub use kek::{add_key_to_file, retire_old_keys_in_file, Kek, KeySource};
 pub use keyring::Keyring;
-pub use seal::{DataKey, SealContext, Sealed, WrappedKey};
+pub use seal::{DataKey, WrappedKey};
 
 /// An error raised while loading keys or opening sealed data.
 ///

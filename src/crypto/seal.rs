@@ -10,6 +10,7 @@ use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{Error, Result};
+use crate::domain::credential::{SealedSecret, SecretContext};
 
 /// Length in bytes of every symmetric key in this module (AES-256).
 pub(super) const KEY_LEN: usize = 32;
@@ -27,32 +28,6 @@ const SEAL_DOMAIN: &[u8] = b"registrar/seal/v1";
 /// It is zeroized on drop, is not `Clone` so copies stay deliberate, and its
 /// `Debug` output is `DataKey([redacted])`.
 pub struct DataKey(Box<[u8; KEY_LEN]>);
-
-/// The context a secret is sealed in; opening under any other context fails.
-#[derive(Debug, Clone, Copy)]
-pub struct SealContext<'a> {
-    /// The environment the credential belongs to.
-    pub environment_id: &'a str,
-    /// The registry the credential authenticates against.
-    pub registry_id: &'a str,
-    /// The credential the secret belongs to.
-    pub credential_id: &'a str,
-    /// The version of the credential the secret was written for.
-    pub version: u64,
-    /// The field of the credential the secret fills, for example "password".
-    pub field: &'a str,
-}
-
-/// A sealed secret: a random nonce and the AES-256-GCM ciphertext with its tag.
-///
-/// `Debug` shows only the lengths.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sealed {
-    /// The 96-bit nonce, fresh for every seal.
-    pub nonce: Vec<u8>,
-    /// The ciphertext followed by the 16-byte tag.
-    pub ciphertext: Vec<u8>,
-}
 
 /// A data key encrypted under the KEK, laid out as `nonce || ciphertext || tag`.
 ///
@@ -88,22 +63,26 @@ impl DataKey {
     /// Panics only if an input exceeds AES-GCM's limits (a context string of
     /// 4 GiB or more, or 64 GiB of plaintext); use [`DataKey::try_seal`] where
     /// such sizes could come from outside.
-    pub fn seal(&self, ctx: &SealContext<'_>, plaintext: &[u8]) -> Sealed {
+    pub fn seal(&self, ctx: &SecretContext<'_>, plaintext: &[u8]) -> SealedSecret {
         #[allow(clippy::expect_used)]
         self.try_seal(ctx, plaintext)
             .expect("inputs within AES-GCM limits always seal")
     }
 
     /// Seals `plaintext` like [`DataKey::seal`], but reports oversized inputs as an error.
-    pub fn try_seal(&self, ctx: &SealContext<'_>, plaintext: &[u8]) -> Result<Sealed> {
+    pub fn try_seal(&self, ctx: &SecretContext<'_>, plaintext: &[u8]) -> Result<SealedSecret> {
         let ad = seal_ad(ctx).ok_or(Error::TooLong)?;
         let (nonce, ciphertext) = encrypt(&self.0, &ad, plaintext).ok_or(Error::TooLong)?;
-        Ok(Sealed { nonce, ciphertext })
+        Ok(SealedSecret { nonce, ciphertext })
     }
 
     /// Opens a sealed secret, failing with [`Error::Unseal`] unless it was sealed
     /// under this key and exactly this context and has not been altered.
-    pub fn open(&self, ctx: &SealContext<'_>, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn open(
+        &self,
+        ctx: &SecretContext<'_>,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         // A context too long to encode cannot have been used for sealing.
         let ad = seal_ad(ctx).ok_or(Error::Unseal)?;
         decrypt(&self.0, &ad, &sealed.nonce, &sealed.ciphertext).ok_or(Error::Unseal)
@@ -130,15 +109,6 @@ impl fmt::Debug for DataKey {
     }
 }
 
-impl fmt::Debug for Sealed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealed")
-            .field("nonce_len", &self.nonce.len())
-            .field("ciphertext_len", &self.ciphertext.len())
-            .finish()
-    }
-}
-
 impl fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WrappedKey")
@@ -151,7 +121,7 @@ impl fmt::Debug for WrappedKey {
 ///
 /// Every string is length-prefixed so that, for example, registry "ab" with
 /// credential "c" can never encode like registry "a" with credential "bc".
-fn seal_ad(ctx: &SealContext<'_>) -> Option<Vec<u8>> {
+fn seal_ad(ctx: &SecretContext<'_>) -> Option<Vec<u8>> {
     let strings = [
         ctx.environment_id,
         ctx.registry_id,
@@ -232,8 +202,8 @@ mod tests {
 
     use super::*;
 
-    fn context() -> SealContext<'static> {
-        SealContext {
+    fn context() -> SecretContext<'static> {
+        SecretContext {
             environment_id: "env-1",
             registry_id: "reg-1",
             credential_id: "cred-1",
@@ -290,20 +260,20 @@ mod tests {
 
         // When it is opened with each field of the context changed
         let changed = [
-            SealContext {
+            SecretContext {
                 environment_id: "env-2",
                 ..ctx
             },
-            SealContext {
+            SecretContext {
                 registry_id: "reg-2",
                 ..ctx
             },
-            SealContext {
+            SecretContext {
                 credential_id: "cred-2",
                 ..ctx
             },
-            SealContext { version: 4, ..ctx },
-            SealContext {
+            SecretContext { version: 4, ..ctx },
+            SecretContext {
                 field: "username",
                 ..ctx
             },
@@ -322,7 +292,7 @@ mod tests {
     fn moving_bytes_between_adjacent_context_strings_does_not_open() {
         // Given a secret sealed with registry "ab" and credential "c"
         let key = DataKey::generate();
-        let ctx = SealContext {
+        let ctx = SecretContext {
             registry_id: "ab",
             credential_id: "c",
             ..context()
@@ -330,7 +300,7 @@ mod tests {
         let sealed = key.seal(&ctx, b"hunter2");
 
         // When it is opened with registry "a" and credential "bc"
-        let shifted = SealContext {
+        let shifted = SecretContext {
             registry_id: "a",
             credential_id: "bc",
             ..ctx
@@ -399,7 +369,7 @@ mod tests {
         assert_eq!(key_debug, "DataKey([redacted])");
         assert!(!key_debug.contains(&hex(key.expose())));
         assert!(!key_debug.contains(&STANDARD.encode(key.expose())));
-        assert_eq!(sealed_debug, "Sealed { nonce_len: 12, ciphertext_len: 23 }");
+        assert_eq!(sealed_debug, "SealedSecret(23 bytes)");
         assert!(!sealed_debug.contains(&hex(&sealed.ciphertext)));
         assert_eq!(wrapped_debug, "WrappedKey { len: 23 }");
     }

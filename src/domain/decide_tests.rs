@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::*;
 use crate::domain::address::RegistryKind;
 use crate::domain::credential::{ContextSealer, NewEcrKeys};
-use crate::domain::event::{Orchestration, Recorded};
+use crate::domain::event::Orchestration;
 use crate::domain::quota::{check, Quotas};
 
 fn admin() -> Principal {
@@ -55,24 +55,8 @@ impl World {
     /// When: a command; then: its decision, applied to the state if accepted.
     fn when(&mut self, who: &Principal, command: Command) -> Result<Decision> {
         let decision = decide(&self.state, who, command, self.now, &mut ContextSealer)?;
-        for append in &decision.appends {
-            assert_eq!(
-                self.state.stream_version(&append.stream),
-                append.expected_version
-            );
-            for (i, event) in append.events.iter().enumerate() {
-                let recorded = Recorded {
-                    position: self.state.position() + 1,
-                    stream: append.stream.clone(),
-                    stream_version: append.expected_version + 1 + i as u64,
-                    time: self.now,
-                    actor: who.token_id.clone(),
-                    request_id: String::new(),
-                    event: event.clone(),
-                };
-                self.state.apply(&recorded);
-            }
-        }
+        self.state
+            .apply_decision(&decision, self.now, &who.token_id);
         Ok(decision)
     }
 

@@ -190,16 +190,52 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Returns the stream's name in the log.
+    /// Returns the stream's name in the log (its `Display`).
     pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// Parses a stream name as `Display` writes it; `None` for any other
+    /// text.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "settings" => return Some(Stream::Settings),
+            "tokens" => return Some(Stream::Tokens),
+            _ => {}
+        }
+        if let Some(id) = name.strip_prefix("env/") {
+            return (!id.is_empty() && !id.contains('/'))
+                .then(|| Stream::Environment(id.to_owned()));
+        }
+        let (environment_id, text) = name.strip_prefix("reg/")?.split_once('/')?;
+        let address = Address::parse(text).ok()?;
+        // Only the canonical form is a stream name.
+        (!environment_id.is_empty() && address.as_str() == text).then(|| Stream::Registry {
+            environment_id: environment_id.to_owned(),
+            address,
+        })
+    }
+
+    /// Returns the environment the stream belongs to, if any.
+    pub fn environment_id(&self) -> Option<&str> {
         match self {
-            Stream::Environment(id) => format!("env/{id}"),
+            Stream::Environment(id) => Some(id),
+            Stream::Registry { environment_id, .. } => Some(environment_id),
+            Stream::Settings | Stream::Tokens => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stream::Environment(id) => write!(f, "env/{id}"),
             Stream::Registry {
                 environment_id,
                 address,
-            } => format!("reg/{environment_id}/{address}"),
-            Stream::Settings => "settings".to_owned(),
-            Stream::Tokens => "tokens".to_owned(),
+            } => write!(f, "reg/{environment_id}/{address}"),
+            Stream::Settings => f.write_str("settings"),
+            Stream::Tokens => f.write_str("tokens"),
         }
     }
 }
@@ -221,4 +257,48 @@ pub struct Recorded {
     pub request_id: String,
     /// The event.
     pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_parse_back_to_their_stream() {
+        let streams = [
+            Stream::Environment("e1".into()),
+            Stream::Registry {
+                environment_id: "e1".into(),
+                address: Address::parse("reg.example.com:5000").unwrap(),
+            },
+            Stream::Registry {
+                environment_id: "e1".into(),
+                address: Address::parse("docker.io").unwrap(),
+            },
+            Stream::Registry {
+                environment_id: "e1".into(),
+                address: Address::parse("[::1]:5000").unwrap(),
+            },
+            Stream::Settings,
+            Stream::Tokens,
+        ];
+        for stream in streams {
+            assert_eq!(
+                Stream::parse(&stream.to_string()),
+                Some(stream.clone()),
+                "{stream}"
+            );
+        }
+        for other in [
+            "",
+            "env/",
+            "reg/e1",
+            "reg//a.io",
+            "reg/e1/HTTP://a.io",
+            "reg/e1/Docker.io",
+            "x",
+        ] {
+            assert_eq!(Stream::parse(other), None, "{other}");
+        }
+    }
 }

@@ -180,6 +180,42 @@ impl State {
         self.tokens.values().any(|t| t.role == Role::Admin)
     }
 
+    /// Applies a decision as if it were committed now by `actor`, at the
+    /// positions after the state's own: what a store's commit and a fold
+    /// would do, for the tests and fuzz checks that decide without a log.
+    ///
+    /// # Panics
+    ///
+    /// Panics if an append expects another version than its stream has:
+    /// `decide` always decides against the state it is given.
+    pub fn apply_decision(
+        &mut self,
+        decision: &super::decide::Decision,
+        time: SystemTime,
+        actor: &str,
+    ) {
+        for append in &decision.appends {
+            assert_eq!(
+                self.stream_version(&append.stream),
+                append.expected_version,
+                "decided against another version of {}",
+                append.stream
+            );
+            for (i, event) in (1u64..).zip(&append.events) {
+                let recorded = Recorded {
+                    position: self.position() + 1,
+                    stream: append.stream.clone(),
+                    stream_version: append.expected_version + i,
+                    time,
+                    actor: actor.to_owned(),
+                    request_id: String::new(),
+                    event: event.clone(),
+                };
+                self.apply(&recorded);
+            }
+        }
+    }
+
     /// Folds one recorded event in (`evolve`). Events are applied in log
     /// order; an event that names a missing object is ignored, since `decide`
     /// never emits one.

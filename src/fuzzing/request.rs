@@ -13,7 +13,7 @@ use crate::domain::command::Command;
 use crate::domain::credential::{ContextSealer, NewCredential, NewEcrKeys};
 use crate::domain::decide::{decide, Decision};
 use crate::domain::error::Error;
-use crate::domain::event::{Orchestration, Recorded, Role};
+use crate::domain::event::{Orchestration, Role};
 use crate::domain::image::{ImageError, ImageRef};
 use crate::domain::resolve::{self, DenyReason, Target};
 use crate::domain::state::{RegistryState, State};
@@ -28,25 +28,7 @@ fn now() -> SystemTime {
 
 /// Applies an accepted decision as the app would commit it.
 fn commit(state: &mut State, who: &Principal, decision: &Decision) {
-    for append in &decision.appends {
-        assert_eq!(
-            state.stream_version(&append.stream),
-            append.expected_version,
-            "decided against another version of {}",
-            append.stream
-        );
-        for (i, event) in (1u64..).zip(&append.events) {
-            state.apply(&Recorded {
-                position: state.position() + 1,
-                stream: append.stream.clone(),
-                stream_version: append.expected_version + i,
-                time: now(),
-                actor: who.token_id.clone(),
-                request_id: String::new(),
-                event: event.clone(),
-            });
-        }
-    }
+    state.apply_decision(decision, now(), &who.token_id);
 }
 
 /// Environments `e1` (Cattle) and `e2` (Kubernetes); in `e1` a custom
