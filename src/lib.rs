@@ -37,6 +37,7 @@ pub mod projection;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 
 /// The API's generated types (`registrar.v1`).
 pub mod pb {

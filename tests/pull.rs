@@ -195,7 +195,7 @@ async fn an_expired_credential_is_never_handed_out() {
     admin
         .reg
         .create_registry(pb::CreateRegistryRequest {
-            expire_time: Some(registrar::store::payload::system_to_timestamp(expire)),
+            expire_time: Some(registrar::timestamp::system_to_timestamp(expire)),
             ..custom(&env, "r.io", "AWS", "token")
         })
         .await

@@ -12,7 +12,7 @@ use crate::domain::event::{Orchestration, Role};
 use crate::domain::settings::Settings;
 use crate::domain::state::{Environment, Registry, RegistryState, Token};
 use crate::pb;
-use crate::store::payload::{system_to_timestamp, timestamp_to_system};
+use crate::timestamp::{system_to_timestamp, timestamp_to_system};
 
 /// Reads an orchestration; unspecified is `None` for the domain to refuse.
 pub(crate) fn orchestration(v: i32) -> Result<Option<Orchestration>, Status> {

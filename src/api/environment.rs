@@ -3,10 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api, Page};
-use crate::app::{new_id, View};
+use crate::app::new_id;
 use crate::domain::command::Command;
-use crate::domain::error::Error as Rule;
-use crate::domain::event::Role;
 use crate::pb;
 
 #[tonic::async_trait]
@@ -28,9 +26,7 @@ impl pb::environment_service_server::EnvironmentService for Api {
                 orchestration,
             })
             .await?;
-        let View::Environment(env) = view else {
-            return Err(Status::not_found("the environment was deleted since"));
-        };
+        let env = view.into_environment(&id)?;
         Ok(Response::new(pb::CreateEnvironmentResponse {
             environment: Some(convert::environment(&env)),
         }))
@@ -41,19 +37,9 @@ impl pb::environment_service_server::EnvironmentService for Api {
         request: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::GetEnvironmentResponse>, Status> {
         let who = self.principal(&request)?;
-        let id = &request.get_ref().id;
-        let state = self.app.projection().read();
-        let env = state
-            .environment(id)
-            .filter(|e| who.sees(&e.id))
-            .ok_or_else(|| {
-                crate::app::Error::from(Rule::NotFound {
-                    what: "environment",
-                    id: id.clone(),
-                })
-            })?;
+        let env = self.app.get_environment(&who, &request.get_ref().id)?;
         Ok(Response::new(pb::GetEnvironmentResponse {
-            environment: Some(convert::environment(env)),
+            environment: Some(convert::environment(&env)),
         }))
     }
 
@@ -64,12 +50,12 @@ impl pb::environment_service_server::EnvironmentService for Api {
         let who = self.principal(&request)?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
-        let state = self.app.projection().read();
-        let visible = state
-            .environments_after(&page.after)
-            .filter(|e| who.role == Role::Admin || who.sees(&e.id));
-        let (environments, next_page_token) =
-            page.take(visible.map(|e| (e.id.as_str(), convert::environment(e))));
+        let found = self.app.list_environments(&who, &page.after, page.fetch());
+        let (environments, next_page_token) = page.take(
+            found
+                .iter()
+                .map(|e| (e.id.as_str(), convert::environment(e))),
+        );
         Ok(Response::new(pb::ListEnvironmentsResponse {
             environments,
             next_page_token,

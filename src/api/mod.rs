@@ -145,6 +145,12 @@ impl Page {
         Ok(Self { size, after })
     }
 
+    /// Returns how many items to fetch for this page: one more than it
+    /// holds, to know whether another page follows.
+    fn fetch(&self) -> usize {
+        self.size + 1
+    }
+
     /// Takes one page from `items` (already positioned after the token,
     /// each with its page key and its message) and returns it with the next
     /// page's token. A page ends at `size` items or before its messages

@@ -8,14 +8,14 @@ use tonic::{Request, Response, Status};
 
 use super::error::invalid;
 use super::Api;
-use crate::adapters::host_config::{self, HostFormat, HostRegistry};
+use crate::adapters::host_config::{self, HostFormat};
 use crate::adapters::kubernetes::CacheKey;
 use crate::adapters::{cattle, kubernetes, PullAuth};
-use crate::app::{Error, OpenCredential, PullOutcome};
-use crate::domain::event::{Orchestration, Role};
+use crate::app::{OpenCredential, PullOutcome};
+use crate::domain::event::Orchestration;
 use crate::domain::resolve::{DenyReason, Target};
 use crate::pb;
-use crate::store::payload::system_to_timestamp;
+use crate::timestamp::system_to_timestamp;
 
 /// How long kubelets cache a credential that never expires. Short, so that a
 /// deactivation reaches kubelets within a minute.
@@ -214,21 +214,17 @@ impl pb::pull_service_server::PullService for Api {
                 "only the K3S format carries credentials",
             ));
         }
-        if r.include_auth && who.role != Role::Agent {
-            return Err(Status::permission_denied(
-                "credentials in host configuration are for agent tokens only",
-            ));
-        }
-        let (_, registries, revision) = self.app.open_registries(&who, &r.environment_id).await?;
-        let hosts: Vec<HostRegistry<'_>> = registries
+        let (registries, revision) = self
+            .app
+            .host_registries(&who, &r.environment_id, r.include_auth)
+            .await?;
+        let hosts: Vec<host_config::HostRegistry<'_>> = registries
             .iter()
-            .map(|reg| HostRegistry {
+            .map(|reg| host_config::HostRegistry {
                 address: &reg.address,
                 insecure: reg.insecure,
                 ca_certificate_pem: &reg.ca_certificate_pem,
-                auth: r
-                    .include_auth
-                    .then(|| pull_auth(&reg.address, &reg.credential)),
+                auth: reg.credential.as_ref().map(|c| pull_auth(&reg.address, c)),
             })
             .collect();
         let files = host_config::render(format, &hosts)
@@ -249,20 +245,11 @@ impl pb::pull_service_server::PullService for Api {
         request: Request<pb::GetPullSecretRequest>,
     ) -> Result<Response<pb::GetPullSecretResponse>, Status> {
         let who = self.principal(&request)?;
-        if who.role != Role::Agent {
-            return Err(Status::permission_denied(
-                "pull secrets are for agent tokens only",
-            ));
-        }
         let r = request.get_ref();
-        let (orchestration, registries, revision) =
-            self.app.open_registries(&who, &r.environment_id).await?;
-        if orchestration != Orchestration::Kubernetes {
-            return Err(Error::from(crate::domain::error::Error::FailedPrecondition(
-                "pull secrets exist for KUBERNETES environments; this one is CATTLE".to_owned(),
-            ))
-            .into());
-        }
+        let (registries, revision) = self
+            .app
+            .pull_secret_registries(&who, &r.environment_id)
+            .await?;
         let auths: Vec<PullAuth<'_>> = registries
             .iter()
             .map(|reg| pull_auth(&reg.address, &reg.credential))

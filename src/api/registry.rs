@@ -3,24 +3,12 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api, Page};
-use crate::app::{new_id, Error, View};
+use crate::app::{new_id, View};
 use crate::domain::command::Command;
-use crate::domain::error::Error as Rule;
 use crate::pb;
 
-fn not_found(id: &str) -> Status {
-    Error::from(Rule::NotFound {
-        what: "registry",
-        id: id.to_owned(),
-    })
-    .into()
-}
-
 fn registry_response(view: View, id: &str) -> Result<pb::Registry, Status> {
-    match view {
-        View::Registry(r) => Ok(convert::registry(&r)),
-        _ => Err(not_found(id)),
-    }
+    Ok(convert::registry(&view.into_registry(id)?))
 }
 
 #[tonic::async_trait]
@@ -48,14 +36,9 @@ impl pb::registry_service_server::RegistryService for Api {
         request: Request<pb::GetRegistryRequest>,
     ) -> Result<Response<pb::GetRegistryResponse>, Status> {
         let who = self.principal(&request)?;
-        let id = &request.get_ref().id;
-        let state = self.app.projection().read();
-        let reg = state
-            .registry(id)
-            .filter(|r| who.sees(&r.environment_id))
-            .ok_or_else(|| not_found(id))?;
+        let reg = self.app.get_registry(&who, &request.get_ref().id)?;
         Ok(Response::new(pb::GetRegistryResponse {
-            registry: Some(convert::registry(reg)),
+            registry: Some(convert::registry(&reg)),
         }))
     }
 
@@ -66,18 +49,12 @@ impl pb::registry_service_server::RegistryService for Api {
         let who = self.principal(&request)?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
-        let env = who.scope(&r.environment_id).map_err(Error::from)?;
-        let state = self.app.projection().read();
-        if state.environment(env).is_none() {
-            return Err(Error::from(Rule::NotFound {
-                what: "environment",
-                id: env.to_owned(),
-            })
-            .into());
-        }
+        let found = self
+            .app
+            .list_registries(&who, &r.environment_id, &page.after, page.fetch())?;
         let (registries, next_page_token) = page.take(
-            state
-                .registries_in(env, &page.after)
+            found
+                .iter()
                 .map(|r| (r.address.as_str(), convert::registry(r))),
         );
         Ok(Response::new(pb::ListRegistriesResponse {

@@ -3,7 +3,6 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api};
-use crate::app::{Error, View};
 
 #[tonic::async_trait]
 impl crate::pb::settings_service_server::SettingsService for Api {
@@ -12,10 +11,9 @@ impl crate::pb::settings_service_server::SettingsService for Api {
         request: Request<crate::pb::GetSettingsRequest>,
     ) -> Result<Response<crate::pb::GetSettingsResponse>, Status> {
         let who = self.principal(&request)?;
-        who.check_admin("settings").map_err(Error::from)?;
-        let state = self.app.projection().read();
+        let settings = self.app.get_settings(&who)?;
         Ok(Response::new(crate::pb::GetSettingsResponse {
-            settings: Some(convert::settings(state.settings())),
+            settings: Some(convert::settings(&settings)),
         }))
     }
 
@@ -31,9 +29,7 @@ impl crate::pb::settings_service_server::SettingsService for Api {
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
-        let View::Settings(s) = view else {
-            return Err(Status::internal("settings update produced no settings"));
-        };
+        let s = view.into_settings()?;
         Ok(Response::new(crate::pb::UpdateSettingsResponse {
             settings: Some(convert::settings(&s)),
         }))

@@ -4,7 +4,6 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
 use super::{convert, Api, Page};
-use crate::app::Error;
 use crate::domain::command::Command;
 use crate::pb;
 
@@ -32,15 +31,11 @@ impl pb::token_service_server::TokenService for Api {
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let who = self.principal(&request)?;
-        who.check_admin("tokens").map_err(Error::from)?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
-        let state = self.app.projection().read();
-        let (tokens, next_page_token) = page.take(
-            state
-                .tokens_after(&page.after)
-                .map(|t| (t.id.as_str(), convert::token(t))),
-        );
+        let found = self.app.list_tokens(&who, &page.after, page.fetch())?;
+        let (tokens, next_page_token) =
+            page.take(found.iter().map(|t| (t.id.as_str(), convert::token(t))));
         Ok(Response::new(pb::ListTokensResponse {
             tokens,
             next_page_token,

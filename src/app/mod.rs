@@ -6,6 +6,7 @@ mod clock;
 mod error;
 mod keys;
 mod pull;
+mod query;
 mod watch;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use subtle::ConstantTimeEq;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use keys::DataKeys;
-pub use pull::{OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
+pub use pull::{HostRegistry, OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
 pub use watch::{Change, Cursor, Item, WatchStart};
 
 use crate::crypto::Keyring;
@@ -80,6 +81,43 @@ pub struct KeyStatus {
     pub rewrapped: u64,
     /// Data keys not yet wrapped by the current key.
     pub remaining: u64,
+}
+
+impl View {
+    /// Returns the registry the answer shows; NOT_FOUND when the command's
+    /// commit left none (it was deleted since, for a replayed request).
+    pub fn into_registry(self, id: &str) -> Result<Registry> {
+        match self {
+            View::Registry(r) => Ok(*r),
+            _ => Err(Rule::NotFound {
+                what: "registry",
+                id: id.to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    /// Returns the environment the answer shows; NOT_FOUND when none.
+    pub fn into_environment(self, id: &str) -> Result<Environment> {
+        match self {
+            View::Environment(e) => Ok(e),
+            _ => Err(Rule::NotFound {
+                what: "environment",
+                id: id.to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    /// Returns the settings the answer shows.
+    pub fn into_settings(self) -> Result<Settings> {
+        match self {
+            View::Settings(s) => Ok(s),
+            _ => {
+                Err(Rule::FailedPrecondition("the command produced no settings".to_owned()).into())
+            }
+        }
+    }
 }
 
 /// A token just issued: its secret is shown once.

@@ -11,7 +11,7 @@ use super::{App, Error, Result};
 use crate::domain::access::Principal;
 use crate::domain::credential::{CredentialRecord, SecretContext};
 use crate::domain::error::Error as Rule;
-use crate::domain::event::Orchestration;
+use crate::domain::event::{Orchestration, Role};
 use crate::domain::resolve::{self, Decision, DenyReason, Target};
 use crate::domain::state::{Registry, RegistryState};
 
@@ -43,6 +43,19 @@ pub struct OpenRegistry {
     pub ca_certificate_pem: String,
     /// The credential.
     pub credential: OpenCredential,
+}
+
+/// A registry as a host's trust files name it.
+#[derive(Debug)]
+pub struct HostRegistry {
+    /// Canonical address.
+    pub address: String,
+    /// Plain HTTP or unverified TLS.
+    pub insecure: bool,
+    /// CA bundle, empty for none.
+    pub ca_certificate_pem: String,
+    /// The opened credential, when asked for.
+    pub credential: Option<OpenCredential>,
 }
 
 /// The answer to ResolvePull.
@@ -78,6 +91,10 @@ pub enum PullOutcome {
     /// The pull is refused.
     Denied(DenyReason),
 }
+
+/// A usable registry's address, trust settings and sealed credential:
+/// copied out of the read lock, opened after it.
+type Usable = (String, bool, String, Sealed);
 
 /// What is copied out of the read lock to open a credential after it.
 struct Sealed {
@@ -144,21 +161,87 @@ impl App {
         Ok(answer)
     }
 
-    /// Returns the environment's orchestration, its active registries that
-    /// have a usable credential and that the whitelist lets images come from
-    /// (as ResolvePull would for some image of theirs), opened, and the
-    /// revision they reflect.
-    pub async fn open_registries(
+    /// Returns the registries a host's trust files name, with their opened
+    /// credentials when `include_auth` (agent tokens only: k3s
+    /// `registries.yaml` carries them), and the revision they reflect.
+    pub async fn host_registries(
         &self,
         who: &Principal,
         environment_id: &str,
-    ) -> Result<(Orchestration, Vec<OpenRegistry>, u64)> {
+        include_auth: bool,
+    ) -> Result<(Vec<HostRegistry>, u64)> {
+        if include_auth && who.role != Role::Agent {
+            return Err(Rule::PermissionDenied(
+                "credentials in host configuration are for agent tokens only".to_owned(),
+            )
+            .into());
+        }
+        let (_, regs, revision) = self.usable_registries(who, environment_id)?;
+        let mut out = Vec::with_capacity(regs.len());
+        for (address, insecure, ca_certificate_pem, sealed) in regs {
+            let credential = if include_auth {
+                Some(self.open_sealed(sealed).await?)
+            } else {
+                None
+            };
+            out.push(HostRegistry {
+                address,
+                insecure,
+                ca_certificate_pem,
+                credential,
+            });
+        }
+        Ok((out, revision))
+    }
+
+    /// Returns the registries of an environment's Kubernetes pull secret,
+    /// opened (agent tokens of KUBERNETES environments only), and the
+    /// revision they reflect.
+    pub async fn pull_secret_registries(
+        &self,
+        who: &Principal,
+        environment_id: &str,
+    ) -> Result<(Vec<OpenRegistry>, u64)> {
+        if who.role != Role::Agent {
+            return Err(Rule::PermissionDenied(
+                "pull secrets are for agent tokens only".to_owned(),
+            )
+            .into());
+        }
+        let (orchestration, regs, revision) = self.usable_registries(who, environment_id)?;
+        if orchestration != Orchestration::Kubernetes {
+            return Err(Rule::FailedPrecondition(
+                "pull secrets exist for KUBERNETES environments; this one is CATTLE".to_owned(),
+            )
+            .into());
+        }
+        let mut out = Vec::with_capacity(regs.len());
+        for (address, insecure, ca_certificate_pem, sealed) in regs {
+            out.push(OpenRegistry {
+                address,
+                insecure,
+                ca_certificate_pem,
+                credential: self.open_sealed(sealed).await?,
+            });
+        }
+        Ok((out, revision))
+    }
+
+    /// Returns the environment's orchestration, its active registries that
+    /// have a usable credential and that the whitelist lets images come from
+    /// (as ResolvePull would for some image of theirs), still sealed, and
+    /// the revision they reflect.
+    fn usable_registries(
+        &self,
+        who: &Principal,
+        environment_id: &str,
+    ) -> Result<(Orchestration, Vec<Usable>, u64)> {
         let env = who.scope(environment_id)?;
         let now = self.now();
         let (orchestration, regs, revision) = {
             let state = self.projection.read();
             let environment = state.environment(env).ok_or_else(|| missing(env))?;
-            let regs: Vec<(String, bool, String, Sealed)> = state
+            let regs: Vec<Usable> = state
                 .registries_in(env, "")
                 .filter(|r| r.state == RegistryState::Active)
                 .filter(|r| r.credential.usable(now))
@@ -174,16 +257,7 @@ impl App {
                 .collect();
             (environment.orchestration, regs, state.position())
         };
-        let mut out = Vec::with_capacity(regs.len());
-        for (address, insecure, ca_certificate_pem, sealed) in regs {
-            out.push(OpenRegistry {
-                address,
-                insecure,
-                ca_certificate_pem,
-                credential: self.open_sealed(sealed).await?,
-            });
-        }
-        Ok((orchestration, out, revision))
+        Ok((orchestration, regs, revision))
     }
 
     async fn open_sealed(&self, s: Sealed) -> Result<OpenCredential> {

@@ -1,7 +1,7 @@
 //! Event payloads: domain events to and from their protobuf messages, keyed by
 //! event type and schema version. An upcaster for an old version goes here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use prost::Message;
 
@@ -392,21 +392,7 @@ fn kind_from_pb(v: i32) -> std::result::Result<RegistryKind, String> {
     })
 }
 
-/// Converts a time to a protobuf timestamp.
-pub fn system_to_timestamp(t: SystemTime) -> prost_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// Converts a protobuf timestamp to a time; before 1970 is 1970.
-pub fn timestamp_to_system(t: &prost_types::Timestamp) -> SystemTime {
-    let secs = u64::try_from(t.seconds).unwrap_or(0);
-    let nanos = u32::try_from(t.nanos).unwrap_or(0).min(999_999_999);
-    UNIX_EPOCH + Duration::new(secs, nanos)
-}
+pub use crate::timestamp::{system_to_timestamp, timestamp_to_system};
 
 #[cfg(test)]
 #[path = "payload_tests.rs"]
