@@ -163,14 +163,6 @@ pub struct ServeConfig {
         hide = true
     )]
     pub ecr_poll_ms: u64,
-    /// The ECR API URL to use instead of the one derived from each registry
-    /// address. Tests only: deliberately no flag and no variable, so no user
-    /// input can point the server at another URL.
-    #[arg(skip)]
-    pub ecr_endpoint: Option<String>,
-    /// The clock the server decides with; tests only (the system clock otherwise).
-    #[arg(skip)]
-    pub clock: Option<std::sync::Arc<dyn crate::app::Clock>>,
     /// Largest request RegistryService decodes, in bytes; the other services
     /// take at most 64 KiB. Larger requests fail with RESOURCE_EXHAUSTED.
     #[arg(long, env = "REGISTRAR_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
@@ -279,35 +271,26 @@ impl ServeConfig {
         })
     }
 
-    /// Returns a configuration for tests: a data directory, a key file beside it.
+    /// Returns the configuration `registrar serve --data-dir DIR` has with
+    /// every other setting at its default, as declared on the flags above
+    /// (the environment is not read).
+    ///
+    /// # Panics
+    ///
+    /// Panics only if the flags above declare a default their own parser
+    /// refuses, which the tests would show at once.
     pub fn for_dir(data_dir: PathBuf) -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            key_file: None,
-            key_value: None,
-            admin_token: None,
-            watch_stall_ms: 30_000,
-            watch_buffer: 256,
-            watch_bookmark_ms: 15_000,
-            ecr_poll_ms: 5_000,
-            ecr_endpoint: None,
-            clock: None,
-            max_request_bytes: 256 * 1024,
-            max_concurrent_streams: 128,
-            max_calls_per_connection: 64,
-            request_timeout_ms: 30_000,
-            keepalive_secs: 30,
-            keepalive_timeout_secs: 10,
-            max_watches_per_token: 16,
-            max_registries_per_environment: 1_000,
-            max_ca_bytes_per_environment: 1024 * 1024,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_require_client_cert: false,
-            allow_plaintext: false,
-        }
+        use clap::{Args as _, FromArgMatches as _};
+        let command =
+            Self::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from([
+                std::ffi::OsString::from("serve"),
+                "--data-dir".into(),
+                data_dir.into(),
+            ])
+            .expect("the declared defaults parse");
+        Self::from_arg_matches(&matches).expect("the declared defaults parse")
     }
 }
 

@@ -30,13 +30,12 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod ecr;
-/// Entry points shared by the fuzz targets and the corpus replay test.
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod projection;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timestamp;
 
 /// The API's generated types (`registrar.v1`).

@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             config.read_secrets_from_env();
             registrar::telemetry::init();
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            registrar::server::run(config, listener, registrar::server::shutdown_signal()).await?;
+            let shutdown = registrar::server::shutdown_signal();
+            registrar::server::run(config, listener, shutdown, Default::default()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken(args) => {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{allowed, custom};
 use registrar::config::ServeConfig;
 use registrar::pb;
-use registrar::server::Running;
+use registrar::testing::Running;
 use tonic::Code;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -74,7 +74,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
     let mut config = ServeConfig::for_dir(mount.join("data"));
     config.key_file = Some(tmp.path().join("key"));
 
-    let server = Running::start(config.clone()).await.expect("server starts");
+    let server = Running::start(config.clone(), Default::default())
+        .await
+        .expect("server starts");
     let admin = server.admin_token.clone();
     let clients = |url: String, token: String| async move {
         let ch = tonic::transport::Channel::from_shared(url)
@@ -190,7 +192,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
 
     // Everything acknowledged survives a restart, with its password.
     server.stop().await.expect("clean stop");
-    let server = Running::start(config).await.expect("restart");
+    let server = Running::start(config, Default::default())
+        .await
+        .expect("restart");
     let mut c = clients(server.url(), admin).await;
     for (address, password) in &acknowledged {
         let answer = c

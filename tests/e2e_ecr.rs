@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{allowed, denied, TestServer};
-use registrar::app::ManualClock;
 use registrar::pb;
+use registrar::server::Overrides;
+use registrar::testing::ManualClock;
 
 const ADDRESS: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
 /// moto's token: `AWS:<account>-auth-token`.
@@ -128,11 +129,14 @@ async fn an_ecr_registry_with_access_keys_gets_refreshed_tokens_from_the_aws_moc
     // Twelve hours before moto's fixed expiry.
     let clock = ManualClock::new(at(MOTO_EXPIRY - 12 * 3600));
     let (url, c) = (moto.url(), clock.clone());
-    let server = TestServer::start_with(move |config| {
-        config.ecr_endpoint = Some(url.clone());
-        config.clock = Some(Arc::new(c.clone()));
-        config.ecr_poll_ms = 20;
-    })
+    let server = TestServer::start_with_overrides(
+        |config| config.ecr_poll_ms = 20,
+        move || Overrides {
+            ecr_endpoint: Some(url.clone()),
+            clock: Some(Arc::new(c.clone())),
+            ..Overrides::default()
+        },
+    )
     .await;
     let mut admin = server.admin().await;
     let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;

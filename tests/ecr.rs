@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::{allowed, assert_status, denied, TestServer};
-use registrar::app::ManualClock;
 use registrar::pb;
+use registrar::server::Overrides;
+use registrar::testing::ManualClock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -112,11 +113,14 @@ async fn setup(first: Answer) -> (TestServer, FakeEcr, ManualClock, String) {
     let fake = FakeEcr::start(first).await;
     let clock = ManualClock::new(t0());
     let (url, c) = (fake.url.clone(), clock.clone());
-    let server = TestServer::start_with(move |config| {
-        config.ecr_endpoint = Some(url.clone());
-        config.clock = Some(Arc::new(c.clone()));
-        config.ecr_poll_ms = 20;
-    })
+    let server = TestServer::start_with_overrides(
+        |config| config.ecr_poll_ms = 20,
+        move || Overrides {
+            ecr_endpoint: Some(url.clone()),
+            clock: Some(Arc::new(c.clone())),
+            ..Overrides::default()
+        },
+    )
     .await;
     let mut admin = server.admin().await;
     let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;

@@ -5,7 +5,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use registrar::fuzzing;
+use registrar::testing::fuzzing;
 
 /// Runs `check` on every file of the target's corpus and artifacts, and fails
 /// naming each input that panics.

@@ -64,9 +64,13 @@ fn scan(dir: &Path, needles: &[Vec<u8>], hits: &mut Vec<String>) {
 #[tokio::test]
 async fn no_password_or_key_reaches_the_disk_in_any_encoding() {
     // The ECR refresher tries a closed loopback port, never the network.
-    let mut server = TestServer::start_with(|c| {
-        c.ecr_endpoint = Some("http://127.0.0.1:9".to_owned());
-    })
+    let mut server = TestServer::start_with_overrides(
+        |_| {},
+        || registrar::server::Overrides {
+            ecr_endpoint: Some("http://127.0.0.1:9".to_owned()),
+            ..Default::default()
+        },
+    )
     .await;
     let marker = format!("MARK{}", uuid::Uuid::new_v4().simple());
     let mut c = server.admin().await;

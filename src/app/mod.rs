@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use keys::DataKeys;
 pub use pull::{HostRegistry, OpenCredential, OpenRegistry, PullAnswer, PullOutcome};

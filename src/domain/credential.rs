@@ -122,26 +122,6 @@ pub trait Sealer {
     fn seal(&mut self, context: SecretContext<'_>, secret: &SecretString) -> SealedSecret;
 }
 
-/// A sealer without keys for running `decide` in the tests and the fuzz
-/// targets: its "ciphertext" names only the context it was bound to
-/// (`environment|registry|credential|version|field`), never the secret.
-#[doc(hidden)]
-#[derive(Debug, Default)]
-pub struct ContextSealer;
-
-impl Sealer for ContextSealer {
-    fn seal(&mut self, ctx: SecretContext<'_>, _secret: &SecretString) -> SealedSecret {
-        SealedSecret {
-            nonce: vec![0; 12],
-            ciphertext: format!(
-                "{}|{}|{}|{}|{}",
-                ctx.environment_id, ctx.registry_id, ctx.credential_id, ctx.version, ctx.field
-            )
-            .into_bytes(),
-        }
-    }
-}
-
 fn check_text(field: &'static str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "is required"));

@@ -7,9 +7,10 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::domain::address::RegistryKind;
-use crate::domain::credential::{ContextSealer, NewEcrKeys};
+use crate::domain::credential::NewEcrKeys;
 use crate::domain::event::Orchestration;
 use crate::domain::quota::{check, Quotas};
+use crate::testing::ContextSealer;
 
 fn admin() -> Principal {
     Principal::system()

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use registrar::config::ServeConfig;
 use registrar::pb;
-use registrar::server::Running;
+use registrar::server::Overrides;
+use registrar::testing::Running;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -19,6 +20,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub admin: String,
     tune: Box<dyn Fn(&mut ServeConfig) + Send + Sync>,
+    overrides: Box<dyn Fn() -> Overrides + Send + Sync>,
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -54,12 +56,23 @@ impl TestServer {
 
     /// Starts a server whose configuration `tune` adjusts.
     pub async fn start_with(tune: impl Fn(&mut ServeConfig) + Send + Sync + 'static) -> Self {
+        Self::start_with_overrides(tune, Overrides::default).await
+    }
+
+    /// Starts a server whose configuration `tune` adjusts, with what only
+    /// tests change (a clock, the ECR endpoint) from `overrides`, at every
+    /// start.
+    pub async fn start_with_overrides(
+        tune: impl Fn(&mut ServeConfig) + Send + Sync + 'static,
+        overrides: impl Fn() -> Overrides + Send + Sync + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut s = Self {
             running: None,
             dir,
             admin: String::new(),
             tune: Box::new(tune),
+            overrides: Box::new(overrides),
         };
         s.boot().await;
         s
@@ -76,7 +89,9 @@ impl TestServer {
     }
 
     async fn boot(&mut self) {
-        let running = Running::start(self.config()).await.expect("server starts");
+        let running = Running::start(self.config(), (self.overrides)())
+            .await
+            .expect("server starts");
         if self.admin.is_empty() {
             self.admin = running.admin_token.clone();
             assert!(self.admin.starts_with("rgr."), "admin token written");

@@ -10,7 +10,7 @@ use crate::api::convert;
 use crate::domain::access::Principal;
 use crate::domain::address::{Address, RegistryKind};
 use crate::domain::command::Command;
-use crate::domain::credential::{ContextSealer, NewCredential, NewEcrKeys};
+use crate::domain::credential::{NewCredential, NewEcrKeys};
 use crate::domain::decide::{decide, Decision};
 use crate::domain::error::Error;
 use crate::domain::event::{Orchestration, Role};
@@ -20,6 +20,7 @@ use crate::domain::state::{RegistryState, State};
 use crate::domain::whitelist::Whitelist;
 use crate::pb;
 use crate::store::{payload, Envelope};
+use crate::testing::ContextSealer;
 
 /// The time every request is decided at.
 fn now() -> SystemTime {

@@ -1,0 +1,292 @@
+//! Starting the server: `run` opens the data directory, the key and the
+//! store, bootstraps the admin token, and serves the API with health and
+//! reflection until shutdown. It is the only way to start: `main` and the
+//! test harness both call it. Opening is in `open.rs`, the admin token in
+//! `bootstrap.rs`, configuration-to-settings in `settings.rs`, TLS and the
+//! transport's limits in `tls.rs`.
+
+mod bootstrap;
+mod open;
+mod settings;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
+use crate::app::{App, Clock};
+use crate::config::ServeConfig;
+use crate::ecr::{HttpTokenSource, RefresherSettings};
+use crate::pb;
+
+pub use bootstrap::ADMIN_TOKEN_FILE;
+pub use open::mint_admin_token;
+pub use settings::{ecr_settings, limits, watch_settings, Limits, SMALL_REQUEST_BYTES};
+pub use tls::transport;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}", path = path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The key file is inside the data directory.
+    #[error("the key file {0} must not be inside the data directory: a copy of the directory must not carry its key")]
+    KeyInsideDataDir(PathBuf),
+    /// The key-encryption key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// The app could not start.
+    #[error(transparent)]
+    App(#[from] crate::app::Error),
+    /// The admin token file could not be written.
+    #[error("admin token file {path}: {source}", path = path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("TLS file {path}: {source}", path = path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The client CA file holds no certificate.
+    #[error("--tls-client-ca {path}: no PEM CERTIFICATE block; give the CA that signs the agents' client certificates", path = path.display())]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Plaintext on a non-loopback address was not allowed.
+    #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
+    Plaintext(SocketAddr),
+    /// The transport failed.
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// What tests and benchmarks change of a running server that no user may:
+/// deliberately not configuration, so no flag or variable reaches them.
+#[derive(Default)]
+pub struct Overrides {
+    /// The clock the server decides with (the system clock otherwise).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// The ECR API URL instead of the one derived from each registry address.
+    pub ecr_endpoint: Option<String>,
+    /// Told once the server serves: store open, admin token written.
+    pub ready: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("clock", &self.clock.is_some())
+            .field("ecr_endpoint", &self.ecr_endpoint)
+            .field("ready", &self.ready.is_some())
+            .finish()
+    }
+}
+
+/// Serves until `shutdown` completes, then closes the store.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    overrides: Overrides,
+) -> Result<(), Error> {
+    let local = listener.local_addr().ok();
+    let limits = transport(
+        &config,
+        local.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    )?;
+    let (mut app, store) = open::open(&config).await?;
+    if let Some(clock) = overrides.clock {
+        app = app.with_clock(clock);
+    }
+    let ecr = RefresherSettings {
+        endpoint_override: overrides.ecr_endpoint,
+        ..ecr_settings(&config)
+    };
+    if let Some(ready) = overrides.ready {
+        let _ = ready.send(());
+    }
+    let result = serve(
+        app,
+        watch_settings(&config),
+        ecr,
+        limits,
+        listener,
+        shutdown,
+    )
+    .await;
+    if let Err(e) = store.close().await {
+        tracing::error!(error = %e, "closing the store failed");
+    }
+    tracing::info!(address = ?local, "stopped");
+    result
+}
+
+/// Serves the API over an opened app, with the ECR refresher. When
+/// `shutdown` completes, watch streams end with UNAVAILABLE first, so the
+/// graceful shutdown is prompt.
+async fn serve(
+    app: App,
+    watch: WatchSettings,
+    ecr: RefresherSettings,
+    limits: Limits,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let refresher = match HttpTokenSource::new() {
+        Ok(source) => Some(crate::ecr::spawn(app.clone(), Arc::new(source), ecr)),
+        Err(e) => {
+            tracing::error!(error = %e, "ECR tokens will not be refreshed");
+            None
+        }
+    };
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
+    let api = Api::new(app.clone(), watch, closing);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::environment_service_server::EnvironmentServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::registry_service_server::RegistryServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::settings_service_server::SettingsServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::token_service_server::TokenServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
+        .await;
+    health
+        .set_serving::<pb::key_service_server::KeyServiceServer<Api>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|e| Error::DataDir {
+        path: PathBuf::from("reflection"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::DataDir {
+        path: PathBuf::from("reflection"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    tracing::info!(address = ?listener.local_addr().ok(), "serving");
+    let small = SMALL_REQUEST_BYTES.min(limits.max_request_bytes);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = limits.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .load_shed(true)
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .add_service(health_service.max_decoding_message_size(small))
+        .add_service(reflection_v1.max_decoding_message_size(small))
+        .add_service(reflection_v1alpha.max_decoding_message_size(small))
+        .add_service(api.environment_service().max_decoding_message_size(small))
+        .add_service(
+            api.registry_service()
+                .max_decoding_message_size(limits.max_request_bytes),
+        )
+        .add_service(api.settings_service().max_decoding_message_size(small))
+        .add_service(api.token_service().max_decoding_message_size(small))
+        .add_service(api.pull_service().max_decoding_message_size(small))
+        .add_service(api.key_service().max_decoding_message_size(small))
+        .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
+        .await;
+    if let Some(refresher) = refresher {
+        refresher.abort();
+        // A cancelled task's error is the expected outcome here.
+        let _ = refresher.await;
+    }
+    app.close().await;
+    served?;
+    Ok(())
+}
+
+/// Answers a request larger than the service decodes with
+/// RESOURCE_EXHAUSTED, as gRPC's status code table says, instead of the
+/// OUT_OF_RANGE tonic's decoder gives. registrar itself never answers
+/// OUT_OF_RANGE, so every such status is the decoder's. Its message (the
+/// size and the limit) is kept.
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v == OUT_OF_RANGE)
+    {
+        response
+            .headers_mut()
+            .insert("grpc-status", RESOURCE_EXHAUSTED);
+    }
+    response
+}
+
+/// Accepts connections with TCP_NODELAY: small answers would otherwise wait
+/// for the peer's delayed ACK (about 40 ms per call).
+/// TCP keepalive finds peers that vanished without a word (the HTTP/2 pings
+/// need a live connection to be sent on).
+fn incoming(listener: TcpListener, limits: &Limits) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(limits.keepalive_interval))
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,162 @@
+//! Opening a data directory: the key-encryption keys (never from inside the
+//! directory), the store and the app; and the offline minting of an admin
+//! token.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::bootstrap::{bootstrap_admin, forget_revoked_admin_file, ADMIN_TOKEN_FILE};
+use super::Error;
+use crate::app::{App, IssuedToken};
+use crate::config::ServeConfig;
+use crate::crypto::{KeySource, Keyring};
+use crate::domain::access::Principal;
+use crate::domain::event::Role;
+use crate::store::sled::SledStore;
+
+/// Opens everything `run` serves: data directory, key, store, app, admin token.
+pub(super) async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
+    let dir = &config.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| Error::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    let (app, store) = open_store(config, true).await?;
+    if config.admin_token.is_none() {
+        bootstrap_admin(&app, dir).await?;
+        tokio::spawn(forget_revoked_admin_file(
+            app.clone(),
+            dir.join(ADMIN_TOKEN_FILE),
+        ));
+    }
+    Ok((app, store))
+}
+
+/// Opens the key, the store and the app of an existing or new data directory.
+async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, SledStore), Error> {
+    let dir = &config.data_dir;
+    let source = match &config.key_value {
+        Some(value) => KeySource::Value(secrecy::SecretString::from(value.clone())),
+        None => {
+            let path = config.key_file_path();
+            if is_inside(&path, dir) {
+                return Err(Error::KeyInsideDataDir(path));
+            }
+            KeySource::File(path)
+        }
+    };
+    let kek = Keyring::load(&source, create_key)?;
+    let store = SledStore::open(dir)?;
+    let app = App::open(
+        store.log() as Arc<dyn crate::store::EventLog>,
+        store.keys() as Arc<dyn crate::store::KeyStore>,
+        kek,
+        config.admin_token.as_deref(),
+    )
+    .await?;
+    let app = app.with_quotas(crate::domain::quota::Quotas {
+        registries_per_environment: config.max_registries_per_environment,
+        ca_bytes_per_environment: config.max_ca_bytes_per_environment,
+    });
+    Ok((app, store))
+}
+
+/// Mints a new admin token in a stopped server's data directory and returns
+/// it: the way back in when every admin token was revoked or lost. The
+/// directory's lock refuses a server that is still running.
+pub async fn mint_admin_token(config: &ServeConfig) -> Result<secrecy::SecretString, Error> {
+    if !config.data_dir.is_dir() {
+        return Err(Error::DataDir {
+            path: config.data_dir.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no data directory here; give the server's --data-dir",
+            ),
+        });
+    }
+    let (app, store) = open_store(config, false).await?;
+    let token = IssuedToken::generate();
+    let issued = app
+        .issue_token(
+            &Principal::system(),
+            Some(Role::Admin),
+            String::new(),
+            "recovery admin (registrar admin-token)".to_owned(),
+            &token,
+        )
+        .await;
+    app.close().await;
+    drop(app);
+    store.close().await?;
+    issued?;
+    tracing::info!(token_id = %token.token_id, "minted a recovery admin token");
+    Ok(token.token)
+}
+
+/// Returns whether `path` lies inside `dir` once both are resolved:
+/// symbolic links followed and `..` taken, so `/srv/x/../data/kek` is
+/// inside `/srv/data` and a link into the directory is too.
+fn is_inside(path: &Path, dir: &Path) -> bool {
+    resolved(path).starts_with(resolved(dir))
+}
+
+/// Resolves a path that may not exist yet: the longest existing prefix is
+/// canonicalized by the file system, and the missing rest appended (a `..`
+/// in it takes one component off).
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let components: Vec<Component<'_>> = absolute.components().collect();
+    for split in (1..=components.len()).rev() {
+        let prefix: PathBuf = components[..split].iter().collect();
+        let Ok(mut out) = prefix.canonicalize() else {
+            continue;
+        };
+        for c in &components[split..] {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        return out;
+    }
+    absolute
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_reached_through_dot_dot_or_a_link_is_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("srv/data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(tmp.path().join("srv/x")).unwrap();
+        // `..` through a directory that exists, and one that does not.
+        assert!(is_inside(&tmp.path().join("srv/x/../data/kek"), &data));
+        assert!(is_inside(
+            &tmp.path().join("srv/missing/../data/kek"),
+            &data
+        ));
+        // The data directory itself named through `..`.
+        assert!(is_inside(
+            &data.join("kek"),
+            &tmp.path().join("srv/x/../data")
+        ));
+        // A link that points into the data directory.
+        std::os::unix::fs::symlink(&data, tmp.path().join("link")).unwrap();
+        assert!(is_inside(&tmp.path().join("link/kek"), &data));
+        // Beside it is not inside, however it is named.
+        assert!(!is_inside(&tmp.path().join("srv/data.key"), &data));
+        assert!(!is_inside(&tmp.path().join("srv/x/../kek"), &data));
+    }
+}
