@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use registrar::config::{Cli, Command};
+use registrar::cli::args::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {

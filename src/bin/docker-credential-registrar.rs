@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use registrar::cli::credential_helper;
-use registrar::config::HelperConfig;
+use registrar::cli::credential_helper::HelperConfig;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::{Error, Result};
-use crate::config::ConnectionArgs;
+use crate::cli::args::ConnectionArgs;
 use crate::pb;
 use crate::server::ADMIN_TOKEN_FILE;
 
@@ -310,7 +310,7 @@ mod tests {
 
     fn args(token: Option<&str>, file: Option<PathBuf>, dir: Option<PathBuf>) -> ConnectionArgs {
         ConnectionArgs {
-            server: crate::config::DEFAULT_SERVER.to_owned(),
+            server: crate::cli::args::DEFAULT_SERVER.to_owned(),
             token: token.map(str::to_owned),
             token_file: file,
             data_dir: dir,

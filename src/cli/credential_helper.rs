@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::PathBuf;
 
+use super::args::{ConnectionArgs, DEFAULT_SERVER};
 use super::connect::{Connection, Discovery};
 use super::{code_name, Error};
 use crate::adapters::{docker_config_key, DOCKER_HUB};
-use crate::config::{HelperAction, HelperConfig};
 use crate::pb;
 
 /// What docker, skopeo and the other clients compare to fall back to an
@@ -213,6 +214,67 @@ pub fn emit(outcome: &Outcome) -> u8 {
     outcome.exit_code
 }
 
+/// What the docker credential helper was asked to do (its first argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperAction {
+    /// Print the credential of the server URL read from stdin.
+    Get,
+    /// Print `{serverURL: username}` of the environment's active registries.
+    List,
+    /// Refused: the helper is read-only.
+    Store,
+    /// Refused: the helper is read-only.
+    Erase,
+    /// Print the version.
+    Version,
+}
+
+impl HelperAction {
+    /// Parses the helper's first argument as docker passes it.
+    pub fn parse(arg: &str) -> Option<Self> {
+        match arg {
+            "get" => Some(Self::Get),
+            "list" => Some(Self::List),
+            "store" => Some(Self::Store),
+            "erase" => Some(Self::Erase),
+            "version" | "--version" | "-v" => Some(Self::Version),
+            _ => None,
+        }
+    }
+}
+
+/// The docker credential helper's configuration: its action from argv, the
+/// server and the token from the environment only (never from argv).
+#[derive(Debug, Clone)]
+pub struct HelperConfig {
+    /// The action, or the unknown argument given.
+    pub action: Result<HelperAction, String>,
+    /// The server and the token.
+    pub connection: ConnectionArgs,
+}
+
+impl HelperConfig {
+    /// Reads the helper's action from argv and its connection from
+    /// `REGISTRAR_SERVER`, `REGISTRAR_TOKEN`, `REGISTRAR_TOKEN_FILE` and the
+    /// TLS files `REGISTRAR_SERVER_CA`, `REGISTRAR_CLIENT_CERT`, `REGISTRAR_CLIENT_KEY`.
+    pub fn from_env() -> Self {
+        let arg = std::env::args().nth(1).unwrap_or_default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            action: HelperAction::parse(&arg).ok_or(arg),
+            connection: ConnectionArgs {
+                server: var("REGISTRAR_SERVER").unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+                token: var("REGISTRAR_TOKEN"),
+                token_file: var("REGISTRAR_TOKEN_FILE").map(PathBuf::from),
+                data_dir: None,
+                server_ca: var("REGISTRAR_SERVER_CA").map(PathBuf::from),
+                client_cert: var("REGISTRAR_CLIENT_CERT").map(PathBuf::from),
+                client_key: var("REGISTRAR_CLIENT_KEY").map(PathBuf::from),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +404,7 @@ mod tests {
         for action in [HelperAction::Store, HelperAction::Erase] {
             let config = HelperConfig {
                 action: Ok(action),
-                connection: crate::config::ConnectionArgs {
+                connection: crate::cli::args::ConnectionArgs {
                     server: "http://127.0.0.1:1".into(),
                     token: None,
                     token_file: None,
@@ -365,7 +427,7 @@ mod tests {
     async fn an_unknown_action_is_an_error_on_stdout() {
         let config = HelperConfig {
             action: Err("frobnicate".into()),
-            connection: crate::config::ConnectionArgs {
+            connection: crate::cli::args::ConnectionArgs {
                 server: "http://127.0.0.1:1".into(),
                 token: None,
                 token_file: None,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::connect::{Connection, Discovery};
 use super::{Error, Result};
 use crate::adapters::{kubernetes, PullAuth};
-use crate::config::ConnectionArgs;
+use crate::cli::args::ConnectionArgs;
 use crate::pb;
 
 /// The only API version this provider speaks.

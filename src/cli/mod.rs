@@ -2,6 +2,7 @@
 //! the docker credential helper and the kubelet image credential provider.
 //! Exit codes: 0 ok, 1 the server said no, 2 usage, 3 cannot connect.
 
+pub mod args;
 mod commands;
 pub mod connect;
 pub mod credential_helper;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use tonic::{Code, Status};
 
-use crate::config::Command;
+use args::Command;
 
 /// Exit code: the server refused, or a pull is denied.
 pub const EXIT_REFUSED: u8 = 1;

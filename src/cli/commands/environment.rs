@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::{connect, orchestration_name, print_json};
+use crate::cli::args::{ClientArgs, EnvCommand, OrchestrationArg};
 use crate::cli::table::{fields, when, Table};
 use crate::cli::{json, Result};
-use crate::config::{ClientArgs, EnvCommand, OrchestrationArg};
 use crate::pb;
 
 pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> {

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::{Component, Path};
 
 use super::{connect, print_json};
+use crate::cli::args::{ClientArgs, HostFormatArg};
 use crate::cli::table::Table;
 use crate::cli::{json, Error, Result};
-use crate::config::{ClientArgs, HostFormatArg};
 use crate::pb;
 
 /// Checks that a path from the server stays under the target directory.

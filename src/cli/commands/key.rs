@@ -5,9 +5,9 @@
 use serde_json::json;
 
 use super::{connect, print_json};
+use crate::cli::args::{ClientArgs, KeyCommand};
 use crate::cli::table::Table;
 use crate::cli::{Error, Result};
-use crate::config::{ClientArgs, KeyCommand};
 use crate::crypto;
 use crate::pb;
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::connect::{Connection, Discovery};
 use super::{Error, Result};
-use crate::config::{ClientArgs, Command};
+use crate::cli::args::{ClientArgs, Command};
 use crate::pb;
 
 /// Runs one of the people's commands.
@@ -26,19 +26,21 @@ pub(super) async fn run(command: Command) -> Result<()> {
         Command::Registry(a) => registry::registry(&a.client, a.command).await,
         Command::Settings(a) => settings::settings(&a.client, a.command).await,
         Command::Token(a) => token::token(&a.client, a.command).await,
-        Command::Resolve(a) => pull::resolve(&a.client, &a.env, &a.image).await,
-        Command::Watch(a) => pull::watch(&a.client, &a.env, a.initial, &a.resume).await,
+        Command::Resolve(a) => pull::resolve(&a.client, &a.env.id, &a.image).await,
+        Command::Watch(a) => pull::watch(&a.client, &a.env.id, a.initial, &a.resume).await,
         Command::HostConfig(a) => {
             host::host_config(
                 &a.client,
-                &a.env,
+                &a.env.id,
                 a.format,
                 a.dir.as_deref(),
                 a.include_auth,
             )
             .await
         }
-        Command::PullSecret(a) => host::pull_secret(&a.client, &a.env, &a.name, &a.namespace).await,
+        Command::PullSecret(a) => {
+            host::pull_secret(&a.client, &a.env.id, &a.name, &a.namespace).await
+        }
         Command::Key(a) => key::key(&a.client, a.command).await,
         Command::Serve(_) | Command::KubeletCredentialProvider(_) | Command::AdminToken(_) => {
             Err(Error::Usage("not one of the people's commands".to_owned()))

@@ -3,9 +3,9 @@
 use std::io::Write;
 
 use super::{connect, or_dash, print_json, state_name};
+use crate::cli::args::ClientArgs;
 use crate::cli::table::{fields, when};
 use crate::cli::{json, Error, Result};
-use crate::config::ClientArgs;
 use crate::pb;
 
 pub(super) async fn resolve(client: &ClientArgs, env: &str, image: &str) -> Result<()> {

@@ -7,10 +7,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{connect, kind_name, or_dash, print_json, state_name};
+use crate::cli::args::{ClientArgs, PasswordArgs, RegistryCommand, RegistryKindArg};
 use crate::cli::connect::Connection;
 use crate::cli::table::{fields, when, Table};
 use crate::cli::{json, Error, Result};
-use crate::config::{ClientArgs, PasswordArgs, RegistryCommand, RegistryKindArg};
 use crate::pb;
 
 /// Reads the password: from a file, from stdin, or from a no-echo prompt.
@@ -110,7 +110,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
             let r = conn
                 .registries()
                 .create_registry(pb::CreateRegistryRequest {
-                    environment_id: env,
+                    environment_id: env.id,
                     kind: kind as i32,
                     address,
                     email,
@@ -131,7 +131,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
         }
         RegistryCommand::List { env } => {
             conn = connect(client).await?;
-            let all = list_registries(&conn, &env).await?;
+            let all = list_registries(&conn, &env.id).await?;
             if client.json {
                 print_json(&Value::Array(all.iter().map(json::registry).collect()));
             } else {

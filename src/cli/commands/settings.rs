@@ -1,9 +1,9 @@
 //! `registrar settings`: the default registry and the whitelist.
 
 use super::{connect, print_json};
+use crate::cli::args::{ClientArgs, SettingsCommand};
 use crate::cli::table::fields;
 use crate::cli::{json, Error, Result};
-use crate::config::{ClientArgs, SettingsCommand};
 use crate::pb;
 
 /// Splits Rancher's comma-separated whitelist: entries trimmed, empty ones dropped.

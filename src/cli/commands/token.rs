@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::{connect, or_dash, print_json, role_name};
+use crate::cli::args::{ClientArgs, RoleArg, TokenCommand};
 use crate::cli::table::{when, Table};
 use crate::cli::{json, Result};
-use crate::config::{ClientArgs, RoleArg, TokenCommand};
 use crate::pb;
 
 pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<()> {
@@ -25,7 +25,7 @@ pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<
             let t = api
                 .create_token(pb::CreateTokenRequest {
                     role: role as i32,
-                    environment_id: env,
+                    environment_id: env.id,
                     description,
                 })
                 .await
