@@ -225,6 +225,17 @@ impl Connection {
         )
     }
 
+    /// Awaits a call and returns its answer, or the CLI's error for its
+    /// status: every command's call goes through here.
+    pub async fn answer<T>(
+        &self,
+        call: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    ) -> Result<T> {
+        call.await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.status(s))
+    }
+
     /// Turns a status into the CLI's error, with a hint when no token was sent.
     pub fn status(&self, status: Status) -> Error {
         let mut error = Error::from_status(&self.server, status);

@@ -123,14 +123,11 @@ pub async fn run(args: &ConnectionArgs) -> Result<()> {
     let image = parse_request(&text)?;
     let conn = Connection::open(args, Discovery::GivenOnly).await?;
     let answer = conn
-        .pulls()
-        .resolve_pull(pb::ResolvePullRequest {
+        .answer(conn.pulls().resolve_pull(pb::ResolvePullRequest {
             environment_id: String::new(),
             target: Some(pb::resolve_pull_request::Target::Image(image)),
-        })
-        .await
-        .map_err(|s| conn.status(s))?
-        .into_inner();
+        }))
+        .await?;
     let body = response(&answer)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{body}")

@@ -20,15 +20,13 @@ pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> 
                 OrchestrationArg::Cattle => pb::Orchestration::Cattle,
                 OrchestrationArg::Kubernetes => pb::Orchestration::Kubernetes,
             };
-            let e = api
-                .create_environment(pb::CreateEnvironmentRequest {
+            let e = conn
+                .answer(api.create_environment(pb::CreateEnvironmentRequest {
                     name,
                     orchestration: orchestration as i32,
                     request_id: String::new(),
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
+                }))
+                .await?
                 .environment
                 .unwrap_or_default();
             print_environment(client.json, &e);
@@ -37,14 +35,12 @@ pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> 
             let mut all = Vec::new();
             let mut page_token = String::new();
             loop {
-                let page = api
-                    .list_environments(pb::ListEnvironmentsRequest {
+                let page = conn
+                    .answer(api.list_environments(pb::ListEnvironmentsRequest {
                         page_size: 500,
                         page_token,
-                    })
-                    .await
-                    .map_err(|s| conn.status(s))?
-                    .into_inner();
+                    }))
+                    .await?;
                 all.extend(page.environments);
                 if page.next_page_token.is_empty() {
                     break;
@@ -67,22 +63,19 @@ pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> 
             }
         }
         EnvCommand::Show { id } => {
-            let e = api
-                .get_environment(pb::GetEnvironmentRequest { id })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
+            let e = conn
+                .answer(api.get_environment(pb::GetEnvironmentRequest { id }))
+                .await?
                 .environment
                 .unwrap_or_default();
             print_environment(client.json, &e);
         }
         EnvCommand::Rm { id } => {
-            api.delete_environment(pb::DeleteEnvironmentRequest {
+            conn.answer(api.delete_environment(pb::DeleteEnvironmentRequest {
                 id: id.clone(),
                 request_id: String::new(),
-            })
-            .await
-            .map_err(|s| conn.status(s))?;
+            }))
+            .await?;
             if client.json {
                 print_json(&serde_json::json!({}));
             } else {

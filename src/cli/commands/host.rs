@@ -63,15 +63,12 @@ pub(super) async fn host_config(
     };
     let conn = connect(client).await?;
     let r = conn
-        .pulls()
-        .get_host_config(pb::GetHostConfigRequest {
+        .answer(conn.pulls().get_host_config(pb::GetHostConfigRequest {
             environment_id: env.to_owned(),
             format: format as i32,
             include_auth,
-        })
-        .await
-        .map_err(|s| conn.status(s))?
-        .into_inner();
+        }))
+        .await?;
     for f in &r.files {
         safe_relative(&f.path)?;
     }
@@ -125,15 +122,12 @@ pub(super) async fn pull_secret(
 ) -> Result<()> {
     let conn = connect(client).await?;
     let r = conn
-        .pulls()
-        .get_pull_secret(pb::GetPullSecretRequest {
+        .answer(conn.pulls().get_pull_secret(pb::GetPullSecretRequest {
             environment_id: env.to_owned(),
             name: name.to_owned(),
             namespace: namespace.to_owned(),
-        })
-        .await
-        .map_err(|s| conn.status(s))?
-        .into_inner();
+        }))
+        .await?;
     if client.json {
         print_json(&serde_json::json!({
             "secretManifest": r.secret_manifest,

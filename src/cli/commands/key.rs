@@ -28,11 +28,8 @@ pub(super) async fn key(client: &ClientArgs, command: KeyCommand) -> Result<()> 
         KeyCommand::Rewrap { limit } => {
             let conn = connect(client).await?;
             let r = conn
-                .keys()
-                .rewrap_keys(pb::RewrapKeysRequest { limit })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner();
+                .answer(conn.keys().rewrap_keys(pb::RewrapKeysRequest { limit }))
+                .await?;
             if client.json {
                 print_json(&json!({
                     "rewrapped": r.rewrapped.to_string(),
@@ -121,12 +118,8 @@ pub(super) async fn key(client: &ClientArgs, command: KeyCommand) -> Result<()> 
 }
 
 async fn status(conn: &crate::cli::connect::Connection) -> Result<pb::GetKeyStatusResponse> {
-    Ok(conn
-        .keys()
-        .get_key_status(pb::GetKeyStatusRequest {})
+    conn.answer(conn.keys().get_key_status(pb::GetKeyStatusRequest {}))
         .await
-        .map_err(|s| conn.status(s))?
-        .into_inner())
 }
 
 fn key_file_error(e: crypto::Error) -> Error {

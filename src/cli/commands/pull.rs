@@ -10,15 +10,11 @@ use crate::pb;
 
 pub(super) async fn resolve(client: &ClientArgs, env: &str, image: &str) -> Result<()> {
     let conn = connect(client).await?;
-    let r = conn
-        .pulls()
-        .resolve_pull(pb::ResolvePullRequest {
-            environment_id: env.to_owned(),
-            target: Some(pb::resolve_pull_request::Target::Image(image.to_owned())),
-        })
-        .await
-        .map_err(|s| conn.status(s))?
-        .into_inner();
+    let request = pb::ResolvePullRequest {
+        environment_id: env.to_owned(),
+        target: Some(pb::resolve_pull_request::Target::Image(image.to_owned())),
+    };
+    let r = conn.answer(conn.pulls().resolve_pull(request)).await?;
     if client.json {
         print_json(&json::resolve(&r));
     } else {
@@ -73,15 +69,12 @@ pub(super) async fn watch(
 ) -> Result<()> {
     let conn = connect(client).await?;
     let mut stream = conn
-        .pulls()
-        .watch(pb::WatchRequest {
+        .answer(conn.pulls().watch(pb::WatchRequest {
             environment_id: env.to_owned(),
             resume_token: resume.to_owned(),
             send_initial_state: initial,
-        })
-        .await
-        .map_err(|s| conn.status(s))?
-        .into_inner();
+        }))
+        .await?;
     let mut out = std::io::stdout().lock();
     loop {
         let message = match stream.message().await {

@@ -108,23 +108,23 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                 None => (secret, None),
             };
             let r = conn
-                .registries()
-                .create_registry(pb::CreateRegistryRequest {
-                    environment_id: env.id,
-                    kind: kind as i32,
-                    address,
-                    email,
-                    username,
-                    password,
-                    insecure,
-                    ca_certificate_pem,
-                    ecr,
-                    request_id,
-                    expire_time: None,
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
+                .answer(
+                    conn.registries()
+                        .create_registry(pb::CreateRegistryRequest {
+                            environment_id: env.id,
+                            kind: kind as i32,
+                            address,
+                            email,
+                            username,
+                            password,
+                            insecure,
+                            ca_certificate_pem,
+                            ecr,
+                            request_id,
+                            expire_time: None,
+                        }),
+                )
+                .await?
                 .registry
                 .unwrap_or_default();
             print_registry(client.json, &r);
@@ -161,14 +161,12 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
         RegistryCommand::Show { id } => {
             conn = connect(client).await?;
             let r = conn
-                .registries()
-                .get_registry(pb::GetRegistryRequest { id })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
-                .registry
-                .unwrap_or_default();
-            print_registry(client.json, &r);
+                .answer(
+                    conn.registries()
+                        .get_registry(pb::GetRegistryRequest { id }),
+                )
+                .await?;
+            print_registry(client.json, &r.registry.unwrap_or_default());
         }
         RegistryCommand::Edit {
             id,
@@ -199,65 +197,58 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                 None => (secret, None),
             };
             let r = conn
-                .registries()
-                .update_registry(pb::UpdateRegistryRequest {
-                    id,
-                    address: String::new(),
-                    email: email.unwrap_or_default(),
-                    username: username.unwrap_or_default(),
-                    password,
-                    insecure,
-                    ca_certificate_pem,
-                    request_id: String::new(),
-                    expire_time: None,
-                    ecr,
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
+                .answer(
+                    conn.registries()
+                        .update_registry(pb::UpdateRegistryRequest {
+                            id,
+                            address: String::new(),
+                            email: email.unwrap_or_default(),
+                            username: username.unwrap_or_default(),
+                            password,
+                            insecure,
+                            ca_certificate_pem,
+                            request_id: String::new(),
+                            expire_time: None,
+                            ecr,
+                        }),
+                )
+                .await?
                 .registry
                 .unwrap_or_default();
             print_registry(client.json, &r);
         }
         RegistryCommand::Activate { id } => {
             conn = connect(client).await?;
+            let request = pb::ActivateRegistryRequest {
+                id,
+                request_id: String::new(),
+            };
             let r = conn
-                .registries()
-                .activate_registry(pb::ActivateRegistryRequest {
-                    id,
-                    request_id: String::new(),
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
-                .registry
-                .unwrap_or_default();
-            print_registry(client.json, &r);
+                .answer(conn.registries().activate_registry(request))
+                .await?;
+            print_registry(client.json, &r.registry.unwrap_or_default());
         }
         RegistryCommand::Deactivate { id } => {
             conn = connect(client).await?;
+            let request = pb::DeactivateRegistryRequest {
+                id,
+                request_id: String::new(),
+            };
             let r = conn
-                .registries()
-                .deactivate_registry(pb::DeactivateRegistryRequest {
-                    id,
-                    request_id: String::new(),
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
-                .registry
-                .unwrap_or_default();
-            print_registry(client.json, &r);
+                .answer(conn.registries().deactivate_registry(request))
+                .await?;
+            print_registry(client.json, &r.registry.unwrap_or_default());
         }
         RegistryCommand::Rm { id } => {
             conn = connect(client).await?;
-            conn.registries()
-                .delete_registry(pb::DeleteRegistryRequest {
-                    id: id.clone(),
-                    request_id: String::new(),
-                })
-                .await
-                .map_err(|s| conn.status(s))?;
+            conn.answer(
+                conn.registries()
+                    .delete_registry(pb::DeleteRegistryRequest {
+                        id: id.clone(),
+                        request_id: String::new(),
+                    }),
+            )
+            .await?;
             if client.json {
                 print_json(&serde_json::json!({}));
             } else {
@@ -277,15 +268,13 @@ pub(in crate::cli) async fn list_registries(
     let mut all = Vec::new();
     let mut page_token = String::new();
     loop {
-        let page = api
-            .list_registries(pb::ListRegistriesRequest {
+        let page = conn
+            .answer(api.list_registries(pb::ListRegistriesRequest {
                 environment_id: env.to_owned(),
                 page_size: 500,
                 page_token,
-            })
-            .await
-            .map_err(|s| conn.status(s))?
-            .into_inner();
+            }))
+            .await?;
         all.extend(page.registries);
         if page.next_page_token.is_empty() {
             return Ok(all);

@@ -51,19 +51,11 @@ pub(super) async fn settings(client: &ClientArgs, command: SettingsCommand) -> R
     let mut api = conn.settings();
     let s = match request {
         None => {
-            api.get_settings(pb::GetSettingsRequest {})
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
+            conn.answer(api.get_settings(pb::GetSettingsRequest {}))
+                .await?
                 .settings
         }
-        Some(request) => {
-            api.update_settings(request)
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner()
-                .settings
-        }
+        Some(request) => conn.answer(api.update_settings(request)).await?.settings,
     }
     .unwrap_or_default();
     if client.json {

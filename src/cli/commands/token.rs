@@ -22,15 +22,13 @@ pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<
                 RoleArg::Member => pb::Role::Member,
                 RoleArg::Agent => pb::Role::Agent,
             };
-            let t = api
-                .create_token(pb::CreateTokenRequest {
+            let t = conn
+                .answer(api.create_token(pb::CreateTokenRequest {
                     role: role as i32,
                     environment_id: env.id,
                     description,
-                })
-                .await
-                .map_err(|s| conn.status(s))?
-                .into_inner();
+                }))
+                .await?;
             if client.json {
                 print_json(&json::created_token(&t));
             } else {
@@ -47,14 +45,12 @@ pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<
             let mut all = Vec::new();
             let mut page_token = String::new();
             loop {
-                let page = api
-                    .list_tokens(pb::ListTokensRequest {
+                let page = conn
+                    .answer(api.list_tokens(pb::ListTokensRequest {
                         page_size: 500,
                         page_token,
-                    })
-                    .await
-                    .map_err(|s| conn.status(s))?
-                    .into_inner();
+                    }))
+                    .await?;
                 all.extend(page.tokens);
                 if page.next_page_token.is_empty() {
                     break;
@@ -78,11 +74,10 @@ pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<
             }
         }
         TokenCommand::Revoke { token_id } => {
-            api.revoke_token(pb::RevokeTokenRequest {
+            conn.answer(api.revoke_token(pb::RevokeTokenRequest {
                 token_id: token_id.clone(),
-            })
-            .await
-            .map_err(|s| conn.status(s))?;
+            }))
+            .await?;
             if client.json {
                 print_json(&serde_json::json!({}));
             } else {
