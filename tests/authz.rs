@@ -144,18 +144,13 @@ impl World {
         let env = self.env(t);
         let r = self
             .admin
-            .reg
-            .create_registry(custom(
+            .add_registry(custom(
                 &env,
                 &format!("r{}.io", self.next),
                 "u",
                 &format!("pw-{SECRET}-{}", self.next),
             ))
-            .await
-            .unwrap()
-            .into_inner()
-            .registry
-            .unwrap();
+            .await;
         if !active {
             self.admin
                 .reg
@@ -436,13 +431,8 @@ async fn a_request_id_another_caller_used_gives_nothing_of_its_answer() {
     let env_a = admin.create_env("a", pb::Orchestration::Kubernetes).await;
     let env_b = admin.create_env("b", pb::Orchestration::Kubernetes).await;
     let reg = admin
-        .reg
-        .create_registry(custom(&env_a, "r.io", "u", &format!("pw-{SECRET}")))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env_a, "r.io", "u", &format!("pw-{SECRET}")))
+        .await;
     let others = [
         ("agent of A", admin.token(pb::Role::Agent, &env_a).await),
         ("agent of B", admin.token(pb::Role::Agent, &env_b).await),
@@ -513,13 +503,11 @@ async fn a_request_id_another_caller_used_gives_nothing_of_its_answer() {
     // id first; the admin's request with it is its own.
     let mut member_b = server.clients_with(Some(&others[2].1)).await;
     member_b
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             request_id: "claimed".into(),
             ..custom(&env_b, "b.io", "u", "p")
         })
-        .await
-        .unwrap();
+        .await;
     admin
         .env
         .create_environment(pb::CreateEnvironmentRequest {

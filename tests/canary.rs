@@ -149,14 +149,7 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
 
     let mut errors = Vec::new();
     let env = c.create_env("canary", pb::Orchestration::Kubernetes).await;
-    let reg = c
-        .reg
-        .create_registry(custom(&env, "r.io", "u", &password))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg = c.add_registry(custom(&env, "r.io", "u", &password)).await;
     c.reg
         .create_registry(pb::CreateRegistryRequest {
             kind: pb::RegistryKind::Gcr as i32,

@@ -544,13 +544,11 @@ async fn host_config_writes_the_runtime_files_into_a_directory() {
     let env = new_env(&server, "cattle").await;
     let mut admin = server.admin().await;
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             insecure: true,
             ..custom(&env, "plain.local:5000", "u", "p")
         })
-        .await
-        .unwrap();
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("etc-docker");
     let ran = cli(&server, &server.admin)
@@ -587,10 +585,8 @@ async fn watch_prints_the_initial_state_then_each_change() {
     let env = new_env(&server, "cattle").await;
     let mut admin = server.admin().await;
     admin
-        .reg
-        .create_registry(custom(&env, "first.example.com", "u", "p"))
-        .await
-        .unwrap();
+        .add_registry(custom(&env, "first.example.com", "u", "p"))
+        .await;
     let mut child = Command::new(CLI)
         .args(["watch", "--initial", "--json", "--env", &env])
         .env("REGISTRAR_SERVER", server.url())
@@ -630,10 +626,8 @@ async fn watch_prints_the_initial_state_then_each_change() {
         "{initial:?}"
     );
     admin
-        .reg
-        .create_registry(custom(&env, "second.example.com", "u", "p"))
-        .await
-        .unwrap();
+        .add_registry(custom(&env, "second.example.com", "u", "p"))
+        .await;
     let change = loop {
         let m = tokio::task::block_in_place(next);
         if m.get("bookmark").is_none() {

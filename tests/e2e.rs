@@ -702,10 +702,8 @@ async fn mutual_tls_works_with_openssl_grpcurl_and_the_helper_as_the_readme_says
     let mut admin = common::Clients::over(channel, common::Bearer::new(Some(&server.admin)));
     let env = admin.create_env("mtls", pb::Orchestration::Cattle).await;
     admin
-        .reg
-        .create_registry(common::custom(&env, README_REGISTRY, USER, PASSWORD))
-        .await
-        .unwrap();
+        .add_registry(common::custom(&env, README_REGISTRY, USER, PASSWORD))
+        .await;
 
     // The agent's certificate, grpcurl and the credential helper, as written;
     // the function that issues certificates comes from the first block.

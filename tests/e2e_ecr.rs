@@ -141,8 +141,7 @@ async fn an_ecr_registry_with_access_keys_gets_refreshed_tokens_from_the_aws_moc
     let mut admin = server.admin().await;
     let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
     let reg = admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             environment_id: env.clone(),
             kind: pb::RegistryKind::Ecr as i32,
             address: ADDRESS.into(),
@@ -152,11 +151,7 @@ async fn an_ecr_registry_with_access_keys_gets_refreshed_tokens_from_the_aws_moc
             }),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .await;
     let image = format!("{ADDRESS}/app:1");
 
     // The first token, without any other service: user AWS and moto's password.

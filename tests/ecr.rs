@@ -178,14 +178,7 @@ async fn access_keys_become_a_token_that_is_refreshed_at_half_life() {
     })
     .await;
     let mut c = server.admin().await;
-    let reg = c
-        .reg
-        .create_registry(ecr_request(&env))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg = c.add_registry(ecr_request(&env)).await;
     assert_eq!(reg.username, "AWS");
     assert_eq!(reg.ecr_access_key_id, KEY_ID);
     assert!(!format!("{reg:?}").contains("SECRETMARK"));
@@ -238,14 +231,7 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
     })
     .await;
     let mut c = server.admin().await;
-    let reg = c
-        .reg
-        .create_registry(ecr_request(&env))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg = c.add_registry(ecr_request(&env)).await;
     eventually(&mut c, &env, |r| password(r).as_deref() == Some("token-1")).await;
 
     // ECR fails from now on; the token runs out.

@@ -446,8 +446,7 @@ async fn a_token_may_hold_only_so_many_watches() {
     .await;
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
-    let agent = c.token(pb::Role::Agent, &env).await;
-    let mut a = server.clients_with(Some(&agent)).await;
+    let mut a = server.agent(&mut c, &env).await;
     let watch = || pb::WatchRequest {
         environment_id: String::new(),
         resume_token: String::new(),

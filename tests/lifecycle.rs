@@ -15,13 +15,8 @@ async fn the_whole_lifecycle_survives_restarts() {
 
     // Create: the answer and the list show no password.
     let first = c
-        .reg
-        .create_registry(custom(&env, "Reg.Example.com:5000", "alice", "pw-one"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "Reg.Example.com:5000", "alice", "pw-one"))
+        .await;
     assert_eq!(first.address, "reg.example.com:5000");
     assert_eq!(first.state, pb::RegistryState::Active as i32);
     let listed = c.list(&env).await;
@@ -29,13 +24,8 @@ async fn the_whole_lifecycle_survives_restarts() {
 
     // A second credential for the same address: same registry, new credential (R7).
     let second = c
-        .reg
-        .create_registry(custom(&env, "reg.example.com:5000", "bob", "pw-two"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "reg.example.com:5000", "bob", "pw-two"))
+        .await;
     assert_eq!(second.id, first.id);
     assert_ne!(second.credential_id, first.credential_id);
     assert_eq!(second.username, "bob");
@@ -170,14 +160,7 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
     let server = TestServer::start().await;
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Kubernetes).await;
-    let good = c
-        .reg
-        .create_registry(custom(&env, "reg.io", "alice", "pw"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let good = c.add_registry(custom(&env, "reg.io", "alice", "pw")).await;
 
     let gcr = |password: &str| pb::CreateRegistryRequest {
         kind: pb::RegistryKind::Gcr as i32,
@@ -318,14 +301,7 @@ async fn tokens_scope_callers_to_their_environment() {
     let mut admin = server.admin().await;
     let a = admin.create_env("a", pb::Orchestration::Cattle).await;
     let b = admin.create_env("b", pb::Orchestration::Cattle).await;
-    let reg_b = admin
-        .reg
-        .create_registry(custom(&b, "b.io", "u", "p"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg_b = admin.add_registry(custom(&b, "b.io", "u", "p")).await;
 
     let member_a = admin.token(pb::Role::Member, &a).await;
     let agent_a = admin.token(pb::Role::Agent, &a).await;
@@ -472,14 +448,7 @@ async fn request_ids_make_retries_safe_across_restarts() {
         request_id: "req-1".into(),
         ..custom(&env, "r.io", "alice", "pw")
     };
-    let first = c
-        .reg
-        .create_registry(request.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let first = c.add_registry(request.clone()).await;
     // A later change does not alter what the retry answers.
     c.reg
         .deactivate_registry(pb::DeactivateRegistryRequest {
@@ -491,14 +460,7 @@ async fn request_ids_make_retries_safe_across_restarts() {
 
     server.restart().await;
     let mut c = server.admin().await;
-    let retry = c
-        .reg
-        .create_registry(request.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let retry = c.add_registry(request.clone()).await;
     assert_eq!(retry, first);
     let reused = pb::CreateRegistryRequest {
         password: "other".into(),
@@ -650,14 +612,7 @@ async fn deleting_an_environment_removes_its_registries() {
     let server = TestServer::start().await;
     let mut c = server.admin().await;
     let env = c.create_env("gone", pb::Orchestration::Kubernetes).await;
-    let reg = c
-        .reg
-        .create_registry(custom(&env, "r.io", "u", "p"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg = c.add_registry(custom(&env, "r.io", "u", "p")).await;
     c.env
         .delete_environment(pb::DeleteEnvironmentRequest {
             id: env.clone(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_status, big_ca, custom, TestServer};
+use common::{assert_status, big_ca, custom, Fixture, TestServer};
 use registrar::pb;
 use tonic::Code;
 
@@ -15,11 +15,7 @@ async fn an_environment_over_its_registry_quota_is_refused_and_unchanged() {
     let mut admin = server.admin().await;
     let env = admin.create_env("q", pb::Orchestration::Cattle).await;
     for host in ["a.io", "b.io"] {
-        admin
-            .reg
-            .create_registry(custom(&env, host, "u", "p"))
-            .await
-            .unwrap();
+        admin.add_registry(custom(&env, host, "u", "p")).await;
     }
     let status = assert_status(
         admin
@@ -37,11 +33,7 @@ async fn an_environment_over_its_registry_quota_is_refused_and_unchanged() {
     );
     assert_eq!(admin.list(&env).await.len(), 2);
     // A new credential for an address it has is still welcome.
-    admin
-        .reg
-        .create_registry(custom(&env, "a.io", "u", "p2"))
-        .await
-        .unwrap();
+    admin.add_registry(custom(&env, "a.io", "u", "p2")).await;
 }
 
 #[tokio::test]
@@ -52,13 +44,11 @@ async fn the_ca_bundles_of_an_environment_are_bounded() {
     let ca = big_ca();
     for host in ["a.io", "b.io", "c.io"] {
         admin
-            .reg
-            .create_registry(pb::CreateRegistryRequest {
+            .add_registry(pb::CreateRegistryRequest {
                 ca_certificate_pem: ca.clone(),
                 ..custom(&env, host, "u", "p")
             })
-            .await
-            .unwrap();
+            .await;
     }
     let status = assert_status(
         admin
@@ -87,13 +77,11 @@ async fn list_pages_stay_under_a_mebibyte_and_lose_nothing() {
     let count = 40;
     for i in 0..count {
         admin
-            .reg
-            .create_registry(pb::CreateRegistryRequest {
+            .add_registry(pb::CreateRegistryRequest {
                 ca_certificate_pem: ca.clone(),
                 ..custom(&env, &format!("r{i:02}.io"), "u", "p")
             })
-            .await
-            .unwrap();
+            .await;
     }
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -125,19 +113,18 @@ async fn list_pages_stay_under_a_mebibyte_and_lose_nothing() {
 
 #[tokio::test]
 async fn a_pull_secret_too_large_for_one_answer_is_refused_by_name() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     let password = "p".repeat(8 * 1024);
     for i in 0..200 {
         admin
-            .reg
-            .create_registry(custom(&env, &format!("r{i:03}.io"), "u", &password))
-            .await
-            .unwrap();
+            .add_registry(custom(&env, &format!("r{i:03}.io"), "u", &password))
+            .await;
     }
-    let agent = admin.token(pb::Role::Agent, &env).await;
-    let mut ag = server.clients_with(Some(&agent)).await;
+    let mut ag = server.agent(&mut admin, &env).await;
     let status = assert_status(
         ag.pull
             .get_pull_secret(pb::GetPullSecretRequest::default())

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use common::{allowed, assert_status, custom, denied, TestServer};
+use common::{allowed, assert_status, custom, denied, Fixture, TestServer};
 use registrar::pb;
 use tonic::Code;
 
@@ -26,17 +26,17 @@ fn kubernetes(a: &pb::PullAllowed) -> &pb::KubernetesAuth {
 
 #[tokio::test]
 async fn a_cattle_agent_gets_docker_auth_for_an_active_registry() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             insecure: true,
             ..custom(&env, "reg.example.com:5000", "alice", "p\"w/+?")
         })
-        .await
-        .unwrap();
+        .await;
     let agent = admin.token(pb::Role::Agent, &env).await;
     let mut a = server.clients_with(Some(&agent)).await;
 
@@ -71,19 +71,18 @@ async fn a_cattle_agent_gets_docker_auth_for_an_active_registry() {
 
 #[tokio::test]
 async fn a_kubernetes_agent_gets_a_docker_config_and_a_kubelet_response() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             kind: pb::RegistryKind::DockerHub as i32,
             ..custom(&env, "", "hubuser", "hubpass")
         })
-        .await
-        .unwrap();
-    let agent = admin.token(pb::Role::Agent, &env).await;
-    let mut a = server.clients_with(Some(&agent)).await;
+        .await;
+    let mut a = server.agent(&mut admin, &env).await;
     let r = a.resolve("", "nginx").await.unwrap();
     assert_eq!(r.resolved_image, "docker.io/library/nginx:latest");
     assert_eq!(r.registry, "index.docker.io");
@@ -109,17 +108,14 @@ async fn a_kubernetes_agent_gets_a_docker_config_and_a_kubelet_response() {
 
 #[tokio::test]
 async fn deactivation_denies_and_deletion_makes_pulls_anonymous() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     let reg = admin
-        .reg
-        .create_registry(custom(&env, "r.io", "u", "secret-pw"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "r.io", "u", "secret-pw"))
+        .await;
     admin
         .reg
         .deactivate_registry(pb::DeactivateRegistryRequest {
@@ -165,19 +161,17 @@ async fn deactivation_denies_and_deletion_makes_pulls_anonymous() {
 
 #[tokio::test]
 async fn the_latest_credential_is_the_one_handed_out() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     admin
-        .reg
-        .create_registry(custom(&env, "r.io", "first", "one"))
-        .await
-        .unwrap();
+        .add_registry(custom(&env, "r.io", "first", "one"))
+        .await;
     admin
-        .reg
-        .create_registry(custom(&env, "R.IO", "second", "two"))
-        .await
-        .unwrap();
+        .add_registry(custom(&env, "R.IO", "second", "two"))
+        .await;
     let r = admin.resolve(&env, "r.io/a").await.unwrap();
     let cred = allowed(&r).credential.clone().unwrap();
     assert_eq!(
@@ -188,18 +182,18 @@ async fn the_latest_credential_is_the_one_handed_out() {
 
 #[tokio::test]
 async fn an_expired_credential_is_never_handed_out() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     let expire = SystemTime::now() + Duration::from_millis(1500);
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             expire_time: Some(registrar::timestamp::system_to_timestamp(expire)),
             ..custom(&env, "r.io", "AWS", "token")
         })
-        .await
-        .unwrap();
+        .await;
     let r = admin.resolve(&env, "r.io/a").await.unwrap();
     let ok = allowed(&r);
     assert!(ok.expire_time.is_some());
@@ -219,14 +213,12 @@ async fn an_expired_credential_is_never_handed_out() {
 
 #[tokio::test]
 async fn the_default_registry_and_the_whitelist_decide_with_rancher_messages() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
-    admin
-        .reg
-        .create_registry(custom(&env, "reg:5000", "u", "p"))
-        .await
-        .unwrap();
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
+    admin.add_registry(custom(&env, "reg:5000", "u", "p")).await;
     admin
         .set_settings("reg:5000", &["reg:5000", "quay.io/myorg/"])
         .await;
@@ -270,14 +262,12 @@ async fn the_default_registry_and_the_whitelist_decide_with_rancher_messages() {
 
 #[tokio::test]
 async fn bad_images_are_invalid_and_hand_out_nothing() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("c", pb::Orchestration::Cattle).await;
-    admin
-        .reg
-        .create_registry(custom(&env, "reg", "u", "p"))
-        .await
-        .unwrap();
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
+    admin.add_registry(custom(&env, "reg", "u", "p")).await;
     let tag = format!("reg.io/a:{}", "t".repeat(129));
     let huge = "a".repeat(10 * 1024 * 1024);
     for image in [
@@ -329,12 +319,9 @@ async fn agents_resolve_only_in_their_own_environment() {
     let a = admin.create_env("a", pb::Orchestration::Cattle).await;
     let b = admin.create_env("b", pb::Orchestration::Cattle).await;
     admin
-        .reg
-        .create_registry(custom(&b, "r.io", "u", "b-secret"))
-        .await
-        .unwrap();
-    let agent_a = admin.token(pb::Role::Agent, &a).await;
-    let mut ag = server.clients_with(Some(&agent_a)).await;
+        .add_registry(custom(&b, "r.io", "u", "b-secret"))
+        .await;
+    let mut ag = server.agent(&mut admin, &a).await;
     let status = assert_status(ag.resolve(&b, "r.io/x").await, Code::NotFound, None);
     assert!(!status.message().contains("b-secret"));
     assert_status(ag.resolve("nope", "r.io/x").await, Code::NotFound, None);
@@ -350,17 +337,17 @@ async fn agents_resolve_only_in_their_own_environment() {
 
 #[tokio::test]
 async fn host_configuration_trusts_insecure_and_private_ca_registries() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             insecure: true,
             ..custom(&env, "plain.local:5000", "u", "p")
         })
-        .await
-        .unwrap();
+        .await;
     let agent = admin.token(pb::Role::Agent, &env).await;
     let mut ag = server.clients_with(Some(&agent)).await;
     let files = ag
@@ -433,22 +420,13 @@ async fn host_configuration_trusts_insecure_and_private_ca_registries() {
 
 #[tokio::test]
 async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
-    admin
-        .reg
-        .create_registry(custom(&env, "a.io", "ua", "pa"))
-        .await
-        .unwrap();
-    let b = admin
-        .reg
-        .create_registry(custom(&env, "b.io", "ub", "pb"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
+    admin.add_registry(custom(&env, "a.io", "ua", "pa")).await;
+    let b = admin.add_registry(custom(&env, "b.io", "ub", "pb")).await;
     admin
         .reg
         .deactivate_registry(pb::DeactivateRegistryRequest {
@@ -457,8 +435,7 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
         })
         .await
         .unwrap();
-    let agent = admin.token(pb::Role::Agent, &env).await;
-    let mut ag = server.clients_with(Some(&agent)).await;
+    let mut ag = server.agent(&mut admin, &env).await;
     let s = ag
         .pull
         .get_pull_secret(pb::GetPullSecretRequest {
@@ -495,8 +472,7 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
         None,
     );
     let cattle = admin.create_env("c", pb::Orchestration::Cattle).await;
-    let cattle_agent = admin.token(pb::Role::Agent, &cattle).await;
-    let mut cag = server.clients_with(Some(&cattle_agent)).await;
+    let mut cag = server.agent(&mut admin, &cattle).await;
     assert_status(
         cag.pull
             .get_pull_secret(pb::GetPullSecretRequest::default())
@@ -508,9 +484,11 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
 
 #[tokio::test]
 async fn a_gcr_registry_hands_out_the_service_account_key_as_json_key() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     let key = serde_json::json!({
         "type": "service_account",
         "client_email": "puller@proj.iam.gserviceaccount.com",
@@ -520,15 +498,13 @@ async fn a_gcr_registry_hands_out_the_service_account_key_as_json_key() {
     .to_string();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&key);
     admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             kind: pb::RegistryKind::Gcr as i32,
             address: "europe-west1-docker.pkg.dev".into(),
             username: "_json_key_base64".into(),
             ..custom(&env, "", "", &b64)
         })
-        .await
-        .unwrap();
+        .await;
     let r = admin
         .resolve(&env, "europe-west1-docker.pkg.dev/proj/repo/app:1")
         .await
@@ -563,23 +539,22 @@ async fn a_gcr_registry_hands_out_the_service_account_key_as_json_key() {
 /// does: a registry it denies is left out of pull secrets and k3s files.
 #[tokio::test]
 async fn pull_secrets_and_host_files_leave_out_registries_the_whitelist_denies() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     for (address, password) in [
         ("a.io", "pass-a"),
         ("b.io", "pass-b"),
         ("quay.io", "pass-q"),
     ] {
         admin
-            .reg
-            .create_registry(custom(&env, address, "u", password))
-            .await
-            .unwrap();
+            .add_registry(custom(&env, address, "u", password))
+            .await;
     }
     admin.set_settings("", &["a.io", "quay.io/myorg/"]).await;
-    let agent = admin.token(pb::Role::Agent, &env).await;
-    let mut ag = server.clients_with(Some(&agent)).await;
+    let mut ag = server.agent(&mut admin, &env).await;
     let denial = ag.resolve("", "b.io/app:1").await.unwrap();
     assert_eq!(denied(&denial).0, pb::DenyReason::NotWhitelisted);
 
@@ -617,15 +592,13 @@ async fn pull_secrets_and_host_files_leave_out_registries_the_whitelist_denies()
 /// for another repository of that registry.
 #[tokio::test]
 async fn a_prefix_whitelist_makes_kubelet_answers_per_image() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("k", pb::Orchestration::Kubernetes).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Kubernetes).await;
     for address in ["quay.io", "a.io"] {
-        admin
-            .reg
-            .create_registry(custom(&env, address, "u", "p"))
-            .await
-            .unwrap();
+        admin.add_registry(custom(&env, address, "u", "p")).await;
     }
     admin.set_settings("", &["a.io", "quay.io/myorg/"]).await;
     let answer = admin.resolve(&env, "quay.io/myorg/app:1").await.unwrap();

@@ -93,13 +93,8 @@ async fn no_password_or_key_reaches_the_disk_in_any_encoding() {
     let mut m = server.clients_with(Some(&member)).await;
     m.list(&env).await;
     let reg = c
-        .reg
-        .create_registry(custom(&env, "r.io", "alice", &format!("pw-{marker}-1")))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "r.io", "alice", &format!("pw-{marker}-1")))
+        .await;
     c.reg
         .update_registry(pb::UpdateRegistryRequest {
             id: reg.id.clone(),
@@ -200,14 +195,7 @@ async fn overridden_and_deleted_credentials_can_never_be_opened_again() {
     let mut server = TestServer::start().await;
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
-    let reg = c
-        .reg
-        .create_registry(custom(&env, "r.io", "u", "first-pw"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let reg = c.add_registry(custom(&env, "r.io", "u", "first-pw")).await;
     c.reg
         .create_registry(custom(&env, "r.io", "u", "second-pw"))
         .await
@@ -245,14 +233,7 @@ async fn a_sealed_secret_moved_to_another_credential_does_not_open() {
     let mut server = TestServer::start().await;
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
-    let a = c
-        .reg
-        .create_registry(custom(&env, "a.io", "u", "pw-a"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+    let a = c.add_registry(custom(&env, "a.io", "u", "pw-a")).await;
     server.stop().await;
     let kek = Keyring::load(&KeySource::File(server.config().key_file_path()), false).unwrap();
     let store = SledStore::open(&server.data_dir()).unwrap();
@@ -303,13 +284,8 @@ async fn a_destroyed_wrapped_key_left_in_sled_segments_dies_with_its_kek() {
     let mut c = server.admin().await;
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
     let reg = c
-        .reg
-        .create_registry(custom(&env, "r.io", "alice", "pw-linger"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "r.io", "alice", "pw-linger"))
+        .await;
     c.reg
         .create_registry(custom(&env, "kept.io", "bob", "pw-kept"))
         .await

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_status, big_ca, custom, TestServer};
+use common::{assert_status, big_ca, custom, Fixture, TestServer};
 use registrar::pb;
 use registrar::pb::watch_response::Event;
 use tonic::Code;
@@ -49,18 +49,17 @@ async fn next_change(s: &mut Stream) -> pb::WatchResponse {
 
 #[tokio::test]
 async fn a_watch_sends_the_initial_state_then_every_change() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     let other = admin.create_env("o", pb::Orchestration::Cattle).await;
     admin
-        .reg
-        .create_registry(custom(&env, "a.io", "u", "secret-a"))
-        .await
-        .unwrap();
+        .add_registry(custom(&env, "a.io", "u", "secret-a"))
+        .await;
     admin.set_settings("a.io", &[]).await;
-    let agent = admin.token(pb::Role::Agent, &env).await;
-    let mut ag = server.clients_with(Some(&agent)).await;
+    let mut ag = server.agent(&mut admin, &env).await;
     let mut s = watch(&mut ag, "", "", true).await.unwrap();
 
     let first = next(&mut s).await;
@@ -78,19 +77,10 @@ async fn a_watch_sends_the_initial_state_then_every_change() {
     assert!(b.initial_state_done);
 
     // Changes made elsewhere arrive in order; other environments' do not.
-    admin
-        .reg
-        .create_registry(custom(&other, "x.io", "u", "p"))
-        .await
-        .unwrap();
+    admin.add_registry(custom(&other, "x.io", "u", "p")).await;
     let b = admin
-        .reg
-        .create_registry(custom(&env, "b.io", "u", "secret-b"))
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .add_registry(custom(&env, "b.io", "u", "secret-b"))
+        .await;
     admin
         .reg
         .deactivate_registry(pb::DeactivateRegistryRequest {
@@ -133,9 +123,11 @@ async fn a_watch_sends_the_initial_state_then_every_change() {
 
 #[tokio::test]
 async fn resuming_from_any_token_delivers_exactly_the_changes_after_it() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     let other = admin.create_env("o", pb::Orchestration::Cattle).await;
 
     // A reference watcher that never disconnects.
@@ -246,11 +238,7 @@ async fn quiet_streams_get_bookmarks_that_resume() {
         panic!("{m:?}")
     };
     assert!(!b.initial_state_done);
-    admin
-        .reg
-        .create_registry(custom(&env, "a.io", "u", "p"))
-        .await
-        .unwrap();
+    admin.add_registry(custom(&env, "a.io", "u", "p")).await;
     let mut resumed = watch(&mut admin, &env, &m.token, false).await.unwrap();
     let Some(Event::RegistryChanged(r)) = next_change(&mut resumed).await.event else {
         panic!()
@@ -268,16 +256,11 @@ async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
     let mut admin = server.admin().await;
     let env = admin.create_env("w", pb::Orchestration::Cattle).await;
     let reg = admin
-        .reg
-        .create_registry(pb::CreateRegistryRequest {
+        .add_registry(pb::CreateRegistryRequest {
             ca_certificate_pem: big_ca(),
             ..custom(&env, "a.io", "u", "p")
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .registry
-        .unwrap();
+        .await;
     // Each connection its own: the stalled one must not hold back the reader.
     let mut stalled_client = server.admin().await;
     let mut stalled = watch(&mut stalled_client, &env, "", false).await.unwrap();
@@ -362,9 +345,11 @@ async fn shutdown_ends_streams_with_unavailable_promptly() {
 
 #[tokio::test]
 async fn deleting_the_environment_ends_its_watches() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server: _server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     let mut s = watch(&mut admin, &env, "", false).await.unwrap();
     admin
         .env
@@ -405,9 +390,11 @@ async fn end_status(s: &mut Stream, limit: Duration) -> tonic::Status {
 
 #[tokio::test]
 async fn revoking_a_token_ends_its_watches_within_a_second() {
-    let server = TestServer::start().await;
-    let mut admin = server.admin().await;
-    let env = admin.create_env("w", pb::Orchestration::Cattle).await;
+    let Fixture {
+        server,
+        mut admin,
+        env,
+    } = Fixture::new(pb::Orchestration::Cattle).await;
     let issued = admin
         .tokens
         .create_token(pb::CreateTokenRequest {
@@ -430,11 +417,7 @@ async fn revoking_a_token_ends_its_watches_within_a_second() {
         .await
         .unwrap();
     // Nothing after the revocation reaches the revoked token.
-    admin
-        .reg
-        .create_registry(custom(&env, "after.io", "u", "p"))
-        .await
-        .unwrap();
+    admin.add_registry(custom(&env, "after.io", "u", "p")).await;
     let status = end_status(&mut s, Duration::from_secs(1)).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{status:?}");

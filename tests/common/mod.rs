@@ -169,7 +169,62 @@ impl Clients {
     }
 }
 
+/// A fresh server with one environment and its admin's clients: what most
+/// tests start from (as kube-rs's controller-rs `fixtures.rs` does), grown
+/// with `add_registry` and `agent`.
+pub struct Fixture {
+    pub server: TestServer,
+    pub admin: Clients,
+    pub env: String,
+}
+
+impl Fixture {
+    /// A server with one environment of `orchestration`.
+    pub async fn new(orchestration: pb::Orchestration) -> Self {
+        Self::with_server(TestServer::start().await, orchestration).await
+    }
+
+    /// `server` with one environment of `orchestration`.
+    pub async fn with_server(server: TestServer, orchestration: pb::Orchestration) -> Self {
+        let mut admin = server.admin().await;
+        let env = admin.create_env("fixture", orchestration).await;
+        Self { server, admin, env }
+    }
+
+    /// Adds a CUSTOM registry at `address` to the environment.
+    pub async fn registry(&mut self, address: &str, user: &str, password: &str) -> pb::Registry {
+        let request = custom(&self.env, address, user, password);
+        self.admin.add_registry(request).await
+    }
+
+    /// Clients with a new agent token of the environment.
+    pub async fn agent(&mut self) -> Clients {
+        let token = self.admin.token(pb::Role::Agent, &self.env).await;
+        self.server.clients_with(Some(&token)).await
+    }
+}
+
+impl TestServer {
+    /// Clients with a new agent token of `env`, issued by `admin`.
+    pub async fn agent(&self, admin: &mut Clients, env: &str) -> Clients {
+        let token = admin.token(pb::Role::Agent, env).await;
+        self.clients_with(Some(&token)).await
+    }
+}
+
 impl Clients {
+    /// Creates a registry (or a new credential for its address) and returns
+    /// it; panics with the status when refused.
+    pub async fn add_registry(&mut self, request: pb::CreateRegistryRequest) -> pb::Registry {
+        self.reg
+            .create_registry(request)
+            .await
+            .expect("create registry")
+            .into_inner()
+            .registry
+            .expect("a registry")
+    }
+
     pub async fn create_env(&mut self, name: &str, orchestration: pb::Orchestration) -> String {
         self.env
             .create_environment(pb::CreateEnvironmentRequest {
