@@ -7,10 +7,14 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
 use crate::crypto::Kek;
+use crate::domain::access::Principal;
 use crate::domain::address::RegistryKind;
+use crate::domain::command::Command;
 use crate::domain::credential::NewCredential;
 use crate::domain::event::Orchestration;
+use crate::domain::event::Role;
 use crate::domain::resolve::Target;
+use crate::store::EventLog;
 use crate::store::{SledLog, SledStore};
 
 struct Fixture {

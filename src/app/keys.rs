@@ -9,8 +9,9 @@ use std::sync::{Arc, RwLock};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::Result;
+use super::{App, KeyStatus, Result};
 use crate::crypto::{DataKey, Keyring, WrappedKey};
+use crate::domain::access::Principal;
 use crate::domain::credential::{SealedSecret, Sealer, SecretContext};
 use crate::store::KeyStore;
 
@@ -224,5 +225,39 @@ impl DataKeys {
     ) -> Result<Zeroizing<Vec<u8>>> {
         let key = self.key(ctx.credential_id).await?;
         Ok(key.open(ctx, sealed)?)
+    }
+}
+
+impl App {
+    /// Re-wraps up to `limit` (0: all) live data keys under the current
+    /// key-encryption key, while serving (admin only).
+    pub async fn rewrap_keys(&self, who: &Principal, limit: usize) -> Result<KeyStatus> {
+        who.check_admin("key rotation")?;
+        let (rewrapped, remaining) = self.keys.rewrap(limit).await?;
+        tracing::info!(rewrapped, remaining, "re-wrapped data keys");
+        let mut status = self.key_status(who).await?;
+        status.rewrapped = rewrapped;
+        status.remaining = remaining;
+        Ok(status)
+    }
+
+    /// Returns the key-encryption keys in force and how many data keys each
+    /// wraps (admin only).
+    pub async fn key_status(&self, who: &Principal) -> Result<KeyStatus> {
+        who.check_admin("key rotation")?;
+        let usage = self.keys.usage().await?;
+        let current_key_id = self.kek.current().key_id();
+        let remaining = usage
+            .iter()
+            .filter(|(id, _)| **id != current_key_id)
+            .map(|(_, n)| n)
+            .sum();
+        Ok(KeyStatus {
+            current_key_id,
+            loaded_key_ids: self.kek.key_ids(),
+            usage,
+            rewrapped: 0,
+            remaining,
+        })
     }
 }

@@ -1,0 +1,265 @@
+//! Commands: `execute` decides against the projection, appends with
+//! expected versions (deciding again after a lost race), and answers a
+//! retry of a request id from the log, authorized again; the answer is the
+//! object as the command's commit left it.
+
+use super::{App, Error, Result, View};
+use crate::domain::access::Principal;
+use crate::domain::command::Command;
+use crate::domain::decide::{authorize, decide, Decision, Outcome};
+use crate::domain::error::Error as Rule;
+use crate::domain::event::Event;
+use crate::domain::quota;
+use crate::domain::state::State;
+use crate::store::{self, payload, Commit, StreamAppend};
+
+/// How often a command is re-decided after losing a race on its stream.
+const MAX_ATTEMPTS: usize = 5;
+
+impl App {
+    /// Executes a command. `make` builds it (it is called again on a retry
+    /// after a conflict, with the same ids). A non-empty `request_id` makes
+    /// the call idempotent: a retry of the same `request` (the request's
+    /// bytes, which the log keeps only as a keyed fingerprint) returns the
+    /// first result; a different request with the same id is refused.
+    pub async fn execute(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        request: &[u8],
+        make: impl Fn() -> Command,
+    ) -> Result<View> {
+        check_request_id(request_id)?;
+        if let Some(record) = self.log.find_request(&who.token_id, request_id).await? {
+            return self
+                .replay_request(who, &make(), request_id, request, record)
+                .await;
+        }
+        let fingerprint = self.kek.fingerprint(&[request]);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let mut sealer = self.keys.sealer();
+            let command = make();
+            let name = command.name();
+            let decision = {
+                let state = self.projection.read();
+                decide(&state, who, command, now, &mut sealer)
+                    .and_then(|d| quota::check(&state, &d, &self.quotas).map(|()| d))
+            };
+            let decision = decision.inspect_err(|e| {
+                tracing::debug!(command = name, actor = %who.token_id, error = %e, "command refused");
+            })?;
+            let destroyed = destroyed(&decision);
+            let commit = Commit {
+                appends: decision
+                    .appends
+                    .iter()
+                    .map(|a| StreamAppend {
+                        stream: a.stream.clone(),
+                        expected_version: a.expected_version,
+                        events: a.events.iter().map(payload::encode).collect(),
+                    })
+                    .collect(),
+                actor: who.token_id.clone(),
+                request_id: request_id.to_owned(),
+                request_fingerprint: fingerprint.to_vec(),
+                time: now,
+                keys: store::KeyChanges {
+                    created: self.keys.wrap_new(&sealer),
+                    destroyed: destroyed.clone(),
+                },
+            };
+            match self.log.append(commit).await {
+                Ok(recorded) => {
+                    self.keys.committed(&sealer, &destroyed);
+                    let last = recorded.last().map_or(0, |e| e.position);
+                    tracing::info!(command = name, actor = %who.token_id, position = last, "command recorded");
+                    self.projection.wait_for(last).await;
+                    return self.view(&decision.outcome, &decision, last).await;
+                }
+                Err(store::Error::Conflict { .. }) => {
+                    // Let the projection catch up with whatever won the race.
+                    self.projection.wait_for(self.log.head()).await;
+                }
+                Err(store::Error::DuplicateRequest { record }) => {
+                    return self
+                        .replay_request(who, &make(), request_id, request, record)
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Answers a retry: the view as of the first commit of the request.
+    ///
+    /// The caller is authorized exactly as on a first call: its role must
+    /// allow the command, and the object answered must be in its scope.
+    async fn replay_request(
+        &self,
+        who: &Principal,
+        command: &Command,
+        request_id: &str,
+        request: &[u8],
+        record: store::RequestRecord,
+    ) -> Result<View> {
+        authorize(who, command)?;
+        if !self
+            .kek
+            .fingerprint_matches(&[request], &record.fingerprint)
+        {
+            return Err(Error::RequestReused(request_id.to_owned()));
+        }
+        let count =
+            usize::try_from(record.last_position - record.first_position + 1).unwrap_or(usize::MAX);
+        let envelopes = self.log.read(record.first_position, count).await?;
+        let mut outcome = Outcome::Removed;
+        for e in &envelopes {
+            let r = payload::decode(e)?;
+            outcome = match r.event {
+                Event::EnvironmentCreated { environment_id, .. } => {
+                    Outcome::Environment(environment_id)
+                }
+                Event::RegistryCreated { registry_id, .. }
+                | Event::CredentialReplaced { registry_id, .. }
+                | Event::RegistryActivated { registry_id }
+                | Event::RegistryDeactivated { registry_id } => Outcome::Registry(registry_id),
+                Event::SettingsUpdated { .. } => Outcome::Settings,
+                Event::TokenCreated { token_id, .. } => Outcome::Token(token_id),
+                // A deletion's answer is empty; the refresher's events carry
+                // no request id, so no retry ever names them.
+                Event::EnvironmentDeleted { .. }
+                | Event::RegistryDeleted { .. }
+                | Event::TokenRevoked { .. }
+                | Event::EcrTokenRefreshed { .. }
+                | Event::EcrRefreshFailed { .. } => continue,
+            };
+        }
+        let decision = Decision {
+            appends: Vec::new(),
+            outcome: outcome.clone(),
+        };
+        self.projection.wait_for(record.last_position).await;
+        let view = self
+            .view_at(&outcome, &decision, record.last_position, &envelopes)
+            .await?;
+        let environment = match &view {
+            View::Environment(e) => Some(e.id.as_str()),
+            View::Registry(r) => Some(r.environment_id.as_str()),
+            View::Token(t) => t.environment_id.as_deref(),
+            View::Settings(_) | View::Removed => None,
+        };
+        if let Some(environment) = environment {
+            if !who.sees(environment) {
+                return Err(Rule::NotFound {
+                    what: "environment",
+                    id: environment.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(view)
+    }
+
+    async fn view(&self, outcome: &Outcome, decision: &Decision, position: u64) -> Result<View> {
+        self.view_at(outcome, decision, position, &[]).await
+    }
+
+    /// Folds the streams the outcome lives in up to `position`, so the
+    /// answer shows the object as that commit left it.
+    async fn view_at(
+        &self,
+        outcome: &Outcome,
+        decision: &Decision,
+        position: u64,
+        commit: &[store::Envelope],
+    ) -> Result<View> {
+        let mut streams: Vec<String> = decision
+            .appends
+            .iter()
+            .filter(|a| !a.events.is_empty())
+            .map(|a| a.stream.clone())
+            .collect();
+        streams.extend(commit.iter().map(|e| e.stream.clone()));
+        streams.dedup();
+        let state = self.fold_streams(&streams, position).await?;
+        Ok(match outcome {
+            Outcome::Environment(id) => state
+                .environment(id)
+                .cloned()
+                .map_or(View::Removed, View::Environment),
+            Outcome::Registry(id) => state
+                .registry(id)
+                .cloned()
+                .map_or(View::Removed, |r| View::Registry(Box::new(r))),
+            Outcome::Settings => View::Settings(state.settings().clone()),
+            Outcome::Token(id) => state.token(id).cloned().map_or(View::Removed, View::Token),
+            Outcome::Removed => View::Removed,
+        })
+    }
+}
+
+impl App {
+    /// Folds the records of `streams` up to and including `up_to`, in log
+    /// order: the objects those streams hold, as that position left them.
+    pub(super) async fn fold_streams(&self, streams: &[String], up_to: u64) -> Result<State> {
+        let mut records = Vec::new();
+        for stream in streams {
+            for e in self.log.read_stream(stream, up_to).await? {
+                records.push(payload::decode(&e)?);
+            }
+        }
+        records.sort_by_key(|r| r.position);
+        let mut state = State::default();
+        for r in &records {
+            state.apply(r);
+        }
+        Ok(state)
+    }
+}
+
+/// Longest request id, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Checks a request id: at most 128 bytes of `[A-Za-z0-9._:-]`.
+fn check_request_id(request_id: &str) -> Result<()> {
+    if request_id.len() > MAX_REQUEST_ID_LEN {
+        return Err(Rule::invalid(
+            "request_id",
+            format!(
+                "is {} bytes long; the most is {MAX_REQUEST_ID_LEN}",
+                request_id.len()
+            ),
+        )
+        .into());
+    }
+    if let Some(c) = request_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(Rule::invalid(
+            "request_id",
+            format!("contains {c:?}; use only letters, digits and . _ : -"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Returns the credentials a decision destroys (R7, R10).
+fn destroyed(decision: &Decision) -> Vec<String> {
+    decision
+        .appends
+        .iter()
+        .flat_map(|a| &a.events)
+        .filter_map(|e| match e {
+            Event::CredentialReplaced {
+                previous_credential_id,
+                ..
+            } => Some(previous_credential_id.clone()),
+            Event::RegistryDeleted { credential_id, .. } => Some(credential_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
