@@ -2,25 +2,41 @@
 //! environments and tells agents whether they may pull an image, and with
 //! which credential. It is an event-sourced gRPC service.
 //!
-//! Layout (dependencies point down this list, never up):
+//! Layout. Dependencies point down this list, never up
+//! (api → app/projection/adapters → store/crypto → domain):
 //!
-//! - `api`: tonic services, authentication, proto <-> domain conversion and
-//!   the error -> status table. With `server` and the clients in `cli`, the
-//!   only modules that know tonic.
-//! - `app`: the one writer: decide, store data keys, append, answer retries.
+//! - `server`: `run`, the only way to start (main and the test harness
+//!   alike): opens the data directory, the key and the store, bootstraps the
+//!   admin token, serves. With `api` and `cli`, the only modules that name
+//!   tonic.
+//! - `api`: the tonic services: convert the request, call `app`, map the
+//!   error (one table, `api/error.rs`). Names no `store` item and builds no
+//!   domain error; authentication metadata and TLS peer certificates only.
+//! - `app`: every use case, with the caller's role and scope checked there:
+//!   commands (the one writer, each commit with its data keys), reads,
+//!   pulls, host files, pull secrets, watches, tokens, key rotation.
 //! - `projection`: the in-memory read model, folded from the log by one task.
-//! - `store`: the `EventLog` and `KeyStore` traits, sled and memory
-//!   implementations, the record codec and event payloads.
-//! - `crypto`: data keys, AES-256-GCM sealing, the key-encryption key.
-//! - `domain`: pure rules: addresses, credentials, settings, commands, events,
-//!   `decide` and the fold (`State::apply`). No I/O, no async.
-//! - `config`, `telemetry`, `server`: flags, logging, and `run`.
-//! - `cli`: the clients of the API beside the server: the people's CLI
-//!   (`registrar env|registry|settings|...`), the docker credential helper
+//! - `adapters`: pure translations into Cattle, Kubernetes and host formats;
+//!   no I/O, no clock.
+//! - `ecr`: the ECR token refresher and its signed HTTPS client (hyper, not
+//!   tonic).
+//! - `store`: the `EventLog` and `KeyStore` contract and its conformance
+//!   suite, the record codec and event payloads; backends as siblings:
+//!   `store/sled/` (the only module naming sled) and `store/memory.rs`.
+//! - `crypto`: data keys, AES-256-GCM sealing, the key-encryption keys and
+//!   their rotation.
+//! - `domain`: pure rules: addresses, images, credentials, settings,
+//!   commands, events, `decide`, quotas and the fold (`State::apply`).
+//!   Imports std, serde, thiserror and secrecy; no I/O, no async.
+//! - `config` (the server's flags), `telemetry` (logging), `timestamp`
+//!   (protobuf time, shared by `store` and `api`).
+//! - `cli`: the clients beside the server: the people's CLI and its
+//!   grammar (`cli/args.rs`), the docker credential helper
 //!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
 //!   provider. They talk gRPC only, through the generated clients in `pb`.
-//! - `fuzzing`: the checks the fuzz targets (`fuzz/`) and the corpus replay
-//!   (`tests/fuzz_corpus.rs`) run on arbitrary bytes; not part of the API.
+//! - `testing` (feature `testing`, never in a release build): the
+//!   in-process harness, a clock the test sets, a sealer without keys and
+//!   the fuzz checks that `fuzz/` and `tests/fuzz_corpus.rs` run.
 
 pub mod adapters;
 pub mod api;

@@ -1,4 +1,5 @@
-//! Tests of `address.rs`.
+//! Tests of `address.rs`: the reference cases restated as a table; long
+//! because the table is.
 
 use super::*;
 use proptest::prelude::*;

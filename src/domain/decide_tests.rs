@@ -1,5 +1,6 @@
 //! Given/when/then tests of `decide` and `State::apply`: the lifecycle rules
-//! R1, R2 and R5–R10, and the settings and token commands.
+//! R1, R2 and R5–R10, the settings and token commands, and the quotas.
+//! Long because the rules are many; one given/when/then per rule.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,5 @@
-//! Tests of `image.rs`.
+//! Tests of `image.rs`: distribution/reference's own cases restated as a
+//! table, with property tests; long because the table is.
 
 use super::*;
 use proptest::prelude::*;

@@ -1,4 +1,5 @@
-//! Tests of `whitelist.rs`.
+//! Tests of `whitelist.rs`: a table of entries and matches with property
+//! tests, long because the table is; one job, kept whole.
 
 use super::*;
 use proptest::prelude::*;

@@ -1,5 +1,6 @@
 //! The one test suite every `EventLog` and `KeyStore` must pass, run against
 //! the memory and the sled implementations, plus the builders tests share.
+//! Long because the contract is: one suite, one file.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, open
 //! and close, and the readers. The checks at open are in `verify.rs`, the
 //! one writer task that group-commits in `writer.rs`. The only module that
-//! names the sled crate.
+//! names the sled crate. About 600 lines: the store, its two traits and
+//! its key layout belong together; the writer and verify are apart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
