@@ -629,6 +629,21 @@ fn a_password_never_replaces_the_iam_keys_of_an_ecr_registry() {
     assert!(after.credential.ecr.is_some());
 }
 
+impl World {
+    /// A command creating a CUSTOM registry at `host` with fresh ids.
+    fn create_custom(&mut self, env: &str, host: &str) -> Command {
+        let (registry_id, credential_id) = (self.id("reg"), self.id("cred"));
+        create(
+            env,
+            &registry_id,
+            &credential_id,
+            RegistryKind::Custom,
+            host,
+            "u",
+        )
+    }
+}
+
 /// Decides a command and checks it against `quotas`, then applies it.
 fn when_within(w: &mut World, quotas: &Quotas, command: Command) -> Result<Decision> {
     let decision = decide(
@@ -662,14 +677,7 @@ fn an_environment_holds_at_most_its_quota_of_registries() {
         ..Quotas::default()
     };
     for host in ["a.io", "b.io"] {
-        let c = create(
-            &env,
-            &w.id("reg"),
-            &w.id("cred"),
-            RegistryKind::Custom,
-            host,
-            "u",
-        );
+        let c = w.create_custom(&env, host);
         when_within(&mut w, &quotas, c).unwrap();
     }
     let third = create(&env, "reg-c", "cred-c", RegistryKind::Custom, "c.io", "u");
@@ -701,14 +709,7 @@ fn the_ca_bundles_of_an_environment_are_bounded_in_bytes() {
         ..Quotas::default()
     };
     for host in ["a.io", "b.io"] {
-        let c = create(
-            &env,
-            &w.id("reg"),
-            &w.id("cred"),
-            RegistryKind::Custom,
-            host,
-            "u",
-        );
+        let c = w.create_custom(&env, host);
         when_within(&mut w, &quotas, with_ca(c, &pem)).unwrap();
     }
     let c = create(&env, "reg-c", "cred-c", RegistryKind::Custom, "c.io", "u");

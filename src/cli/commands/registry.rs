@@ -95,18 +95,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                 ));
             }
             conn = connect(client).await?;
-            let secret = read_password(&password)?;
-            // With an access key id the secret read is the ECR secret access key.
-            let (password, ecr) = match access_key_id {
-                Some(access_key_id) => (
-                    String::new(),
-                    Some(pb::EcrCredentials {
-                        access_key_id,
-                        secret_access_key: secret,
-                    }),
-                ),
-                None => (secret, None),
-            };
+            let (password, ecr) = secret_or_ecr_keys(read_password(&password)?, access_key_id);
             let r = conn
                 .answer(
                     conn.registries()
@@ -184,18 +173,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                 (None, false) => None,
             };
             conn = connect(client).await?;
-            let secret = read_password(&password)?;
-            // With an access key id the secret read is the ECR secret access key.
-            let (password, ecr) = match access_key_id {
-                Some(access_key_id) => (
-                    String::new(),
-                    Some(pb::EcrCredentials {
-                        access_key_id,
-                        secret_access_key: secret,
-                    }),
-                ),
-                None => (secret, None),
-            };
+            let (password, ecr) = secret_or_ecr_keys(read_password(&password)?, access_key_id);
             let r = conn
                 .answer(
                     conn.registries()
@@ -257,6 +235,24 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
         }
     }
     Ok(())
+}
+
+/// Returns the secret read as the password, or, with an access key id, as
+/// the ECR secret access key beside it (and no password).
+fn secret_or_ecr_keys(
+    secret: String,
+    access_key_id: Option<String>,
+) -> (String, Option<pb::EcrCredentials>) {
+    match access_key_id {
+        Some(access_key_id) => (
+            String::new(),
+            Some(pb::EcrCredentials {
+                access_key_id,
+                secret_access_key: secret,
+            }),
+        ),
+        None => (secret, None),
+    }
 }
 
 /// Lists every registry of an environment, following pages.
