@@ -51,7 +51,13 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Sled
         }
     };
     let kek = Keyring::load(&source, create_key)?;
-    let store = SledStore::open(dir)?;
+    // Opening verifies every record: blocking work, off the async workers.
+    let store = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || SledStore::open(&dir))
+            .await
+            .map_err(|e| crate::store::Error::storage(format!("opening the store failed: {e}")))??
+    };
     let app = App::open(
         store.log() as Arc<dyn crate::store::EventLog>,
         store.keys() as Arc<dyn crate::store::KeyStore>,
