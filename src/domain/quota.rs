@@ -30,6 +30,12 @@ impl Default for Quotas {
 /// touches within `quotas`. Only growth is refused: a decision that leaves
 /// an environment where it was (or smaller) passes, even above a bound an
 /// operator lowered since.
+///
+/// The bound guards memory, not an exact count: registries at different
+/// addresses are different streams, so creations decided at the same
+/// moment do not conflict, and an environment can pass its bound by as many
+/// creations as were in flight together (each connection has at most
+/// `--max-calls-per-connection` calls in flight).
 pub fn check(state: &State, decision: &Decision, quotas: &Quotas) -> Result<()> {
     for event in decision.appends.iter().flat_map(|a| &a.events) {
         match event {
