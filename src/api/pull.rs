@@ -149,6 +149,7 @@ impl pb::pull_service_server::PullService for Api {
             resolved_image: answer.resolved_image,
             registry: answer.registry,
             decision: Some(decision),
+            repository_scope: answer.repository_scope.unwrap_or_default(),
         }))
     }
 

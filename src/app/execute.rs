@@ -69,12 +69,10 @@ impl App {
                     destroyed: destroyed.clone(),
                 },
             };
-            match self.log.append(commit).await {
+            match self.append(commit, sealer, destroyed).await? {
                 Ok(recorded) => {
-                    self.keys.committed(&sealer, &destroyed);
                     let last = recorded.last().map_or(0, |e| e.position);
                     tracing::info!(command = name, actor = %who.token_id, position = last, "command recorded");
-                    self.projection.wait_for(last).await;
                     return self.view(&decision.outcome, &decision, last).await;
                 }
                 Err(store::Error::Conflict { .. }) => {
@@ -90,6 +88,46 @@ impl App {
             }
         }
         Err(Error::Conflict)
+    }
+
+    /// Appends a commit and keeps the data keys in memory in step with it,
+    /// in a task of its own: a caller that goes away mid-way (a cancelled
+    /// or timed-out call) cannot stop the keys' bookkeeping after a commit
+    /// that stands. On success the projection has applied the commit when
+    /// this returns; the outer error is the task's failure.
+    async fn append(
+        &self,
+        commit: Commit,
+        sealer: super::keys::NewKeys,
+        destroyed: Vec<String>,
+    ) -> Result<std::result::Result<Vec<store::Envelope>, store::Error>> {
+        let (log, keys, projection) = (
+            std::sync::Arc::clone(&self.log),
+            self.keys.clone(),
+            self.projection.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let appended = log.append(commit).await;
+            match &appended {
+                Ok(recorded) => {
+                    // Once applied, a pull that reads a destroyed key from
+                    // the store sees it is not live and does not keep it.
+                    projection
+                        .wait_for(recorded.last().map_or(0, |e| e.position))
+                        .await;
+                    keys.committed(&sealer, &destroyed);
+                }
+                // Whatever the outcome, forgetting is safe: live keys are
+                // read from the key store again.
+                Err(_) => keys.forget(&destroyed),
+            }
+            appended
+        });
+        task.await.map_err(|e| {
+            Error::Storage(store::Error::storage(format!(
+                "the append task failed: {e}"
+            )))
+        })
     }
 
     /// Answers a retry: the view as of the first commit of the request.

@@ -222,3 +222,74 @@ async fn request_ids_are_short_plain_text() {
     f.app.close().await;
     f.store.unwrap().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_credential_destroyed_while_a_pull_is_answered_is_never_handed_out() {
+    let f = fixture().await;
+    let env = environment(&f.app).await;
+    f.app
+        .execute(&admin(), "", &[], || create_registry(&env, "c-1", "pw"))
+        .await
+        .unwrap();
+    assert_eq!(pulled_password(&f.app, &env).await, "pw");
+    // The key goes behind the app's back, as a destruction between the
+    // pull's read of the projection and its opening of the secret does.
+    let store = f.store.as_ref().unwrap().keys();
+    store.delete(&["c-1".to_owned()]).await.unwrap();
+    f.app.data_keys().forget(&["c-1".to_owned()]);
+    let err = f
+        .app
+        .resolve_pull(&admin(), &env, Target::Image("reg.example.com/app:1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict), "{err:?}");
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_key_read_from_the_store_is_kept_only_while_its_credential_is_live() {
+    let f = fixture().await;
+    let env = environment(&f.app).await;
+    f.app
+        .execute(&admin(), "", &[], || create_registry(&env, "c-1", "pw"))
+        .await
+        .unwrap();
+    let keys = f.app.data_keys();
+    keys.forget(&["c-1".to_owned()]);
+    let reg = f
+        .app
+        .projection()
+        .read()
+        .registries_in(&env, "")
+        .next()
+        .cloned()
+        .unwrap();
+    let ctx = crate::domain::credential::SecretContext {
+        environment_id: &env,
+        registry_id: &reg.id,
+        credential_id: "c-1",
+        version: reg.credential_version,
+        field: "password",
+    };
+    // Read while not live: opened, but not kept.
+    let opened = keys
+        .open(&ctx, &reg.credential.password, || false)
+        .await
+        .unwrap();
+    assert_eq!(opened.unwrap().as_slice(), b"pw");
+    f.store
+        .as_ref()
+        .unwrap()
+        .keys()
+        .delete(&["c-1".to_owned()])
+        .await
+        .unwrap();
+    let gone = keys
+        .open(&ctx, &reg.credential.password, || true)
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "a key not kept is not in memory");
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}

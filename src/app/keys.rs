@@ -129,8 +129,8 @@ impl DataKeys {
             .collect()
     }
 
-    /// Takes note of a durable commit: its new keys are usable at once, its
-    /// destroyed ones are forgotten.
+    /// Takes note of a durable commit that the projection has applied: its
+    /// new keys are usable at once, its destroyed ones are forgotten.
     pub(super) fn committed(&self, new: &NewKeys, destroyed: &[String]) {
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
         live.extend(
@@ -143,29 +143,43 @@ impl DataKeys {
         }
     }
 
-    /// Returns a live credential's data key: from memory, or else from the
-    /// key store, where a commit whose outcome this process never learned
-    /// (a failed flush that became durable later, another replica's write)
-    /// left it.
-    async fn key(&self, credential_id: &str) -> Result<Arc<DataKey>> {
+    /// Forgets keys from memory, for a commit whose outcome is not known:
+    /// a key still live is read from the key store again when needed.
+    pub(super) fn forget(&self, ids: &[String]) {
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            live.remove(id);
+        }
+    }
+
+    /// Returns a credential's data key: from memory, or else from the key
+    /// store, where a commit whose outcome this process never learned (a
+    /// failed flush that became durable later, another replica's write)
+    /// left it; `None` when the key store has none (the credential was
+    /// destroyed). A key read from the store is kept in memory only if
+    /// `still_live` says, under the memory's lock, that its credential is
+    /// live: a destruction applied meanwhile never brings it back.
+    async fn key(
+        &self,
+        credential_id: &str,
+        still_live: impl Fn() -> bool,
+    ) -> Result<Option<Arc<DataKey>>> {
         let cached = {
             let live = self.live.read().unwrap_or_else(|p| p.into_inner());
             live.get(credential_id).cloned()
         };
         if let Some(key) = cached {
-            return Ok(key);
+            return Ok(Some(key));
         }
-        let wrapped = self
-            .store
-            .get(credential_id)
-            .await?
-            .ok_or(crate::crypto::Error::Unseal)?;
+        let Some(wrapped) = self.store.get(credential_id).await? else {
+            return Ok(None);
+        };
         let key = Arc::new(self.kek.unwrap_key(&WrappedKey(wrapped), credential_id)?);
-        self.live
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(credential_id.to_owned(), Arc::clone(&key));
-        Ok(key)
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        if still_live() {
+            live.insert(credential_id.to_owned(), Arc::clone(&key));
+        }
+        Ok(Some(key))
     }
 
     /// Re-wraps up to `limit` (0: every) stored data keys not yet wrapped by
@@ -185,7 +199,15 @@ impl DataKeys {
             if self.kek.is_current(&wrapped) {
                 continue;
             }
-            let new = self.kek.rewrap(&wrapped, &id)?;
+            // One key that does not open (its key-encryption key is not
+            // held) must not stop the others; it stays counted as remaining.
+            let new = match self.kek.rewrap(&wrapped, &id) {
+                Ok(new) => new,
+                Err(e) => {
+                    tracing::warn!(credential_id = %id, error = %e, "a data key could not be re-wrapped");
+                    continue;
+                }
+            };
             if self.store.replace(&id, &wrapped.0, new.0).await? {
                 rewrapped += 1;
             }
@@ -217,14 +239,19 @@ impl DataKeys {
         Ok(usage)
     }
 
-    /// Opens a sealed secret of a live credential.
+    /// Opens a sealed secret of a credential; `None` when its data key is
+    /// gone (the credential was destroyed since it was read as live).
+    /// `still_live` tells whether the credential is live now (see `key`).
     pub async fn open(
         &self,
         ctx: &SecretContext<'_>,
         sealed: &SealedSecret,
-    ) -> Result<Zeroizing<Vec<u8>>> {
-        let key = self.key(ctx.credential_id).await?;
-        Ok(key.open(ctx, sealed)?)
+        still_live: impl Fn() -> bool,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let Some(key) = self.key(ctx.credential_id, still_live).await? else {
+            return Ok(None);
+        };
+        Ok(Some(key.open(ctx, sealed)?))
     }
 }
 

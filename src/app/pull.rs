@@ -156,7 +156,8 @@ impl App {
         if let (Some(sealed), PullOutcome::Allowed { credential, .. }) =
             (sealed, &mut answer.outcome)
         {
-            *credential = Some(self.open_sealed(sealed).await?);
+            // Destroyed since it was read as live: the caller asks again.
+            *credential = Some(self.open_sealed(sealed).await?.ok_or(Error::Conflict)?);
         }
         Ok(answer)
     }
@@ -180,7 +181,11 @@ impl App {
         let mut out = Vec::with_capacity(regs.len());
         for (address, insecure, ca_certificate_pem, sealed) in regs {
             let credential = if include_auth {
-                Some(self.open_sealed(sealed).await?)
+                match self.open_sealed(sealed).await? {
+                    Some(credential) => Some(credential),
+                    // Destroyed since it was read: it is not in the answer.
+                    None => continue,
+                }
             } else {
                 None
             };
@@ -217,12 +222,15 @@ impl App {
         }
         let mut out = Vec::with_capacity(regs.len());
         for (address, insecure, ca_certificate_pem, sealed) in regs {
-            out.push(OpenRegistry {
-                address,
-                insecure,
-                ca_certificate_pem,
-                credential: self.open_sealed(sealed).await?,
-            });
+            // One destroyed since it was read is left out of the answer.
+            if let Some(credential) = self.open_sealed(sealed).await? {
+                out.push(OpenRegistry {
+                    address,
+                    insecure,
+                    ca_certificate_pem,
+                    credential,
+                });
+            }
         }
         Ok((out, revision))
     }
@@ -260,7 +268,8 @@ impl App {
         Ok((orchestration, regs, revision))
     }
 
-    async fn open_sealed(&self, s: Sealed) -> Result<OpenCredential> {
+    /// Opens a credential read as live; `None` when it was destroyed since.
+    async fn open_sealed(&self, s: Sealed) -> Result<Option<OpenCredential>> {
         let ctx = SecretContext {
             environment_id: &s.environment_id,
             registry_id: &s.registry_id,
@@ -268,17 +277,29 @@ impl App {
             version: s.version,
             field: "password",
         };
-        let bytes = self.keys.open(&ctx, &s.credential.password).await?;
+        let still_live = || {
+            let state = self.projection.read();
+            state
+                .registry(&s.registry_id)
+                .is_some_and(|r| r.credential.credential_id == s.credential.credential_id)
+        };
+        let Some(bytes) = self
+            .keys
+            .open(&ctx, &s.credential.password, still_live)
+            .await?
+        else {
+            return Ok(None);
+        };
         let password = String::from_utf8(bytes.to_vec())
             .map_err(|_| Error::Crypto(crate::crypto::Error::Unseal))?;
-        Ok(OpenCredential {
+        Ok(Some(OpenCredential {
             registry_id: s.registry_id,
             credential_id: s.credential.credential_id,
             email: s.credential.email,
             username: s.credential.username,
             password: SecretString::from(password),
             expire_time: s.credential.expire_time,
-        })
+        }))
     }
 }
 

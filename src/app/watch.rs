@@ -185,8 +185,18 @@ impl Cursor {
         let records = match self.app.projection.recent_from(from, STEP) {
             Some(records) => records,
             None => {
+                // Never past what the projection applied: the watch checks
+                // its caller against the projection before sending, so a
+                // revocation must be applied before what follows it is read.
+                let applied = self.app.projection.position();
+                if from > applied {
+                    return Ok(Vec::new());
+                }
+                let max = usize::try_from(applied - from + 1)
+                    .unwrap_or(usize::MAX)
+                    .min(STEP);
                 let mut decoded = Vec::new();
-                for envelope in self.app.log.read(from, STEP).await? {
+                for envelope in self.app.log.read(from, max).await? {
                     decoded.push(Arc::new(payload::decode(&envelope)?));
                 }
                 decoded

@@ -327,6 +327,7 @@ mod tests {
             resolved_image: String::new(),
             registry: "reg:5000".into(),
             decision: Some(decision),
+            repository_scope: String::new(),
         }
     }
 

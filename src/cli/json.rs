@@ -228,6 +228,7 @@ mod tests {
                     message: "The provided registry is not whitelisted".into(),
                 },
             )),
+            repository_scope: String::new(),
         };
         let v = resolve(&r);
         assert_eq!(v["revision"], "7");

@@ -85,7 +85,11 @@ pub fn response(r: &pb::ResolvePullResponse) -> Result<String> {
                         email: &c.email,
                     },
                     DEFAULT_CACHE,
-                    kubernetes::CacheKey::Registry,
+                    if r.repository_scope.is_empty() {
+                        kubernetes::CacheKey::Registry
+                    } else {
+                        kubernetes::CacheKey::Image(&r.repository_scope)
+                    },
                 ),
                 None => kubernetes::anonymous_provider_response(DEFAULT_CACHE),
             }),
@@ -180,6 +184,7 @@ mod tests {
             resolved_image: "reg:5000/app:1".into(),
             registry: "reg:5000".into(),
             decision: Some(decision),
+            repository_scope: String::new(),
         }
     }
 
@@ -217,6 +222,25 @@ mod tests {
         assert_eq!(v["apiVersion"], API_VERSION);
         assert_eq!(v["auth"]["reg:5000"]["username"], "alice");
         assert_eq!(v["auth"]["reg:5000"]["password"], "s3cret");
+    }
+
+    #[test]
+    fn a_cattle_answer_scoped_to_a_repository_is_cached_per_image() {
+        let mut r = answer(pb::resolve_pull_response::Decision::Allowed(
+            pb::PullAllowed {
+                credential: Some(pb::PullCredential {
+                    username: "alice".into(),
+                    password: "s3cret".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ));
+        r.repository_scope = "reg:5000/myorg/app".into();
+        let v: serde_json::Value = serde_json::from_str(&response(&r).unwrap()).unwrap();
+        assert_eq!(v["cacheKeyType"], "Image");
+        let keys: Vec<&String> = v["auth"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["reg:5000/myorg/app"]);
     }
 
     #[test]

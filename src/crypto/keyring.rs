@@ -136,10 +136,20 @@ impl Keyring {
     }
 }
 
+/// Length of an unnamed wrapped key: nonce, the 32-byte key, tag.
+const UNNAMED_LEN: usize = 12 + 32 + 16;
+
 /// Splits a named wrapped key into its key id and the inner wrapped key.
+///
+/// Only the length tells the two forms apart: an unnamed key is 60 bytes
+/// and may start with any byte (its random nonce), a named one is exactly
+/// the marker, the id and an unnamed key.
 fn split(wrapped: &WrappedKey) -> Option<([u8; ID_LEN], &[u8])> {
+    if wrapped.0.len() != 1 + ID_LEN + UNNAMED_LEN {
+        return None;
+    }
     let (&marker, rest) = wrapped.0.split_first()?;
-    if marker != NAMED || rest.len() <= ID_LEN {
+    if marker != NAMED {
         return None;
     }
     let (id, inner) = rest.split_at(ID_LEN);
@@ -220,6 +230,25 @@ mod tests {
             Some(ring.key_ids()[1].clone())
         );
         assert!(matches!(ring.unwrap_key(&legacy, "c2"), Err(Error::Unwrap)));
+    }
+
+    #[test]
+    fn an_unnamed_key_whose_nonce_starts_like_a_name_still_unwraps() {
+        let kek = fixed(3);
+        let ring = Keyring::new(vec![fixed(4), fixed(3)]).unwrap();
+        let data = DataKey::generate();
+        // One unnamed wrapped key in 256 starts with the marker byte.
+        let legacy = (0..100_000)
+            .map(|_| kek.wrap(&data, "c1"))
+            .find(|w| w.0[0] == NAMED)
+            .expect("a nonce starting with the marker within 100,000 tries");
+        assert_eq!(legacy.0.len(), UNNAMED_LEN);
+        assert_eq!(
+            ring.unwrap_key(&legacy, "c1").unwrap().expose(),
+            data.expose()
+        );
+        assert_eq!(ring.wrapped_by(&legacy, "c1"), Some(fixed(3).key_id()));
+        assert!(!ring.is_current(&legacy));
     }
 
     #[test]

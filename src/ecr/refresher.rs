@@ -197,11 +197,18 @@ async fn refresh(
         version: due.keys_version,
         field: "secret_access_key",
     };
+    let still_live = || {
+        let state = app.projection().read();
+        state
+            .registry(&due.registry_id)
+            .is_some_and(|r| r.credential.credential_id == due.credential_id)
+    };
     let secret = app
         .data_keys()
-        .open(&ctx, &due.secret_access_key)
+        .open(&ctx, &due.secret_access_key, still_live)
         .await
-        .map_err(|_| "the access keys cannot be opened (see the server log)".to_owned())?;
+        .map_err(|_| "the access keys cannot be opened (see the server log)".to_owned())?
+        .ok_or_else(|| "the access keys were replaced or deleted meanwhile".to_owned())?;
     let secret = SecretString::from(
         String::from_utf8(secret.to_vec())
             .map_err(|_| "the secret access key is not text".to_owned())?,

@@ -474,6 +474,19 @@ async fn a_refused_commit_writes_no_data_key(f: &Fixture) {
     assert_eq!(f.keys.list().await.unwrap(), ["c1"]);
 }
 
+async fn a_commit_never_replaces_a_stored_data_key(f: &Fixture) {
+    f.log
+        .append(with_keys(one("a", 0), &[("c1", &[1])], &[]))
+        .await
+        .unwrap();
+    let again = with_keys(one("b", 0), &[("c1", &[9])], &[]);
+    let err = f.log.append(again).await.unwrap_err();
+    assert!(matches!(&err, Error::KeyExists(id) if id == "c1"), "{err}");
+    assert_eq!(f.keys.get("c1").await.unwrap(), Some(vec![1]));
+    assert_eq!(f.log.head(), 1, "nothing else was written");
+    assert_eq!(f.log.stream_version("b").await.unwrap(), 0);
+}
+
 async fn key_store_replaces_only_the_current_key_and_deletes(f: &Fixture) {
     f.log
         .append(with_keys(one("a", 0), &[("c1", &[1]), ("c2", &[2])], &[]))
@@ -604,6 +617,11 @@ macro_rules! conformance_suite {
             #[tokio::test]
             async fn a_refused_commit_writes_no_data_key() {
                 super::a_refused_commit_writes_no_data_key(&$fixture()).await;
+            }
+
+            #[tokio::test]
+            async fn a_commit_never_replaces_a_stored_data_key() {
+                super::a_commit_never_replaces_a_stored_data_key(&$fixture()).await;
             }
 
             #[tokio::test]

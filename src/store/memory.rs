@@ -72,6 +72,14 @@ impl EventLog for MemoryLog {
                 });
             }
         }
+        if let Some((id, _)) = commit
+            .keys
+            .created
+            .iter()
+            .find(|(id, _)| self.keys.contains(id))
+        {
+            return Err(Error::KeyExists(id.clone()));
+        }
         let head = state.records.len() as u64;
         let mut envelopes = plan(&commit, head, |s| {
             state.versions.get(s).copied().unwrap_or(0)
@@ -162,6 +170,11 @@ struct KeysState {
 }
 
 impl MemoryKeys {
+    /// Returns whether a data key is stored for `id`.
+    fn contains(&self, id: &str) -> bool {
+        self.lock().keys.contains_key(id)
+    }
+
     /// Applies a commit's key changes.
     fn apply(&self, changes: &super::KeyChanges) {
         let mut state = self.lock();

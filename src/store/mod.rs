@@ -159,6 +159,10 @@ pub enum Error {
         /// The engine's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A commit would create a data key that exists already; nothing was
+    /// written. Credential ids are fresh, so this is a bug, never a retry.
+    #[error("a data key for credential {0:?} exists already: credential ids are never reused")]
+    KeyExists(String),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -116,14 +116,15 @@ impl Writer {
         let mut keys = ::sled::Batch::default();
         let mut touches_keys = false;
         let mut requests = HashMap::new();
+        let mut created = std::collections::HashSet::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut accepted = false;
         for pending in group {
             let outcome = accept(
-                &self.tree,
+                (&self.tree, &self.keys_tree),
                 state,
                 &mut batch,
-                &mut requests,
+                (&mut requests, &created),
                 &pending.commit,
             )?;
             if outcome.is_ok() {
@@ -132,6 +133,7 @@ impl Writer {
                 touches_keys |= !changes.is_empty();
                 for (id, wrapped) in &changes.created {
                     keys.insert(prefixed(DATA_KEY, id), wrapped.as_slice());
+                    created.insert(id.clone());
                 }
                 for id in &changes.destroyed {
                     keys.remove(prefixed(DATA_KEY, id));
@@ -202,10 +204,13 @@ impl Writer {
 /// The outer error is a storage failure (fails the group); the inner one is
 /// this commit's rejection.
 fn accept(
-    tree: &::sled::Tree,
+    (tree, keys_tree): (&::sled::Tree, &::sled::Tree),
     state: &mut WriterState,
     batch: &mut ::sled::Batch,
-    requests: &mut HashMap<String, RequestRecord>,
+    (requests, created): (
+        &mut HashMap<String, RequestRecord>,
+        &std::collections::HashSet<String>,
+    ),
     commit: &Commit,
 ) -> Result<Result<Vec<Envelope>>> {
     // Duplicates first, so a retry gets its first result, not a conflict.
@@ -219,6 +224,12 @@ fn accept(
         };
         if let Some(record) = known {
             return Ok(Err(Error::DuplicateRequest { record }));
+        }
+    }
+    // A commit never replaces a data key: that would lose a live credential.
+    for (id, _) in &commit.keys.created {
+        if created.contains(id) || keys_tree.contains_key(prefixed(DATA_KEY, id))? {
+            return Ok(Err(Error::KeyExists(id.clone())));
         }
     }
     let planned = plan(commit, state.head, |stream| {
