@@ -16,24 +16,42 @@ pub(super) struct Fixture {
     pub(super) log: Arc<dyn EventLog>,
     pub(super) keys: Arc<dyn KeyStore>,
     _guard: Option<(SledStore, tempfile::TempDir)>,
+    _pg: Option<super::postgres::PgStore>,
 }
 
-pub(super) fn memory_fixture() -> Fixture {
+pub(super) async fn memory_fixture() -> Fixture {
     let log = MemoryLog::new();
     Fixture {
         keys: log.keys(),
         log: Arc::new(log),
         _guard: None,
+        _pg: None,
     }
 }
 
-pub(super) fn sled_fixture() -> Fixture {
+pub(super) async fn sled_fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     Fixture {
         log: store.log(),
         keys: store.keys(),
         _guard: Some((store, dir)),
+        _pg: None,
+    }
+}
+
+/// A fresh database on the test PostgreSQL (feature `e2e`: a real server).
+#[cfg(feature = "e2e")]
+pub(super) async fn postgres_fixture() -> Fixture {
+    let url = crate::testing::postgres::TestPostgres::shared()
+        .fresh_database()
+        .await;
+    let store = super::postgres::PgStore::connect(&url, 8).await.unwrap();
+    Fixture {
+        log: store.log(),
+        keys: store.keys(),
+        _guard: None,
+        _pg: Some(store),
     }
 }
 
@@ -531,107 +549,109 @@ macro_rules! conformance_suite {
 
             #[tokio::test]
             async fn appended_events_read_back() {
-                super::appended_events_read_back(&$fixture()).await;
+                super::appended_events_read_back(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn positions_are_contiguous_across_streams() {
-                super::positions_are_contiguous_across_streams(&$fixture()).await;
+                super::positions_are_contiguous_across_streams(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn stream_versions_count_each_streams_events() {
-                super::stream_versions_count_each_streams_events(&$fixture()).await;
+                super::stream_versions_count_each_streams_events(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn expected_version_conflict_writes_nothing() {
-                super::expected_version_conflict_writes_nothing(&$fixture()).await;
+                super::expected_version_conflict_writes_nothing(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn multi_stream_commit_is_all_or_nothing() {
-                super::multi_stream_commit_is_all_or_nothing(&$fixture()).await;
+                super::multi_stream_commit_is_all_or_nothing(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn append_without_events_guards_a_version() {
-                super::append_without_events_guards_a_version(&$fixture()).await;
+                super::append_without_events_guards_a_version(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn same_stream_twice_in_a_commit_applies_in_order() {
-                super::same_stream_twice_in_a_commit_applies_in_order(&$fixture()).await;
+                super::same_stream_twice_in_a_commit_applies_in_order(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn duplicate_request_id_is_rejected_with_the_first_record() {
-                super::duplicate_request_id_is_rejected_with_the_first_record(&$fixture()).await;
+                super::duplicate_request_id_is_rejected_with_the_first_record(&$fixture().await)
+                    .await;
             }
 
             #[tokio::test]
             async fn commits_without_request_id_are_never_duplicates() {
-                super::commits_without_request_id_are_never_duplicates(&$fixture()).await;
+                super::commits_without_request_id_are_never_duplicates(&$fixture().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends_are_gapless_and_all_readable() {
-                super::concurrent_appends_are_gapless_and_all_readable(&$fixture()).await;
+                super::concurrent_appends_are_gapless_and_all_readable(&$fixture().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn read_never_returns_past_head() {
-                super::read_never_returns_past_head(&$fixture()).await;
+                super::read_never_returns_past_head(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn watch_head_wakes_after_each_commit() {
-                super::watch_head_wakes_after_each_commit(&$fixture()).await;
+                super::watch_head_wakes_after_each_commit(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn read_stream_stops_at_up_to() {
-                super::read_stream_stops_at_up_to(&$fixture()).await;
+                super::read_stream_stops_at_up_to(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn empty_commit_is_rejected() {
-                super::empty_commit_is_rejected(&$fixture()).await;
+                super::empty_commit_is_rejected(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn log_id_is_a_stable_uuid() {
-                super::log_id_is_a_stable_uuid(&$fixture()).await;
+                super::log_id_is_a_stable_uuid(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn request_ids_belong_to_their_caller() {
-                super::request_ids_belong_to_their_caller(&$fixture()).await;
+                super::request_ids_belong_to_their_caller(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn commits_create_and_destroy_data_keys_with_their_events() {
-                super::commits_create_and_destroy_data_keys_with_their_events(&$fixture()).await;
+                super::commits_create_and_destroy_data_keys_with_their_events(&$fixture().await)
+                    .await;
             }
 
             #[tokio::test]
             async fn a_refused_commit_writes_no_data_key() {
-                super::a_refused_commit_writes_no_data_key(&$fixture()).await;
+                super::a_refused_commit_writes_no_data_key(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn a_commit_never_replaces_a_stored_data_key() {
-                super::a_commit_never_replaces_a_stored_data_key(&$fixture()).await;
+                super::a_commit_never_replaces_a_stored_data_key(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn key_store_replaces_only_the_current_key_and_deletes() {
-                super::key_store_replaces_only_the_current_key_and_deletes(&$fixture()).await;
+                super::key_store_replaces_only_the_current_key_and_deletes(&$fixture().await).await;
             }
 
             #[tokio::test]
             async fn key_store_meta_is_apart_from_keys() {
-                super::key_store_meta_is_apart_from_keys(&$fixture()).await;
+                super::key_store_meta_is_apart_from_keys(&$fixture().await).await;
             }
         }
     };
@@ -639,3 +659,5 @@ macro_rules! conformance_suite {
 
 conformance_suite!(memory, memory_fixture);
 conformance_suite!(sled, sled_fixture);
+#[cfg(feature = "e2e")]
+conformance_suite!(postgres, postgres_fixture);

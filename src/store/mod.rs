@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod memory;
 pub mod payload;
+pub mod postgres;
 pub mod sled;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod fuzzing;
 mod harness;
+pub mod postgres;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,578 @@
+//! The shared `EventLog` and `KeyStore` on PostgreSQL (DESIGN §6), for
+//! several replicas over one database. The only module that names
+//! tokio-postgres.
+//!
+//! A commit is one transaction: it locks the head row (so positions are
+//! gapless and in commit order), checks the request record, the data keys
+//! it creates and its streams' versions, inserts its records, its request
+//! record and its data keys, deletes the keys it destroys, moves the head
+//! and sends a notification; all or nothing. Each replica follows the head
+//! with LISTEN and a poll every second as a safety net, and never reads
+//! past the head it has seen. The schema is created and migrated at open
+//! under an advisory lock.
+
+mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use super::{
+    check_shape, codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
+    RequestRecord, Result,
+};
+
+/// The channel commits notify and replicas listen on.
+const CHANNEL: &str = "registrar_log";
+/// How often a replica reads the head even without a notification.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A PostgreSQL store: the log and the key store over one pool, and the
+/// task that follows the head.
+#[derive(Debug)]
+pub struct PgStore {
+    log: Arc<PgLog>,
+    keys: Arc<PgKeys>,
+    tailer: JoinHandle<()>,
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL) with at most `pool_size`
+    /// connections, creates or migrates the schema, and starts following
+    /// the head. A database of a newer schema is refused.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::storage(format!("the database URL is not valid: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .build()
+            .map_err(|e| Error::storage(format!("the connection pool: {e}")))?;
+        let log_id = {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            schema::migrate(&mut client).await?
+        };
+        let head_now = read_head(&pool).await?;
+        let head = Arc::new(watch::Sender::new(head_now));
+        let tailer = tokio::spawn(follow(config, pool.clone(), Arc::clone(&head)));
+        let log = Arc::new(PgLog {
+            pool: pool.clone(),
+            head,
+            log_id,
+        });
+        let keys = Arc::new(PgKeys { pool });
+        Ok(Self { log, keys, tailer })
+    }
+
+    /// Returns a handle to the event log.
+    pub fn log(&self) -> Arc<PgLog> {
+        Arc::clone(&self.log)
+    }
+
+    /// Returns a handle to the key store.
+    pub fn keys(&self) -> Arc<PgKeys> {
+        Arc::clone(&self.keys)
+    }
+
+    /// Stops following the head and closes the pool's connections.
+    pub async fn close(self) {
+        self.tailer.abort();
+        let _ = self.tailer.await;
+        self.log.pool.close();
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> Error {
+    Error::Storage {
+        source: Box::new(e),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    Error::storage(format!("no database connection: {e}"))
+}
+
+/// Converts a position or version from the database, which stores them as
+/// `bigint`; a negative one is damage.
+fn unsigned(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt {
+        position: 0,
+        reason: format!("negative {what} {value}"),
+    })
+}
+
+fn signed(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::storage("a position past what bigint holds"))
+}
+
+async fn read_head(pool: &Pool) -> Result<u64> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let row = client
+        .query_one("SELECT position FROM registrar_head WHERE id = 1", &[])
+        .await
+        .map_err(pg_error)?;
+    unsigned(row.get(0), "head")
+}
+
+/// Moves the published head forward, never back.
+fn publish(head: &watch::Sender<u64>, position: u64) {
+    head.send_if_modified(|h| {
+        if position > *h {
+            *h = position;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Follows the head: LISTEN on a connection of its own, and a read of the
+/// head row at every notification and at least every `POLL`, so a lost
+/// notification delays a change by a second at most. Reconnects with
+/// backoff when the database goes away.
+async fn follow(config: tokio_postgres::Config, pool: Pool, head: Arc<watch::Sender<u64>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (notified, listener) = match listen(&config).await {
+            Ok(pair) => {
+                backoff = Duration::from_millis(100);
+                pair
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for log notifications; polling");
+                (None, None)
+            }
+        };
+        let mut notified = notified;
+        loop {
+            match &mut notified {
+                Some(rx) => {
+                    tokio::select! {
+                        got = rx.recv() => if got.is_none() { break },
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                None => tokio::time::sleep(POLL).await,
+            }
+            match read_head(&pool).await {
+                Ok(position) => publish(&head, position),
+                Err(e) => tracing::warn!(error = %e, "cannot read the log's head"),
+            }
+            if notified.is_none() && listener.is_none() {
+                break;
+            }
+        }
+        drop(listener);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Opens a connection that LISTENs; returns a receiver woken at every
+/// notification (closed when the connection ends) and the client to keep.
+async fn listen(
+    config: &tokio_postgres::Config,
+) -> Result<(
+    Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    Option<tokio_postgres::Client>,
+)> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(pg_error)?;
+    Ok((Some(rx), Some(client)))
+}
+
+/// The PostgreSQL event log; cheap to share as `Arc<dyn EventLog>`.
+#[derive(Debug)]
+pub struct PgLog {
+    pool: Pool,
+    head: Arc<watch::Sender<u64>>,
+    log_id: String,
+}
+
+impl PgLog {
+    async fn try_append(&self, commit: &Commit) -> Result<Vec<Envelope>> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // The head row's lock orders every commit: positions stay gapless.
+        let row = tx
+            .query_one(
+                "SELECT position FROM registrar_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let head = unsigned(row.get(0), "head")?;
+        if let Some(key) = commit.request_key() {
+            if let Some(row) = tx
+                .query_opt(
+                    "SELECT first_position, last_position, fingerprint \
+                     FROM registrar_requests WHERE actor = $1 AND request_id = $2",
+                    &[&commit.actor, &commit.request_id],
+                )
+                .await
+                .map_err(pg_error)?
+            {
+                return Err(Error::DuplicateRequest {
+                    record: RequestRecord {
+                        request_id: key,
+                        first_position: unsigned(row.get(0), "position")?,
+                        last_position: unsigned(row.get(1), "position")?,
+                        fingerprint: row.get(2),
+                    },
+                });
+            }
+        }
+        if !commit.keys.created.is_empty() {
+            let ids: Vec<&str> = commit
+                .keys
+                .created
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if let Some(row) = tx
+                .query_opt(
+                    "SELECT credential_id FROM registrar_keys WHERE credential_id = ANY($1) LIMIT 1",
+                    &[&ids],
+                )
+                .await
+                .map_err(pg_error)?
+            {
+                return Err(Error::KeyExists(row.get(0)));
+            }
+        }
+        let streams: Vec<&[u8]> = commit.appends.iter().map(|a| a.stream.as_bytes()).collect();
+        let mut versions = std::collections::HashMap::new();
+        for row in tx
+            .query(
+                "SELECT stream, version FROM registrar_streams WHERE stream = ANY($1)",
+                &[&streams],
+            )
+            .await
+            .map_err(pg_error)?
+        {
+            let stream: Vec<u8> = row.get(0);
+            versions.insert(stream, unsigned(row.get(1), "version")?);
+        }
+        let mut envelopes = plan(commit, head, |s| {
+            versions.get(s.as_bytes()).copied().unwrap_or(0)
+        })?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO registrar_events (position, stream, stream_version, record) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut last_versions = std::collections::HashMap::new();
+        for env in &mut envelopes {
+            let record = codec::encode(env);
+            tx.execute(
+                &insert,
+                &[
+                    &signed(env.position)?,
+                    &env.stream.as_bytes(),
+                    &signed(env.stream_version)?,
+                    &record,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+            last_versions.insert(env.stream.clone(), env.stream_version);
+        }
+        for (stream, version) in &last_versions {
+            tx.execute(
+                "INSERT INTO registrar_streams (stream, version) VALUES ($1, $2) \
+                 ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version",
+                &[&stream.as_bytes(), &signed(*version)?],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        if let Some(record) = request_record(commit, &envelopes) {
+            tx.execute(
+                "INSERT INTO registrar_requests \
+                 (actor, request_id, first_position, last_position, fingerprint) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &commit.actor,
+                    &commit.request_id,
+                    &signed(record.first_position)?,
+                    &signed(record.last_position)?,
+                    &record.fingerprint,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        for (id, wrapped) in &commit.keys.created {
+            tx.execute(
+                "INSERT INTO registrar_keys (credential_id, wrapped) VALUES ($1, $2)",
+                &[id, wrapped],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        if !commit.keys.destroyed.is_empty() {
+            tx.execute(
+                "DELETE FROM registrar_keys WHERE credential_id = ANY($1)",
+                &[&commit.keys.destroyed],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        let last = envelopes.last().map_or(head, |e| e.position);
+        tx.execute(
+            "UPDATE registrar_head SET position = $1 WHERE id = 1",
+            &[&signed(last)?],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        publish(&self.head, last);
+        Ok(envelopes)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for PgLog {
+    async fn append(&self, commit: Commit) -> Result<Vec<Envelope>> {
+        check_shape(&commit)?;
+        self.try_append(&commit).await
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    async fn read(&self, from: u64, max: usize) -> Result<Vec<Envelope>> {
+        let head = self.head();
+        let from = from.max(1);
+        if from > head || max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        let last = head.min(from.saturating_add(max - 1));
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT position, record FROM registrar_events \
+                 WHERE position BETWEEN $1 AND $2 ORDER BY position",
+                &[&signed(from)?, &signed(last)?],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut expected = from;
+        for row in rows {
+            let position = unsigned(row.get(0), "position")?;
+            if position != expected {
+                return Err(missing(expected));
+            }
+            let bytes: &[u8] = row.get(1);
+            records.push(codec::decode_verified(bytes, position)?);
+            expected += 1;
+        }
+        if expected <= last {
+            return Err(missing(expected));
+        }
+        Ok(records)
+    }
+
+    async fn read_stream(&self, stream: &str, up_to: u64) -> Result<Vec<Envelope>> {
+        let limit = up_to.min(self.head());
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT position, record FROM registrar_events \
+                 WHERE stream = $1 AND position <= $2 ORDER BY stream_version",
+                &[&stream.as_bytes(), &signed(limit)?],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let position = unsigned(row.get(0), "position")?;
+            let bytes: &[u8] = row.get(1);
+            let env = codec::decode_verified(bytes, position)?;
+            if env.stream != stream {
+                return Err(Error::Corrupt {
+                    position,
+                    reason: format!("the record of stream {stream:?} names another stream"),
+                });
+            }
+            records.push(env);
+        }
+        Ok(records)
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(stream_version), 0) FROM registrar_events \
+                 WHERE stream = $1 AND position <= $2",
+                &[&stream.as_bytes(), &signed(self.head())?],
+            )
+            .await
+            .map_err(pg_error)?;
+        unsigned(row.get(0), "version")
+    }
+
+    async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let key = super::request_key(actor, request_id);
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let Some(row) = client
+            .query_opt(
+                "SELECT first_position, last_position, fingerprint \
+                 FROM registrar_requests WHERE actor = $1 AND request_id = $2",
+                &[&actor, &request_id],
+            )
+            .await
+            .map_err(pg_error)?
+        else {
+            return Ok(None);
+        };
+        let record = RequestRecord {
+            request_id: key,
+            first_position: unsigned(row.get(0), "position")?,
+            last_position: unsigned(row.get(1), "position")?,
+            fingerprint: row.get(2),
+        };
+        // Committed, but this replica answers only up to the head it has seen.
+        Ok((record.last_position <= self.head()).then_some(record))
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+}
+
+fn missing(position: u64) -> Error {
+    Error::Corrupt {
+        position,
+        reason: "record is missing".into(),
+    }
+}
+
+/// The PostgreSQL key store, in the same database as the log.
+#[derive(Debug)]
+pub struct PgKeys {
+    pool: Pool,
+}
+
+#[async_trait::async_trait]
+impl KeyStore for PgKeys {
+    async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT wrapped FROM registrar_keys WHERE credential_id = $1",
+                &[&credential_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn replace(&self, credential_id: &str, current: &[u8], new: Vec<u8>) -> Result<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let changed = client
+            .execute(
+                "UPDATE registrar_keys SET wrapped = $3 WHERE credential_id = $1 AND wrapped = $2",
+                &[&credential_id, &current, &new],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(changed == 1)
+    }
+
+    async fn delete(&self, credential_ids: &[String]) -> Result<()> {
+        if credential_ids.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "DELETE FROM registrar_keys WHERE credential_id = ANY($1)",
+                &[&credential_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT credential_id FROM registrar_keys ORDER BY credential_id COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT value FROM registrar_key_meta WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "INSERT INTO registrar_key_meta (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&name, &value],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}
