@@ -9,9 +9,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// Settings of `registrar admin-token`: where the stopped server keeps its
-/// data and key, as `serve` takes them (`REGISTRAR_KEY` works too).
+/// data and key, or the replicas' database, as `serve` takes them
+/// (`REGISTRAR_KEY` works too).
 #[derive(Debug, Clone, Args)]
 pub struct AdminTokenArgs {
+    /// The replicas' PostgreSQL URL, instead of a data directory.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The server's data directory.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./registrar-data")]
     pub data_dir: PathBuf,
@@ -25,6 +29,7 @@ impl AdminTokenArgs {
     pub fn serve_config(&self) -> ServeConfig {
         let mut config = ServeConfig::for_dir(self.data_dir.clone());
         config.key_file = self.key_file.clone();
+        config.database_url = self.database_url.clone();
         config.read_secrets_from_env();
         config.admin_token = None;
         config
@@ -40,6 +45,14 @@ pub struct ServeConfig {
     /// Directory of the event log and the wrapped data keys.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./registrar-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) of the log that
+    /// several replicas share; without it the log is in --data-dir (sled).
+    /// The key must then be given (--key-file or REGISTRAR_KEY).
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections to the database each replica keeps at most.
+    #[arg(long, env = "REGISTRAR_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
     /// File of the key-encryption key; created (0600) if missing. Defaults to
     /// `<data-dir>.key`, beside the data directory, never inside it.
     #[arg(long, env = "REGISTRAR_KEY_FILE")]

@@ -73,6 +73,9 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The shared database needs a key every replica shares.
+    #[error("with --database-url the key-encryption key must be given (--key-file or REGISTRAR_KEY), the same for every replica; none is created")]
+    KeyRequired,
     /// Plaintext on a non-loopback address was not allowed.
     #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
     Plaintext(SocketAddr),

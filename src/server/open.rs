@@ -13,10 +13,47 @@ use crate::config::ServeConfig;
 use crate::crypto::{KeySource, Keyring};
 use crate::domain::access::Principal;
 use crate::domain::event::Role;
+use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 
-/// Opens everything `run` serves: data directory, key, store, app, admin token.
-pub(super) async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error> {
+/// The store a server runs on: the embedded sled directory, or the
+/// PostgreSQL log that several replicas share.
+#[derive(Debug)]
+pub(super) enum Store {
+    /// `--data-dir` (the default).
+    Sled(SledStore),
+    /// `--database-url`.
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Closes the store after the app let go of it.
+    pub(super) async fn close(self) -> Result<(), crate::store::Error> {
+        match self {
+            Store::Sled(store) => store.close().await,
+            Store::Postgres(store) => {
+                store.close().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens everything `run` serves: data directory or database, key, store,
+/// app, admin token.
+pub(super) async fn open(config: &ServeConfig) -> Result<(App, Store), Error> {
+    if config.database_url.is_some() {
+        let (app, store) = open_store(config, false).await?;
+        // Replicas share the database: no replica writes a token file; the
+        // first admin token is minted with `registrar admin-token
+        // --database-url`, once, by whoever runs the installation.
+        if !app.projection().read().has_admin_token() && config.admin_token.is_none() {
+            tracing::warn!(
+                "no admin token: mint one with `registrar admin-token --database-url URL` and the servers' key"
+            );
+        }
+        return Ok((app, store));
+    }
     let dir = &config.data_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -38,33 +75,43 @@ pub(super) async fn open(config: &ServeConfig) -> Result<(App, SledStore), Error
 }
 
 /// Opens the key, the store and the app of an existing or new data directory.
-async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, SledStore), Error> {
+async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Store), Error> {
     let dir = &config.data_dir;
-    let source = match &config.key_value {
-        Some(value) => KeySource::Value(secrecy::SecretString::from(value.clone())),
-        None => {
+    let source = match (&config.key_value, &config.key_file, &config.database_url) {
+        (Some(value), _, _) => KeySource::Value(secrecy::SecretString::from(value.clone())),
+        // Every replica needs the same key: the embedded default of a key
+        // file made at first start would give each its own.
+        (None, None, Some(_)) => return Err(Error::KeyRequired),
+        (None, _, _) => {
             let path = config.key_file_path();
-            if is_inside(&path, dir) {
+            if config.database_url.is_none() && is_inside(&path, dir) {
                 return Err(Error::KeyInsideDataDir(path));
             }
             KeySource::File(path)
         }
     };
-    let kek = Keyring::load(&source, create_key)?;
-    // Opening verifies every record: blocking work, off the async workers.
-    let store = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || SledStore::open(&dir))
-            .await
-            .map_err(|e| crate::store::Error::storage(format!("opening the store failed: {e}")))??
+    let kek = Keyring::load(&source, create_key && config.database_url.is_none())?;
+    let (log, keys, store): (
+        Arc<dyn crate::store::EventLog>,
+        Arc<dyn crate::store::KeyStore>,
+        Store,
+    ) = match &config.database_url {
+        Some(url) => {
+            let store = PgStore::connect(url, config.database_pool_size).await?;
+            (store.log(), store.keys(), Store::Postgres(store))
+        }
+        None => {
+            // Opening verifies every record: blocking work, off the async workers.
+            let dir = dir.clone();
+            let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+                .await
+                .map_err(|e| {
+                    crate::store::Error::storage(format!("opening the store failed: {e}"))
+                })??;
+            (store.log(), store.keys(), Store::Sled(store))
+        }
     };
-    let app = App::open(
-        store.log() as Arc<dyn crate::store::EventLog>,
-        store.keys() as Arc<dyn crate::store::KeyStore>,
-        kek,
-        config.admin_token.as_deref(),
-    )
-    .await?;
+    let app = App::open(log, keys, kek, config.admin_token.as_deref()).await?;
     let app = app.with_quotas(crate::domain::quota::Quotas {
         registries_per_environment: config.max_registries_per_environment,
         ca_bytes_per_environment: config.max_ca_bytes_per_environment,
@@ -72,11 +119,12 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Sled
     Ok((app, store))
 }
 
-/// Mints a new admin token in a stopped server's data directory and returns
-/// it: the way back in when every admin token was revoked or lost. The
-/// directory's lock refuses a server that is still running.
+/// Mints a new admin token and returns it: in a stopped server's data
+/// directory (its lock refuses a running server), or in the database that
+/// replicas share (while they run): the first admin token of a database,
+/// or the way back in when every admin token was revoked or lost.
 pub async fn mint_admin_token(config: &ServeConfig) -> Result<secrecy::SecretString, Error> {
-    if !config.data_dir.is_dir() {
+    if config.database_url.is_none() && !config.data_dir.is_dir() {
         return Err(Error::DataDir {
             path: config.data_dir.clone(),
             source: std::io::Error::new(

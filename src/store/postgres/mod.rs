@@ -45,9 +45,9 @@ impl PgStore {
     /// connections, creates or migrates the schema, and starts following
     /// the head. A database of a newer schema is refused.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::storage(format!("the database URL is not valid: {e}")))?;
+        let config: tokio_postgres::Config = url.parse().map_err(|_| {
+            Error::storage("the database URL is not valid: give postgres://USER@HOST:PORT/DB")
+        })?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
