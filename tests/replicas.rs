@@ -93,16 +93,7 @@ async fn a_write_through_one_replica_reaches_the_others_reads_pulls_and_watches(
         let mut c = agent_b.pull.clone();
         let env = env.clone();
         async move {
-            let r = c
-                .resolve_pull(pb::ResolvePullRequest {
-                    environment_id: env,
-                    target: Some(pb::resolve_pull_request::Target::Image(
-                        "reg.example.com/app:1".into(),
-                    )),
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = resolve(&mut c, &env).await;
             matches!(&r.decision, Some(pb::resolve_pull_response::Decision::Allowed(a))
                 if a.credential.as_ref().is_some_and(|c| c.password == "pw-1"))
         }
@@ -123,16 +114,7 @@ async fn a_write_through_one_replica_reaches_the_others_reads_pulls_and_watches(
         let mut c = agent_a.pull.clone();
         let env = env.clone();
         async move {
-            let r = c
-                .resolve_pull(pb::ResolvePullRequest {
-                    environment_id: env,
-                    target: Some(pb::resolve_pull_request::Target::Image(
-                        "reg.example.com/app:1".into(),
-                    )),
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = resolve(&mut c, &env).await;
             matches!(
                 r.decision,
                 Some(pb::resolve_pull_response::Decision::Denied(_))
@@ -153,6 +135,22 @@ async fn a_write_through_one_replica_reaches_the_others_reads_pulls_and_watches(
 
     a.stop().await.unwrap();
     b.stop().await.unwrap();
+}
+
+/// Resolves the test's image in `env`.
+async fn resolve(
+    c: &mut pb::pull_service_client::PullServiceClient<common::Authed>,
+    env: &str,
+) -> pb::ResolvePullResponse {
+    c.resolve_pull(pb::ResolvePullRequest {
+        environment_id: env.to_owned(),
+        target: Some(pb::resolve_pull_request::Target::Image(
+            "reg.example.com/app:1".into(),
+        )),
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 /// Opens a watch of the agent's environment.

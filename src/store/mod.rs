@@ -311,6 +311,25 @@ fn plan(commit: &Commit, head: u64, mut version: impl FnMut(&str) -> u64) -> Res
     Ok(envelopes)
 }
 
+/// Returns the positions `read(from, max)` covers below a durable `head`:
+/// `None` when there is nothing to read.
+fn read_range(from: u64, max: usize, head: u64) -> Option<(u64, u64)> {
+    let from = from.max(1);
+    if from > head || max == 0 {
+        return None;
+    }
+    let max = u64::try_from(max).unwrap_or(u64::MAX);
+    Some((from, head.min(from.saturating_add(max - 1))))
+}
+
+/// The error of a record missing from a contiguous range.
+fn missing(position: u64) -> Error {
+    Error::Corrupt {
+        position,
+        reason: "record is missing".into(),
+    }
+}
+
 /// Returns the request record of a planned commit, if it carries a request id.
 fn request_record(commit: &Commit, envelopes: &[Envelope]) -> Option<RequestRecord> {
     let key = commit.request_key()?;

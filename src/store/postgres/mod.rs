@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use super::{
-    check_shape, codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
+    check_shape, codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
     RequestRecord, Result,
 };
 
@@ -376,13 +376,9 @@ impl EventLog for PgLog {
     }
 
     async fn read(&self, from: u64, max: usize) -> Result<Vec<Envelope>> {
-        let head = self.head();
-        let from = from.max(1);
-        if from > head || max == 0 {
+        let Some((from, last)) = super::read_range(from, max, self.head()) else {
             return Ok(Vec::new());
-        }
-        let max = u64::try_from(max).unwrap_or(u64::MAX);
-        let last = head.min(from.saturating_add(max - 1));
+        };
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
@@ -482,13 +478,6 @@ impl EventLog for PgLog {
 
     fn log_id(&self) -> &str {
         &self.log_id
-    }
-}
-
-fn missing(position: u64) -> Error {
-    Error::Corrupt {
-        position,
-        reason: "record is missing".into(),
     }
 }
 

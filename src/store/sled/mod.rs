@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::{
-    codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
+    codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
+    RequestRecord, Result,
 };
 
 mod verify;
@@ -265,13 +266,9 @@ impl EventLog for SledLog {
     }
 
     async fn read(&self, from: u64, max: usize) -> Result<Vec<Envelope>> {
-        let head = self.head();
-        let from = from.max(1);
-        if from > head || max == 0 {
+        let Some((from, last)) = super::read_range(from, max, self.head()) else {
             return Ok(Vec::new());
-        }
-        let max = u64::try_from(max).unwrap_or(u64::MAX);
-        let last = head.min(from.saturating_add(max - 1));
+        };
         let mut records = Vec::new();
         let mut expected = from;
         for item in self.tree.range(record_key(from)..=record_key(last)) {
@@ -548,13 +545,6 @@ fn decode_request(request_id: &str, value: &[u8]) -> Result<RequestRecord> {
         last_position,
         fingerprint: value[16..].to_vec(),
     })
-}
-
-fn missing(position: u64) -> Error {
-    Error::Corrupt {
-        position,
-        reason: "record is missing".into(),
-    }
 }
 
 fn malformed_key(position: u64, what: &str) -> Error {
