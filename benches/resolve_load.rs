@@ -88,6 +88,7 @@ async fn phase(
                             .resolve_pull(with_token(
                                 &token,
                                 pb::ResolvePullRequest {
+                                    min_revision: 0,
                                     environment_id: String::new(),
                                     target: Some(pb::resolve_pull_request::Target::Image(image)),
                                 },

@@ -16,6 +16,9 @@ pub struct AdminTokenArgs {
     /// The replicas' PostgreSQL URL, instead of a data directory.
     #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PEM file of the CA that signs the database server's certificate.
+    #[arg(long, env = "REGISTRAR_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
     /// The server's data directory.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./registrar-data")]
     pub data_dir: PathBuf,
@@ -30,6 +33,7 @@ impl AdminTokenArgs {
         let mut config = ServeConfig::for_dir(self.data_dir.clone());
         config.key_file = self.key_file.clone();
         config.database_url = self.database_url.clone();
+        config.database_ca = self.database_ca.clone();
         config.read_secrets_from_env();
         config.admin_token = None;
         config
@@ -50,6 +54,12 @@ pub struct ServeConfig {
     /// The key must then be given (--key-file or REGISTRAR_KEY).
     #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PEM file of the CA that signs the database server's certificate;
+    /// with it, `sslmode=require` (or `prefer`) also checks the chain, and
+    /// `verify-ca`/`verify-full` check against it instead of the system's
+    /// roots.
+    #[arg(long, env = "REGISTRAR_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
     /// Connections to the database each replica keeps at most.
     #[arg(long, env = "REGISTRAR_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,

@@ -194,7 +194,10 @@ async fn call(
             orchestration: pb::Orchestration::Cattle as i32,
             request_id: String::new(),
         })),
-        Rpc::GetEnvironment => done!(c.env.get_environment(pb::GetEnvironmentRequest { id: env })),
+        Rpc::GetEnvironment => done!(c.env.get_environment(pb::GetEnvironmentRequest {
+            id: env,
+            min_revision: 0,
+        })),
         Rpc::ListEnvironments => done!(c
             .env
             .list_environments(pb::ListEnvironmentsRequest::default())),
@@ -213,9 +216,13 @@ async fn call(
         }
         Rpc::GetRegistry => {
             let id = w.registry(t, true).await;
-            done!(c.reg.get_registry(pb::GetRegistryRequest { id }))
+            done!(c.reg.get_registry(pb::GetRegistryRequest {
+                id,
+                min_revision: 0
+            }))
         }
         Rpc::ListRegistries => done!(c.reg.list_registries(pb::ListRegistriesRequest {
+            min_revision: 0,
             environment_id: env,
             ..Default::default()
         })),
@@ -248,7 +255,9 @@ async fn call(
                 request_id: String::new()
             }))
         }
-        Rpc::GetSettings => done!(c.settings.get_settings(pb::GetSettingsRequest {})),
+        Rpc::GetSettings => done!(c
+            .settings
+            .get_settings(pb::GetSettingsRequest { min_revision: 0 })),
         Rpc::UpdateSettings => done!(c
             .settings
             .update_settings(pb::UpdateSettingsRequest::default())),
@@ -266,6 +275,7 @@ async fn call(
             // The image of env A's and B's first registry (r1.io, r2.io).
             let image = format!("r{}.io/app", if t == Target::B { 2 } else { 1 });
             done!(c.pull.resolve_pull(pb::ResolvePullRequest {
+                min_revision: 0,
                 environment_id: env,
                 target: Some(pb::resolve_pull_request::Target::Image(image)),
             }))
@@ -279,11 +289,13 @@ async fn call(
             .await
             .map(|_| String::new()),
         Rpc::GetHostConfig => done!(c.pull.get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: env,
             format: pb::HostConfigFormat::Docker as i32,
             include_auth: false,
         })),
         Rpc::GetPullSecret => done!(c.pull.get_pull_secret(pb::GetPullSecretRequest {
+            min_revision: 0,
             environment_id: env,
             ..Default::default()
         })),

@@ -231,6 +231,7 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
     let status = m
         .reg
         .list_registries(pb::ListRegistriesRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             ..Default::default()
         })
@@ -283,6 +284,7 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
     let files = c
         .pull
         .get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             format: pb::HostConfigFormat::K3s as i32,
             include_auth: false,

@@ -111,7 +111,7 @@ impl Server {
                 let mut settings =
                     pb::settings_service_client::SettingsServiceClient::new(channel.clone());
                 if settings
-                    .get_settings(authed(pb::GetSettingsRequest {}))
+                    .get_settings(authed(pb::GetSettingsRequest { min_revision: 0 }))
                     .await
                     .is_ok()
                 {
@@ -366,6 +366,7 @@ async fn list_all(channel: &Channel, env: &str) -> BTreeMap<String, pb::Registry
     loop {
         let page = reg
             .list_registries(authed(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.to_owned(),
                 page_size: 500,
                 page_token,
@@ -437,6 +438,7 @@ async fn check_served(channel: &Channel, env: &str, workers: &mut [Worker]) {
         }
         let answer = pull
             .resolve_pull(authed(pb::ResolvePullRequest {
+                min_revision: 0,
                 environment_id: env.to_owned(),
                 target: Some(pb::resolve_pull_request::Target::Registry(
                     k.address.clone(),

@@ -134,6 +134,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
     let got = c
         .reg
         .get_registry(pb::GetRegistryRequest {
+            min_revision: 0,
             id: first.id.clone(),
         })
         .await

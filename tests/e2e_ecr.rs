@@ -72,7 +72,10 @@ fn at(secs: u64) -> SystemTime {
 
 async fn registry(c: &mut common::Clients, id: &str) -> pb::Registry {
     c.reg
-        .get_registry(pb::GetRegistryRequest { id: id.into() })
+        .get_registry(pb::GetRegistryRequest {
+            id: id.into(),
+            min_revision: 0,
+        })
         .await
         .unwrap()
         .into_inner()

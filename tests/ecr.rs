@@ -257,7 +257,10 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
     for _ in 0..250 {
         let g = c
             .reg
-            .get_registry(pb::GetRegistryRequest { id: reg.id.clone() })
+            .get_registry(pb::GetRegistryRequest {
+                id: reg.id.clone(),
+                min_revision: 0,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -290,7 +293,10 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
     eventually(&mut c, &env, |r| password(r).as_deref() == Some("token-3")).await;
     let g = c
         .reg
-        .get_registry(pb::GetRegistryRequest { id: reg.id })
+        .get_registry(pb::GetRegistryRequest {
+            id: reg.id,
+            min_revision: 0,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -103,7 +103,10 @@ async fn the_whole_lifecycle_survives_restarts() {
     let mut c = server.admin().await;
     let after = c
         .reg
-        .get_registry(pb::GetRegistryRequest { id: id() })
+        .get_registry(pb::GetRegistryRequest {
+            id: id(),
+            min_revision: 0,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -142,14 +145,20 @@ async fn the_whole_lifecycle_survives_restarts() {
     assert!(c.list(&env).await.is_empty());
     assert_status(
         c.reg
-            .get_registry(pb::GetRegistryRequest { id: id() })
+            .get_registry(pb::GetRegistryRequest {
+                id: id(),
+                min_revision: 0,
+            })
             .await,
         Code::NotFound,
         None,
     );
     let env_after = c
         .env
-        .get_environment(pb::GetEnvironmentRequest { id: env.clone() })
+        .get_environment(pb::GetEnvironmentRequest {
+            id: env.clone(),
+            min_revision: 0,
+        })
         .await
         .unwrap();
     assert_eq!(env_after.into_inner().environment.unwrap().name, "prod");
@@ -317,6 +326,7 @@ async fn tokens_scope_callers_to_their_environment() {
     assert_status(
         m.reg
             .get_registry(pb::GetRegistryRequest {
+                min_revision: 0,
                 id: reg_b.id.clone(),
             })
             .await,
@@ -341,6 +351,7 @@ async fn tokens_scope_callers_to_their_environment() {
     assert_status(
         m.reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: b.clone(),
                 ..Default::default()
             })
@@ -363,7 +374,9 @@ async fn tokens_scope_callers_to_their_environment() {
     );
     // Settings and tokens are admin-only.
     assert_status(
-        m.settings.get_settings(pb::GetSettingsRequest {}).await,
+        m.settings
+            .get_settings(pb::GetSettingsRequest { min_revision: 0 })
+            .await,
         Code::PermissionDenied,
         None,
     );
@@ -496,6 +509,7 @@ async fn lists_paginate_without_gaps_or_repeats() {
         let page = c
             .reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.clone(),
                 page_size: 3,
                 page_token: token,
@@ -514,6 +528,7 @@ async fn lists_paginate_without_gaps_or_repeats() {
     assert_status(
         c.reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.clone(),
                 page_size: -1,
                 page_token: String::new(),
@@ -525,6 +540,7 @@ async fn lists_paginate_without_gaps_or_repeats() {
     assert_status(
         c.reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env,
                 page_size: 1,
                 page_token: "!!".into(),
@@ -594,7 +610,7 @@ async fn settings_are_validated_and_persisted() {
     let mut c = server.admin().await;
     let s = c
         .settings
-        .get_settings(pb::GetSettingsRequest {})
+        .get_settings(pb::GetSettingsRequest { min_revision: 0 })
         .await
         .unwrap()
         .into_inner()
@@ -622,14 +638,20 @@ async fn deleting_an_environment_removes_its_registries() {
         .unwrap();
     assert_status(
         c.env
-            .get_environment(pb::GetEnvironmentRequest { id: env })
+            .get_environment(pb::GetEnvironmentRequest {
+                id: env,
+                min_revision: 0,
+            })
             .await,
         Code::NotFound,
         None,
     );
     assert_status(
         c.reg
-            .get_registry(pb::GetRegistryRequest { id: reg.id })
+            .get_registry(pb::GetRegistryRequest {
+                id: reg.id,
+                min_revision: 0,
+            })
             .await,
         Code::NotFound,
         None,
@@ -763,5 +785,93 @@ async fn admin_token_refuses_a_running_server_s_directory() {
     assert!(
         out.stdout.is_empty(),
         "no token from a running server's data"
+    );
+}
+
+#[tokio::test]
+async fn writes_answer_their_revision_and_reads_wait_for_a_min_revision() {
+    let server = TestServer::start().await;
+    let mut c = server.admin().await;
+    let created = c
+        .env
+        .create_environment(pb::CreateEnvironmentRequest {
+            name: "rev".into(),
+            orchestration: pb::Orchestration::Cattle as i32,
+            request_id: "create-rev".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let env = created.environment.unwrap().id;
+    assert!(created.revision > 0);
+    let reg = c
+        .reg
+        .create_registry(custom(&env, "reg.example.com", "alice", "pw"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        reg.revision > created.revision,
+        "revisions follow commit order"
+    );
+    // A retry answers the first call's revision, not a new one.
+    let retried = c
+        .env
+        .create_environment(pb::CreateEnvironmentRequest {
+            name: "rev".into(),
+            orchestration: pb::Orchestration::Cattle as i32,
+            request_id: "create-rev".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.revision, created.revision);
+
+    // A read at a revision this server has: answered at once, at least there.
+    let read = c
+        .reg
+        .list_registries(pb::ListRegistriesRequest {
+            environment_id: env.clone(),
+            min_revision: reg.revision,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.revision >= reg.revision);
+    assert_eq!(read.registries.len(), 1);
+
+    // A revision no commit reached: the read waits for the call's deadline
+    // (here shorter than the 5 s bound), then names both positions.
+    let asked = reg.revision + 1000;
+    let mut request = tonic::Request::new(pb::ResolvePullRequest {
+        environment_id: env.clone(),
+        target: Some(pb::resolve_pull_request::Target::Image(
+            "reg.example.com/app".into(),
+        )),
+        min_revision: asked,
+    });
+    request.set_timeout(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let status = assert_status(c.pull.resolve_pull(request).await, Code::Unavailable, None);
+    assert!(
+        status
+            .message()
+            .contains(&format!("replica at {}, asked for {asked}", reg.revision)),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1000),
+        "it waited for the deadline"
+    );
+    // Every read takes it, not only pulls.
+    let mut request = tonic::Request::new(pb::GetSettingsRequest {
+        min_revision: asked,
+    });
+    request.set_timeout(std::time::Duration::from_millis(200));
+    assert_status(
+        c.settings.get_settings(request).await,
+        Code::Unavailable,
+        None,
     );
 }

@@ -90,6 +90,7 @@ async fn list_pages_stay_under_a_mebibyte_and_lose_nothing() {
         let page = admin
             .reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.clone(),
                 page_size: 500,
                 page_token: token,

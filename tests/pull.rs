@@ -301,6 +301,7 @@ async fn bad_images_are_invalid_and_hand_out_nothing() {
     let registry = admin
         .pull
         .resolve_pull(pb::ResolvePullRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             target: Some(pb::resolve_pull_request::Target::Registry(
                 "*.reg.io".into(),
@@ -353,6 +354,7 @@ async fn host_configuration_trusts_insecure_and_private_ca_registries() {
     let files = ag
         .pull
         .get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: String::new(),
             format: pb::HostConfigFormat::Docker as i32,
             include_auth: false,
@@ -374,6 +376,7 @@ async fn host_configuration_trusts_insecure_and_private_ca_registries() {
     let k3s = ag
         .pull
         .get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: String::new(),
             format: pb::HostConfigFormat::K3s as i32,
             include_auth: true,
@@ -397,6 +400,7 @@ async fn host_configuration_trusts_insecure_and_private_ca_registries() {
         admin
             .pull
             .get_host_config(pb::GetHostConfigRequest {
+                min_revision: 0,
                 environment_id: env.clone(),
                 format: pb::HostConfigFormat::K3s as i32,
                 include_auth: true,
@@ -408,6 +412,7 @@ async fn host_configuration_trusts_insecure_and_private_ca_registries() {
     assert_status(
         ag.pull
             .get_host_config(pb::GetHostConfigRequest {
+                min_revision: 0,
                 environment_id: String::new(),
                 format: 0,
                 include_auth: false,
@@ -439,6 +444,7 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
     let s = ag
         .pull
         .get_pull_secret(pb::GetPullSecretRequest {
+            min_revision: 0,
             environment_id: String::new(),
             name: String::new(),
             namespace: "apps".into(),
@@ -464,6 +470,7 @@ async fn kubernetes_agents_fetch_a_pull_secret_of_active_registries() {
         admin
             .pull
             .get_pull_secret(pb::GetPullSecretRequest {
+                min_revision: 0,
                 environment_id: env,
                 ..Default::default()
             })
@@ -573,6 +580,7 @@ async fn pull_secrets_and_host_files_leave_out_registries_the_whitelist_denies()
     let files = ag
         .pull
         .get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: String::new(),
             format: pb::HostConfigFormat::K3s as i32,
             include_auth: true,

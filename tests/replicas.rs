@@ -143,6 +143,7 @@ async fn resolve(
     env: &str,
 ) -> pb::ResolvePullResponse {
     c.resolve_pull(pb::ResolvePullRequest {
+        min_revision: 0,
         environment_id: env.to_owned(),
         target: Some(pb::resolve_pull_request::Target::Image(
             "reg.example.com/app:1".into(),
@@ -180,4 +181,76 @@ async fn every_replica_needs_the_database_s_key() {
         .unwrap_err();
     assert!(matches!(err, Error::KeyRequired), "{err}");
     a.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_read_their_writes_and_every_watcher_sees_every_change_in_order() {
+    let url = TestPostgres::shared().fresh_database().await;
+    let config = replica_config(&url, &random_key());
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            Running::start(config.clone(), Default::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let admin = mint_admin_token(&config).await.unwrap();
+    let admin = admin.expose_secret().to_owned();
+    let mut first = clients(&replicas[0], &admin).await;
+    let env = first.create_env("three", pb::Orchestration::Cattle).await;
+    let agent = first.token(pb::Role::Agent, &env).await;
+    let mut admins = Vec::new();
+    let mut watches = Vec::new();
+    for r in &replicas {
+        admins.push(clients(r, &admin).await);
+        watches.push(eventually_watch(&mut clients(r, &agent).await).await);
+    }
+
+    // Writes spread over the three, each read back through the next one
+    // at its revision: never an older view, never a wait for a poll.
+    const WRITES: usize = 30;
+    let mut written = Vec::new();
+    for i in 0..WRITES {
+        let created = admins[i % 3]
+            .reg
+            .create_registry(custom(&env, &format!("r{i}.example.com"), "u", "pw"))
+            .await
+            .expect("a write through any replica")
+            .into_inner();
+        let revision = created.revision;
+        let id = created.registry.unwrap().id;
+        let read = admins[(i + 1) % 3]
+            .reg
+            .get_registry(pb::GetRegistryRequest {
+                id: id.clone(),
+                min_revision: revision,
+            })
+            .await
+            .expect("the next replica reads the write at its revision")
+            .into_inner();
+        assert!(read.revision >= revision);
+        written.push((revision, id));
+    }
+    written.sort();
+    let expected: Vec<String> = written.into_iter().map(|(_, id)| id).collect();
+
+    // Every watcher, on every replica, sees every registry in commit order.
+    for (n, watch) in watches.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while seen.len() < WRITES {
+                let m = watch.message().await.unwrap().unwrap();
+                if let Some(pb::watch_response::Event::RegistryChanged(r)) = m.event {
+                    seen.push(r.id);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("watcher {n} saw {} of {WRITES}", seen.len()));
+        assert_eq!(seen, expected, "watcher on replica {n}");
+    }
+    for r in replicas {
+        r.stop().await.unwrap();
+    }
 }

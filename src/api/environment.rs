@@ -13,12 +13,12 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::CreateEnvironmentRequest>,
     ) -> Result<Response<pb::CreateEnvironmentResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let orchestration = convert::orchestration(r.orchestration)?;
         let fp = fingerprint(&r);
         let id = new_id();
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::CreateEnvironment {
                 environment_id: id.clone(),
@@ -26,9 +26,10 @@ impl pb::environment_service_server::EnvironmentService for Api {
                 orchestration,
             })
             .await?;
-        let env = view.into_environment(&id)?;
+        let env = done.view.into_environment(&id)?;
         Ok(Response::new(pb::CreateEnvironmentResponse {
             environment: Some(convert::environment(&env)),
+            revision: done.revision,
         }))
     }
 
@@ -36,10 +37,12 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::GetEnvironmentResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let env = self.app.get_environment(&who, &request.get_ref().id)?;
         Ok(Response::new(pb::GetEnvironmentResponse {
             environment: Some(convert::environment(&env)),
+            revision,
         }))
     }
 
@@ -47,7 +50,8 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::ListEnvironmentsRequest>,
     ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
         let found = self.app.list_environments(&who, &page.after, page.fetch());
@@ -59,6 +63,7 @@ impl pb::environment_service_server::EnvironmentService for Api {
         Ok(Response::new(pb::ListEnvironmentsResponse {
             environments,
             next_page_token,
+            revision,
         }))
     }
 
@@ -66,14 +71,17 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::DeleteEnvironmentRequest>,
     ) -> Result<Response<pb::DeleteEnvironmentResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
-        self.app
+        let done = self
+            .app
             .execute(&who, &r.request_id, &fp, || Command::DeleteEnvironment {
                 environment_id: r.id.clone(),
             })
             .await?;
-        Ok(Response::new(pb::DeleteEnvironmentResponse {}))
+        Ok(Response::new(pb::DeleteEnvironmentResponse {
+            revision: done.revision,
+        }))
     }
 }

@@ -54,6 +54,14 @@ fn status(e: Error) -> Status {
             Error::StorageFull => Status::resource_exhausted(
                 "the data directory is full: free space, then retry with the same request_id",
             ),
+            // Retryable: the database comes back, the replica catches up.
+            Error::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "the database is unreachable");
+                Status::unavailable(
+                    "the database is unreachable; nothing may have been written: retry with the same request_id",
+                )
+            }
+            e @ Error::Behind { .. } => Status::unavailable(e.to_string()),
             Error::Storage(cause) => {
                 tracing::error!(error = %cause, "storage failure");
                 Status::internal("storage failure; see the server log")

@@ -23,7 +23,7 @@ impl pb::key_service_server::KeyService for Api {
         &self,
         request: Request<pb::RewrapKeysRequest>,
     ) -> Result<Response<pb::RewrapKeysResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let limit = usize::try_from(request.get_ref().limit).unwrap_or(usize::MAX);
         let status = self.app.rewrap_keys(&who, limit).await?;
         Ok(Response::new(pb::RewrapKeysResponse {
@@ -37,7 +37,7 @@ impl pb::key_service_server::KeyService for Api {
         &self,
         request: Request<pb::GetKeyStatusRequest>,
     ) -> Result<Response<pb::GetKeyStatusResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let status = self.app.key_status(&who).await?;
         Ok(Response::new(pb::GetKeyStatusResponse {
             usage: usage(&status),

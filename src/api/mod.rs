@@ -60,7 +60,7 @@ impl Api {
     /// Authenticates the caller from `authorization: Bearer <token>`, or,
     /// without that metadata, from a verified TLS client certificate naming
     /// an agent (see `client_cert`). A token, when sent, always decides.
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let Some(value) = request.metadata().get("authorization") else {
             if let Some(leaf) = request.peer_certs().as_deref().and_then(|c| c.first()) {
                 return client_cert::principal(leaf);
@@ -78,7 +78,14 @@ impl Api {
             .ok_or_else(|| {
                 Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
             })?;
-        Ok(self.app.authenticate(token.trim())?)
+        Ok(self.app.authenticate_fresh(token.trim()).await?)
+    }
+
+    /// Waits until this replica reflects at least the request's
+    /// `min_revision`, within the call's deadline (`grpc-timeout`) and at
+    /// most 5 s; returns the position the answer will reflect (at least).
+    async fn reach<T>(&self, request: &Request<T>, min_revision: u64) -> Result<u64, Status> {
+        Ok(self.app.reach(min_revision, deadline(request)).await?)
     }
 
     /// Returns the environment service.
@@ -112,6 +119,24 @@ impl Api {
     pub fn token_service(&self) -> pb::token_service_server::TokenServiceServer<Self> {
         pb::token_service_server::TokenServiceServer::new(self.clone())
     }
+}
+
+/// Returns the time left of the call, from its `grpc-timeout` metadata
+/// (digits and a unit: H, M, S, m, u or n), as gRPC's wire format defines it.
+fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let unit = value.chars().last()?;
+    let amount: u64 = value[..value.len() - unit.len_utf8()].parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount.saturating_mul(3600)),
+        'M' => Duration::from_secs(amount.saturating_mul(60)),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// One page of a list: how many, and the key to start after.

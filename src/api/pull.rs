@@ -112,7 +112,8 @@ impl pb::pull_service_server::PullService for Api {
         &self,
         request: Request<pb::ResolvePullRequest>,
     ) -> Result<Response<pb::ResolvePullResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let target = match &r.target {
             Some(pb::resolve_pull_request::Target::Image(i)) => Target::Image(i),
@@ -159,7 +160,7 @@ impl pb::pull_service_server::PullService for Api {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.get_ref();
         let start = self.app.watch(
             &who,
@@ -195,7 +196,8 @@ impl pb::pull_service_server::PullService for Api {
         &self,
         request: Request<pb::GetHostConfigRequest>,
     ) -> Result<Response<pb::GetHostConfigResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let format = match pb::HostConfigFormat::try_from(r.format) {
             Ok(pb::HostConfigFormat::Docker) => HostFormat::Docker,
@@ -245,7 +247,8 @@ impl pb::pull_service_server::PullService for Api {
         &self,
         request: Request<pb::GetPullSecretRequest>,
     ) -> Result<Response<pb::GetPullSecretResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let (registries, revision) = self
             .app

@@ -162,6 +162,7 @@ mod tests {
         let t = pb::CreateTokenResponse {
             token_id: "id".into(),
             token: "rgr.id.SECRETMARK".into(),
+            revision: 1,
         };
         assert!(!format!("{t:?}").contains("SECRETMARK"));
         let a = pb::CattleAuth {

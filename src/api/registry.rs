@@ -3,12 +3,13 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api, Page};
-use crate::app::{new_id, View};
+use crate::app::{new_id, Executed};
 use crate::domain::command::Command;
 use crate::pb;
 
-fn registry_response(view: View, id: &str) -> Result<pb::Registry, Status> {
-    Ok(convert::registry(&view.into_registry(id)?))
+fn registry_response(done: Executed, id: &str) -> Result<(Option<pb::Registry>, u64), Status> {
+    let registry = convert::registry(&done.view.into_registry(id)?);
+    Ok((Some(registry), done.revision))
 }
 
 #[tonic::async_trait]
@@ -17,17 +18,19 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::CreateRegistryRequest>,
     ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
         let registry_id = new_id();
         let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
+        let (registry, revision) = registry_response(done, &registry_id)?;
         Ok(Response::new(pb::CreateRegistryResponse {
-            registry: Some(registry_response(view, &registry_id)?),
+            registry,
+            revision,
         }))
     }
 
@@ -35,10 +38,12 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::GetRegistryRequest>,
     ) -> Result<Response<pb::GetRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let reg = self.app.get_registry(&who, &request.get_ref().id)?;
         Ok(Response::new(pb::GetRegistryResponse {
             registry: Some(convert::registry(&reg)),
+            revision,
         }))
     }
 
@@ -46,7 +51,8 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::ListRegistriesRequest>,
     ) -> Result<Response<pb::ListRegistriesResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
         let found = self
@@ -60,6 +66,7 @@ impl pb::registry_service_server::RegistryService for Api {
         Ok(Response::new(pb::ListRegistriesResponse {
             registries,
             next_page_token,
+            revision,
         }))
     }
 
@@ -67,16 +74,18 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::UpdateRegistryRequest>,
     ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
         let command = convert::update_registry(&r, new_id());
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
+        let (registry, revision) = registry_response(done, &r.id)?;
         Ok(Response::new(pb::UpdateRegistryResponse {
-            registry: Some(registry_response(view, &r.id)?),
+            registry,
+            revision,
         }))
     }
 
@@ -84,17 +93,19 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::ActivateRegistryRequest>,
     ) -> Result<Response<pb::ActivateRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
                 registry_id: r.id.clone(),
             })
             .await?;
+        let (registry, revision) = registry_response(done, &r.id)?;
         Ok(Response::new(pb::ActivateRegistryResponse {
-            registry: Some(registry_response(view, &r.id)?),
+            registry,
+            revision,
         }))
     }
 
@@ -102,17 +113,19 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::DeactivateRegistryRequest>,
     ) -> Result<Response<pb::DeactivateRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
                 registry_id: r.id.clone(),
             })
             .await?;
+        let (registry, revision) = registry_response(done, &r.id)?;
         Ok(Response::new(pb::DeactivateRegistryResponse {
-            registry: Some(registry_response(view, &r.id)?),
+            registry,
+            revision,
         }))
     }
 
@@ -120,14 +133,17 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::DeleteRegistryRequest>,
     ) -> Result<Response<pb::DeleteRegistryResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let fp = fingerprint(&r);
-        self.app
+        let done = self
+            .app
             .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
                 registry_id: r.id.clone(),
             })
             .await?;
-        Ok(Response::new(pb::DeleteRegistryResponse {}))
+        Ok(Response::new(pb::DeleteRegistryResponse {
+            revision: done.revision,
+        }))
     }
 }

@@ -10,10 +10,12 @@ impl crate::pb::settings_service_server::SettingsService for Api {
         &self,
         request: Request<crate::pb::GetSettingsRequest>,
     ) -> Result<Response<crate::pb::GetSettingsResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let settings = self.app.get_settings(&who)?;
         Ok(Response::new(crate::pb::GetSettingsResponse {
             settings: Some(convert::settings(&settings)),
+            revision,
         }))
     }
 
@@ -21,17 +23,18 @@ impl crate::pb::settings_service_server::SettingsService for Api {
         &self,
         request: Request<crate::pb::UpdateSettingsRequest>,
     ) -> Result<Response<crate::pb::UpdateSettingsResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let command = convert::update_settings(&r)?;
         let fp = fingerprint(&r);
-        let view = self
+        let done = self
             .app
             .execute(&who, &r.request_id, &fp, || command.clone())
             .await?;
-        let s = view.into_settings()?;
+        let s = done.view.into_settings()?;
         Ok(Response::new(crate::pb::UpdateSettingsResponse {
             settings: Some(convert::settings(&s)),
+            revision: done.revision,
         }))
     }
 }

@@ -13,16 +13,17 @@ impl pb::token_service_server::TokenService for Api {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
         let role = convert::role(r.role)?;
-        let issued = self
+        let (issued, revision) = self
             .app
             .create_token(&who, role, r.environment_id, r.description)
             .await?;
         Ok(Response::new(pb::CreateTokenResponse {
             token_id: issued.token_id,
             token: issued.token.expose_secret().to_owned(),
+            revision,
         }))
     }
 
@@ -30,7 +31,8 @@ impl pb::token_service_server::TokenService for Api {
         &self,
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
+        let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
         let page = Page::parse(r.page_size, &r.page_token)?;
         let found = self.app.list_tokens(&who, &page.after, page.fetch())?;
@@ -39,6 +41,7 @@ impl pb::token_service_server::TokenService for Api {
         Ok(Response::new(pb::ListTokensResponse {
             tokens,
             next_page_token,
+            revision,
         }))
     }
 
@@ -46,13 +49,16 @@ impl pb::token_service_server::TokenService for Api {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let who = self.principal(&request)?;
+        let who = self.principal(&request).await?;
         let r = request.into_inner();
-        self.app
+        let done = self
+            .app
             .execute(&who, "", &[], || Command::RevokeToken {
                 token_id: r.token_id.clone(),
             })
             .await?;
-        Ok(Response::new(pb::RevokeTokenResponse {}))
+        Ok(Response::new(pb::RevokeTokenResponse {
+            revision: done.revision,
+        }))
     }
 }

@@ -26,6 +26,10 @@ pub struct IssuedToken {
     pub token: secrecy::SecretString,
 }
 
+/// The longest authentication waits for this replica to catch up with
+/// the shared log before it refuses a token it does not know.
+const FRESH_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl App {
     /// Authenticates a bearer token (`rgr.<id>.<secret>`).
     pub fn authenticate(&self, bearer: &str) -> Result<Principal> {
@@ -54,6 +58,30 @@ impl App {
             role: token.role,
             environment_id: token.environment_id.clone(),
         })
+    }
+
+    /// Authenticates like `authenticate`, but a token this replica does
+    /// not know yet (minted through another replica, or offline, a moment
+    /// ago) is looked up again once this replica has caught up with the
+    /// shared log's head, for at most `FRESH_TOKEN_WAIT`.
+    pub async fn authenticate_fresh(&self, bearer: &str) -> Result<Principal> {
+        let first = self.authenticate(bearer);
+        let unknown = first.is_err()
+            && split_token(bearer)
+                .is_some_and(|(id, _)| self.projection.read().token(id).is_none());
+        if !unknown {
+            return first;
+        }
+        let caught_up = tokio::time::timeout(FRESH_TOKEN_WAIT, async {
+            if let Ok(head) = self.log.refresh_head().await {
+                self.projection.wait_for(head).await;
+            }
+        })
+        .await;
+        if caught_up.is_err() {
+            return first;
+        }
+        self.authenticate(bearer)
     }
 
     /// Checks that an authenticated caller still holds: its token is not
@@ -87,15 +115,17 @@ impl App {
         role: Option<Role>,
         environment_id: String,
         description: String,
-    ) -> Result<IssuedToken> {
+    ) -> Result<(IssuedToken, u64)> {
         let issued = IssuedToken::generate();
-        self.issue_token(who, role, environment_id, description, &issued)
+        let revision = self
+            .issue_token(who, role, environment_id, description, &issued)
             .await?;
-        Ok(issued)
+        Ok((issued, revision))
     }
 
     /// Records a token whose secret the caller generated (the bootstrap
-    /// admin token is written to its file before it is recorded).
+    /// admin token is written to its file before it is recorded); returns
+    /// the position of its commit.
     pub async fn issue_token(
         &self,
         who: &Principal,
@@ -103,7 +133,7 @@ impl App {
         environment_id: String,
         description: String,
         token: &IssuedToken,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let secret = token
             .secret()
             .ok_or_else(|| Error::Unauthenticated("malformed token".to_owned()))?;
@@ -115,8 +145,8 @@ impl App {
             description: description.clone(),
             secret_sha256,
         })
-        .await?;
-        Ok(())
+        .await
+        .map(|done| done.revision)
     }
 }
 

@@ -21,6 +21,17 @@ pub enum Error {
     /// The disk is full: nothing was written.
     #[error("the data directory is full; the write was not made")]
     StorageFull,
+    /// The shared database cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// This replica has not applied the position a read asked for in time.
+    #[error("replica at {at}, asked for {asked}")]
+    Behind {
+        /// The position this replica has applied.
+        at: u64,
+        /// The `min_revision` of the read.
+        asked: u64,
+    },
     /// The log failed.
     #[error("storage: {0}")]
     Storage(store::Error),
@@ -33,6 +44,7 @@ impl From<store::Error> for Error {
     fn from(e: store::Error) -> Self {
         match e {
             store::Error::StorageFull => Error::StorageFull,
+            store::Error::Unavailable(cause) => Error::Unavailable(cause),
             other => Error::Storage(other),
         }
     }

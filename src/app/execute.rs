@@ -3,7 +3,7 @@
 //! retry of a request id from the log, authorized again; the answer is the
 //! object as the command's commit left it.
 
-use super::{App, Error, Result, View};
+use super::{App, Error, Executed, Result, View};
 use crate::domain::access::Principal;
 use crate::domain::command::Command;
 use crate::domain::decide::{authorize, decide, Decision, Outcome};
@@ -28,7 +28,7 @@ impl App {
         request_id: &str,
         request: &[u8],
         make: impl Fn() -> Command,
-    ) -> Result<View> {
+    ) -> Result<Executed> {
         check_request_id(request_id)?;
         if let Some(record) = self.log.find_request(&who.token_id, request_id).await? {
             return self
@@ -73,7 +73,11 @@ impl App {
                 Ok(recorded) => {
                     let last = recorded.last().map_or(0, |e| e.position);
                     tracing::info!(command = name, actor = %who.token_id, position = last, "command recorded");
-                    return self.view(&decision.outcome, &decision, last).await;
+                    let view = self.view(&decision.outcome, &decision, last).await?;
+                    return Ok(Executed {
+                        view,
+                        revision: last,
+                    });
                 }
                 Err(store::Error::Conflict { .. }) => {
                     // Let the projection catch up with whatever won the race.
@@ -141,7 +145,7 @@ impl App {
         request_id: &str,
         request: &[u8],
         record: store::RequestRecord,
-    ) -> Result<View> {
+    ) -> Result<Executed> {
         authorize(who, command)?;
         if !self
             .kek
@@ -197,7 +201,10 @@ impl App {
                 .into());
             }
         }
-        Ok(view)
+        Ok(Executed {
+            view,
+            revision: record.last_position,
+        })
     }
 
     async fn view(&self, outcome: &Outcome, decision: &Decision, position: u64) -> Result<View> {

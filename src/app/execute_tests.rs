@@ -124,7 +124,8 @@ async fn a_write_whose_flush_failed_is_usable_after_its_retry() {
             create_registry(&env, "c-other", "new-pass")
         })
         .await
-        .unwrap();
+        .unwrap()
+        .view;
     let View::Registry(reg) = view else {
         panic!("expected a registry, got {view:?}");
     };
@@ -159,7 +160,8 @@ async fn a_request_id_belongs_to_the_caller_that_used_it() {
             create_registry(&env, "c-2", "p2")
         })
         .await
-        .unwrap();
+        .unwrap()
+        .view;
     let View::Registry(reg) = view else {
         panic!("expected a registry, got {view:?}");
     };

@@ -62,6 +62,16 @@ pub enum View {
     Removed,
 }
 
+/// A command's answer: the object as its commit left it, and the commit's
+/// position (for a retry, the first call's).
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// The object.
+    pub view: View,
+    /// The log position of the commit's last event.
+    pub revision: u64,
+}
+
 /// The key-encryption keys in force and what they wrap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatus {

@@ -4,7 +4,9 @@
 //! to `limit` objects after the key `after`, in key order; the API turns
 //! them into pages.
 
-use super::{App, Result};
+use std::time::Duration;
+
+use super::{App, Error, Result};
 use crate::domain::access::Principal;
 use crate::domain::error::Error as Rule;
 use crate::domain::event::Role;
@@ -19,7 +21,38 @@ fn not_found(what: &'static str, id: &str) -> super::Error {
     .into()
 }
 
+/// The longest a read waits for this replica to reach its `min_revision`.
+pub(super) const MAX_REVISION_WAIT: Duration = Duration::from_secs(5);
+
 impl App {
+    /// Waits until this replica's view reflects at least `min_revision`
+    /// (0: at once), for at most `MAX_REVISION_WAIT` or `deadline` if
+    /// sooner, and returns the position it reflects: a read that follows
+    /// returns at least that. Behind after the wait, `Behind` ("replica at
+    /// N, asked for M").
+    pub async fn reach(&self, min_revision: u64, deadline: Option<Duration>) -> Result<u64> {
+        let at = self.projection.position();
+        if at >= min_revision {
+            return Ok(at);
+        }
+        // Answer before the caller's deadline passes, so it reads why.
+        let wait = deadline.map_or(MAX_REVISION_WAIT, |d| {
+            d.saturating_sub((d / 5).min(Duration::from_millis(250)))
+                .min(MAX_REVISION_WAIT)
+        });
+        // Ends early, behind, only when the applier stopped (shutdown).
+        let _ = tokio::time::timeout(wait, self.projection.wait_for(min_revision)).await;
+        let at = self.projection.position();
+        if at >= min_revision {
+            Ok(at)
+        } else {
+            Err(Error::Behind {
+                at,
+                asked: min_revision,
+            })
+        }
+    }
+
     /// Returns an environment the caller may see.
     pub fn get_environment(&self, who: &Principal, id: &str) -> Result<Environment> {
         let state = self.projection.read();

@@ -174,6 +174,7 @@ pub async fn run(config: &HelperConfig, input: impl Read) -> Outcome {
             let answer = conn
                 .pulls()
                 .resolve_pull(pb::ResolvePullRequest {
+                    min_revision: 0,
                     environment_id: String::new(),
                     target: Some(pb::resolve_pull_request::Target::Registry(host)),
                 })

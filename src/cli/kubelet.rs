@@ -128,6 +128,7 @@ pub async fn run(args: &ConnectionArgs) -> Result<()> {
     let conn = Connection::open(args, Discovery::GivenOnly).await?;
     let answer = conn
         .answer(conn.pulls().resolve_pull(pb::ResolvePullRequest {
+            min_revision: 0,
             environment_id: String::new(),
             target: Some(pb::resolve_pull_request::Target::Image(image)),
         }))

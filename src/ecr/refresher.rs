@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::domain::access::Principal;
 use crate::domain::command::Command;
 use crate::domain::credential::{SealedSecret, SecretContext};
+use crate::store::postgres::{Elector, Lease};
 
 /// How the refresher behaves.
 #[derive(Debug, Clone)]
@@ -61,21 +62,50 @@ struct Due {
     last_error: Option<String>,
 }
 
-/// Starts the refresher; it runs until aborted.
+/// Starts the refresher; it runs until aborted. With an elector (replicas
+/// on a shared database) it refreshes only while this replica holds the
+/// leader lock, so no token is ever fetched by two replicas at once.
 pub fn spawn(
     app: App,
     source: Arc<dyn TokenSource>,
     settings: RefresherSettings,
+    elector: Option<Elector>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(app, source, settings))
+    tokio::spawn(async move {
+        let Some(elector) = elector else {
+            return run(&app, source.as_ref(), &settings, None).await;
+        };
+        loop {
+            let lease = elector.lead().await;
+            tracing::info!("this replica refreshes ECR tokens");
+            tokio::select! {
+                () = run(&app, source.as_ref(), &settings, Some(&lease)) => return,
+                () = lease.lost() => {}
+            }
+            tracing::warn!("lost the ECR refresh lock; another replica takes over");
+        }
+    })
 }
 
-async fn run(app: App, source: Arc<dyn TokenSource>, settings: RefresherSettings) {
+/// Refreshes what is due, while `lease` (if any) holds; returns when the
+/// log closes or the lease is lost.
+async fn run(
+    app: &App,
+    source: &dyn TokenSource,
+    settings: &RefresherSettings,
+    lease: Option<&Lease>,
+) {
     let mut slots: HashMap<String, Slot> = HashMap::new();
     let mut head = app.log().watch_head();
     loop {
-        for due in due_now(&app, &mut slots) {
-            let outcome = refresh(&app, source.as_ref(), &settings, &due).await;
+        for due in due_now(app, &mut slots) {
+            // Cut off from the database, another replica may lead by now.
+            if let Some(lease) = lease {
+                if !lease.held().await {
+                    return;
+                }
+            }
+            let outcome = refresh(app, source, settings, &due).await;
             let Some(slot) = slots.get_mut(&due.registry_id) else {
                 continue;
             };
@@ -86,7 +116,7 @@ async fn run(app: App, source: Arc<dyn TokenSource>, settings: RefresherSettings
                 }
                 Err(message) => {
                     slot.failures = slot.failures.saturating_add(1);
-                    let wait = backoff(&settings, slot.failures);
+                    let wait = backoff(settings, slot.failures);
                     slot.retry_at = Some(app.now() + wait);
                     tracing::warn!(
                         registry_id = %due.registry_id,
@@ -97,7 +127,7 @@ async fn run(app: App, source: Arc<dyn TokenSource>, settings: RefresherSettings
                         "ECR token refresh failed"
                     );
                     if due.last_error.as_deref() != Some(message.as_str()) {
-                        record_failure(&app, &due, message).await;
+                        record_failure(app, &due, message).await;
                     }
                 }
             }

@@ -22,6 +22,11 @@ const RECENT: usize = 8192;
 /// window hold hundreds of MiB.
 const RECENT_BYTES: usize = 8 * 1024 * 1024;
 
+/// The first and the longest wait before the applier reads the log again
+/// after a failed read.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The most recent applied records, contiguous by position.
 type Recent = Arc<RwLock<Window>>;
 
@@ -151,13 +156,20 @@ async fn follow(
     applied: watch::Sender<u64>,
 ) {
     let mut head = log.watch_head();
+    let mut backoff = RETRY_FIRST;
     loop {
         let from = *applied.borrow() + 1;
         let records = match log.read(from, BATCH).await {
-            Ok(records) => records,
+            Ok(records) => {
+                backoff = RETRY_FIRST;
+                records
+            }
             Err(e) => {
+                // A shared database that went away comes back: retry, less
+                // often (and less loudly) the longer it stays away.
                 tracing::error!(error = %e, position = from, "projection cannot read the log");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MOST);
                 continue;
             }
         };

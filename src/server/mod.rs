@@ -131,9 +131,13 @@ pub async fn run(
     }
     let result = serve(
         app,
-        watch_settings(&config),
-        ecr,
-        limits,
+        Served {
+            watch: watch_settings(&config),
+            ecr,
+            limits,
+            reachable: store.reachable(),
+            elector: store.elector(),
+        },
         listener,
         shutdown,
     )
@@ -148,16 +152,37 @@ pub async fn run(
 /// Serves the API over an opened app, with the ECR refresher. When
 /// `shutdown` completes, watch streams end with UNAVAILABLE first, so the
 /// graceful shutdown is prompt.
-async fn serve(
-    app: App,
+/// What `serve` runs with besides the app.
+struct Served {
     watch: WatchSettings,
     ecr: RefresherSettings,
     limits: Limits,
+    /// Whether the shared database answers (PostgreSQL only).
+    reachable: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Who runs background work among replicas (PostgreSQL only).
+    elector: Option<crate::store::postgres::Elector>,
+}
+
+async fn serve(
+    app: App,
+    served: Served,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let Served {
+        watch,
+        ecr,
+        limits,
+        reachable,
+        elector,
+    } = served;
     let refresher = match HttpTokenSource::new() {
-        Ok(source) => Some(crate::ecr::spawn(app.clone(), Arc::new(source), ecr)),
+        Ok(source) => Some(crate::ecr::spawn(
+            app.clone(),
+            Arc::new(source),
+            ecr,
+            elector,
+        )),
         Err(e) => {
             tracing::error!(error = %e, "ECR tokens will not be refreshed");
             None
@@ -171,23 +196,21 @@ async fn serve(
     let api = Api::new(app.clone(), watch, closing);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::environment_service_server::EnvironmentServiceServer<Api>>()
-        .await;
-    health
-        .set_serving::<pb::registry_service_server::RegistryServiceServer<Api>>()
-        .await;
-    health
-        .set_serving::<pb::settings_service_server::SettingsServiceServer<Api>>()
-        .await;
-    health
-        .set_serving::<pb::token_service_server::TokenServiceServer<Api>>()
-        .await;
-    health
         .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
         .await;
-    health
-        .set_serving::<pb::key_service_server::KeyServiceServer<Api>>()
-        .await;
+    set_writers_health(&health, true).await;
+    let health_task = reachable.map(|mut reachable| {
+        let health = health.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = *reachable.borrow_and_update();
+                set_writers_health(&health, up).await;
+                if reachable.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -232,6 +255,9 @@ async fn serve(
         .add_service(api.key_service().max_decoding_message_size(small))
         .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
         .await;
+    if let Some(task) = health_task {
+        task.abort();
+    }
     if let Some(refresher) = refresher {
         refresher.abort();
         // A cancelled task's error is the expected outcome here.
@@ -240,6 +266,27 @@ async fn serve(
     app.close().await;
     served?;
     Ok(())
+}
+
+/// Reports the services that take writes SERVING or NOT_SERVING: with the
+/// shared database unreachable they can answer reads but no write, while
+/// PullService (reads only, from the replica's own view) stays SERVING.
+async fn set_writers_health(health: &tonic_health::server::HealthReporter, up: bool) {
+    use tonic_health::ServingStatus;
+    let status = if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in [
+        <pb::environment_service_server::EnvironmentServiceServer<Api> as tonic::server::NamedService>::NAME,
+        <pb::registry_service_server::RegistryServiceServer<Api> as tonic::server::NamedService>::NAME,
+        <pb::settings_service_server::SettingsServiceServer<Api> as tonic::server::NamedService>::NAME,
+        <pb::token_service_server::TokenServiceServer<Api> as tonic::server::NamedService>::NAME,
+        <pb::key_service_server::KeyServiceServer<Api> as tonic::server::NamedService>::NAME,
+    ] {
+        health.set_service_status(name, status).await;
+    }
 }
 
 /// Answers a request larger than the service decodes with

@@ -23,10 +23,28 @@ pub(super) enum Store {
     /// `--data-dir` (the default).
     Sled(SledStore),
     /// `--database-url`.
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 impl Store {
+    /// Whether the shared database answers, for the health service; `None`
+    /// for the embedded store, which has no such state.
+    pub(super) fn reachable(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Store::Sled(_) => None,
+            Store::Postgres(store) => Some(store.reachable()),
+        }
+    }
+
+    /// The elector of the replica that runs background work; `None` for
+    /// the embedded store, whose one server always does.
+    pub(super) fn elector(&self) -> Option<crate::store::postgres::Elector> {
+        match self {
+            Store::Sled(_) => None,
+            Store::Postgres(store) => Some(store.elector()),
+        }
+    }
+
     /// Closes the store after the app let go of it.
     pub(super) async fn close(self) -> Result<(), crate::store::Error> {
         match self {
@@ -97,8 +115,13 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Stor
         Store,
     ) = match &config.database_url {
         Some(url) => {
-            let store = PgStore::connect(url, config.database_pool_size).await?;
-            (store.log(), store.keys(), Store::Postgres(store))
+            let store = PgStore::connect(
+                url,
+                config.database_pool_size,
+                config.database_ca.as_deref(),
+            )
+            .await?;
+            (store.log(), store.keys(), Store::Postgres(Box::new(store)))
         }
         None => {
             // Opening verifies every record: blocking work, off the async workers.

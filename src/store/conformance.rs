@@ -46,7 +46,9 @@ pub(super) async fn postgres_fixture() -> Fixture {
     let url = crate::testing::postgres::TestPostgres::shared()
         .fresh_database()
         .await;
-    let store = super::postgres::PgStore::connect(&url, 8).await.unwrap();
+    let store = super::postgres::PgStore::connect(&url, 8, None)
+        .await
+        .unwrap();
     Fixture {
         log: store.log(),
         keys: store.keys(),

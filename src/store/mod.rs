@@ -164,6 +164,11 @@ pub enum Error {
     /// written. Credential ids are fresh, so this is a bug, never a retry.
     #[error("a data key for credential {0:?} exists already: credential ids are never reused")]
     KeyExists(String),
+    /// The shared database cannot be reached: nothing was written, or (a
+    /// connection lost during a commit) the outcome is unknown, as for
+    /// `Storage`. A retry with the same request id settles it.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
@@ -216,6 +221,12 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Returns the durable record of a caller's request id, if a commit of
     /// that caller (`actor`) carried it.
     async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>>;
+    /// Returns the head, asking the storage for it first where other
+    /// processes append to the same log (a shared database), so a caller
+    /// that waits for it sees their commits without waiting for a poll.
+    async fn refresh_head(&self) -> Result<u64> {
+        Ok(self.head())
+    }
     /// Subscribes to the durable head; woken after every durable commit.
     fn watch_head(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Returns the random id of this log, fixed at creation.

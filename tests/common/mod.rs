@@ -256,6 +256,7 @@ impl Clients {
     pub async fn list(&mut self, env: &str) -> Vec<pb::Registry> {
         self.reg
             .list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.into(),
                 page_size: 500,
                 page_token: String::new(),
@@ -276,6 +277,7 @@ impl Clients {
     ) -> Result<pb::ResolvePullResponse, Status> {
         self.pull
             .resolve_pull(pb::ResolvePullRequest {
+                min_revision: 0,
                 environment_id: env.into(),
                 target: Some(pb::resolve_pull_request::Target::Image(image.into())),
             })

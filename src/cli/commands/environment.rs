@@ -37,6 +37,7 @@ pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> 
             loop {
                 let page = conn
                     .answer(api.list_environments(pb::ListEnvironmentsRequest {
+                        min_revision: 0,
                         page_size: 500,
                         page_token,
                     }))
@@ -64,7 +65,10 @@ pub(super) async fn env(client: &ClientArgs, command: EnvCommand) -> Result<()> 
         }
         EnvCommand::Show { id } => {
             let e = conn
-                .answer(api.get_environment(pb::GetEnvironmentRequest { id }))
+                .answer(api.get_environment(pb::GetEnvironmentRequest {
+                    id,
+                    min_revision: 0,
+                }))
                 .await?
                 .environment
                 .unwrap_or_default();

@@ -64,6 +64,7 @@ pub(super) async fn host_config(
     let conn = connect(client).await?;
     let r = conn
         .answer(conn.pulls().get_host_config(pb::GetHostConfigRequest {
+            min_revision: 0,
             environment_id: env.to_owned(),
             format: format as i32,
             include_auth,
@@ -123,6 +124,7 @@ pub(super) async fn pull_secret(
     let conn = connect(client).await?;
     let r = conn
         .answer(conn.pulls().get_pull_secret(pb::GetPullSecretRequest {
+            min_revision: 0,
             environment_id: env.to_owned(),
             name: name.to_owned(),
             namespace: namespace.to_owned(),

@@ -11,6 +11,7 @@ use crate::pb;
 pub(super) async fn resolve(client: &ClientArgs, env: &str, image: &str) -> Result<()> {
     let conn = connect(client).await?;
     let request = pb::ResolvePullRequest {
+        min_revision: 0,
         environment_id: env.to_owned(),
         target: Some(pb::resolve_pull_request::Target::Image(image.to_owned())),
     };

@@ -150,10 +150,10 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
         RegistryCommand::Show { id } => {
             conn = connect(client).await?;
             let r = conn
-                .answer(
-                    conn.registries()
-                        .get_registry(pb::GetRegistryRequest { id }),
-                )
+                .answer(conn.registries().get_registry(pb::GetRegistryRequest {
+                    id,
+                    min_revision: 0,
+                }))
                 .await?;
             print_registry(client.json, &r.registry.unwrap_or_default());
         }
@@ -266,6 +266,7 @@ pub(in crate::cli) async fn list_registries(
     loop {
         let page = conn
             .answer(api.list_registries(pb::ListRegistriesRequest {
+                min_revision: 0,
                 environment_id: env.to_owned(),
                 page_size: 500,
                 page_token,

@@ -51,7 +51,7 @@ pub(super) async fn settings(client: &ClientArgs, command: SettingsCommand) -> R
     let mut api = conn.settings();
     let s = match request {
         None => {
-            conn.answer(api.get_settings(pb::GetSettingsRequest {}))
+            conn.answer(api.get_settings(pb::GetSettingsRequest { min_revision: 0 }))
                 .await?
                 .settings
         }

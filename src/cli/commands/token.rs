@@ -47,6 +47,7 @@ pub(super) async fn token(client: &ClientArgs, command: TokenCommand) -> Result<
             loop {
                 let page = conn
                     .answer(api.list_tokens(pb::ListTokensRequest {
+                        min_revision: 0,
                         page_size: 500,
                         page_token,
                     }))

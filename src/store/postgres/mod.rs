@@ -11,15 +11,20 @@
 //! past the head it has seen. The schema is created and migrated at open
 //! under an advisory lock.
 
+mod leader;
 mod schema;
+mod tls;
 
+pub use leader::{Elector, Lease};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     check_shape, codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
@@ -30,6 +35,16 @@ use super::{
 const CHANNEL: &str = "registrar_log";
 /// How often a replica reads the head even without a notification.
 const POLL: Duration = Duration::from_secs(1);
+/// The advisory lock key of background work's leader ("rgr" and 2; the
+/// schema's migrations use another).
+const LEADER_LOCK: i64 = 0x0072_6772_0002;
+/// The least time between two reads of the head on a caller's behalf.
+const REFRESH_EVERY: Duration = Duration::from_millis(50);
+/// The longest a call waits for a connection (from the pool, or a new one).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one statement may run (a commit waiting on the head row's
+/// lock behind a stalled one, say) before it fails.
+const STATEMENT_TIMEOUT: &str = "10s";
 
 /// A PostgreSQL store: the log and the key store over one pool, and the
 /// task that follows the head.
@@ -38,25 +53,58 @@ pub struct PgStore {
     log: Arc<PgLog>,
     keys: Arc<PgKeys>,
     tailer: JoinHandle<()>,
+    elector: Elector,
+}
+
+/// Whether the database answered the last time it was asked: set by the
+/// head's follower and by every commit, read by the health service.
+#[derive(Debug, Clone)]
+struct Reachable(Arc<watch::Sender<bool>>);
+
+impl Reachable {
+    /// Records the outcome of a call to the database and passes it on.
+    fn note<T>(&self, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => self.set(true),
+            Err(Error::Unavailable(_)) => self.set(false),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn set(&self, up: bool) {
+        self.0
+            .send_if_modified(|now| std::mem::replace(now, up) != up);
+    }
 }
 
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL) with at most `pool_size`
     /// connections, creates or migrates the schema, and starts following
     /// the head. A database of a newer schema is refused.
-    pub async fn connect(url: &str, pool_size: usize) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|_| {
-            Error::storage("the database URL is not valid: give postgres://USER@HOST:PORT/DB")
-        })?;
+    pub async fn connect(url: &str, pool_size: usize, ca: Option<&Path>) -> Result<Self> {
+        let tls::Connection {
+            mut config,
+            tls: connector,
+        } = tls::connection(url, ca)?;
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .options(format!("-c statement_timeout={STATEMENT_TIMEOUT}"));
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| Error::storage(format!("the connection pool: {e}")))?;
         let log_id = {
@@ -65,14 +113,28 @@ impl PgStore {
         };
         let head_now = read_head(&pool).await?;
         let head = Arc::new(watch::Sender::new(head_now));
-        let tailer = tokio::spawn(follow(config, pool.clone(), Arc::clone(&head)));
+        let reachable = Reachable(Arc::new(watch::Sender::new(true)));
+        let elector = Elector::new(config.clone(), connector.clone(), LEADER_LOCK);
+        let tailer = tokio::spawn(follow(
+            (config, connector),
+            pool.clone(),
+            Arc::clone(&head),
+            reachable.clone(),
+        ));
         let log = Arc::new(PgLog {
             pool: pool.clone(),
             head,
             log_id,
+            reachable,
+            last_refresh: tokio::sync::Mutex::new(None),
         });
         let keys = Arc::new(PgKeys { pool });
-        Ok(Self { log, keys, tailer })
+        Ok(Self {
+            log,
+            keys,
+            tailer,
+            elector,
+        })
     }
 
     /// Returns a handle to the event log.
@@ -85,6 +147,18 @@ impl PgStore {
         Arc::clone(&self.keys)
     }
 
+    /// Returns the elector of the replica that runs background work (the
+    /// ECR refresher): one replica at a time holds its lock.
+    pub fn elector(&self) -> Elector {
+        self.elector.clone()
+    }
+
+    /// Returns whether the database answered the last call (true at
+    /// first), changing as calls fail and succeed again.
+    pub fn reachable(&self) -> watch::Receiver<bool> {
+        self.log.reachable.0.subscribe()
+    }
+
     /// Stops following the head and closes the pool's connections.
     pub async fn close(self) {
         self.tailer.abort();
@@ -93,14 +167,34 @@ impl PgStore {
     }
 }
 
+/// Sorts a database error: a lost or refused connection, a server
+/// shutting down or not yet accepting, is `Unavailable` (retryable, the
+/// replica recovers by itself); anything else is a storage fault.
 fn pg_error(e: tokio_postgres::Error) -> Error {
-    Error::Storage {
-        source: Box::new(e),
+    let connection = e.is_closed()
+        || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            // Class 08: connection exception; 57P0x: shutting down, cannot
+            // connect now; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        });
+    if connection {
+        Error::Unavailable(e.to_string())
+    } else {
+        Error::Storage {
+            source: Box::new(e),
+        }
     }
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> Error {
-    Error::storage(format!("no database connection: {e}"))
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) => pg_error(e),
+        PoolError::Closed => Error::Closed,
+        other => Error::Unavailable(format!("no database connection: {other}")),
+    }
 }
 
 /// Converts a position or version from the database, which stores them as
@@ -141,10 +235,15 @@ fn publish(head: &watch::Sender<u64>, position: u64) {
 /// head row at every notification and at least every `POLL`, so a lost
 /// notification delays a change by a second at most. Reconnects with
 /// backoff when the database goes away.
-async fn follow(config: tokio_postgres::Config, pool: Pool, head: Arc<watch::Sender<u64>>) {
+async fn follow(
+    connect: (tokio_postgres::Config, MakeRustlsConnect),
+    pool: Pool,
+    head: Arc<watch::Sender<u64>>,
+    reachable: Reachable,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (notified, listener) = match listen(&config).await {
+        let (notified, listener) = match listen(&connect.0, connect.1.clone()).await {
             Ok(pair) => {
                 backoff = Duration::from_millis(100);
                 pair
@@ -165,7 +264,7 @@ async fn follow(config: tokio_postgres::Config, pool: Pool, head: Arc<watch::Sen
                 }
                 None => tokio::time::sleep(POLL).await,
             }
-            match read_head(&pool).await {
+            match reachable.note(read_head(&pool).await) {
                 Ok(position) => publish(&head, position),
                 Err(e) => tracing::warn!(error = %e, "cannot read the log's head"),
             }
@@ -183,11 +282,12 @@ async fn follow(config: tokio_postgres::Config, pool: Pool, head: Arc<watch::Sen
 /// notification (closed when the connection ends) and the client to keep.
 async fn listen(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 ) -> Result<(
     Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
     Option<tokio_postgres::Client>,
 )> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    let (client, mut connection) = config.connect(tls).await.map_err(pg_error)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -215,6 +315,8 @@ pub struct PgLog {
     pool: Pool,
     head: Arc<watch::Sender<u64>>,
     log_id: String,
+    reachable: Reachable,
+    last_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl PgLog {
@@ -240,6 +342,7 @@ impl PgLog {
                 .await
                 .map_err(pg_error)?
             {
+                publish(&self.head, head);
                 return Err(Error::DuplicateRequest {
                     record: RequestRecord {
                         request_id: key,
@@ -283,6 +386,12 @@ impl PgLog {
         }
         let mut envelopes = plan(commit, head, |s| {
             versions.get(s.as_bytes()).copied().unwrap_or(0)
+        })
+        .inspect_err(|_| {
+            // Another replica won the race: let this one's projection
+            // reach the head that beat it before the command is decided
+            // again.
+            publish(&self.head, head);
         })?;
         let insert = tx
             .prepare_cached(
@@ -368,7 +477,7 @@ impl PgLog {
 impl EventLog for PgLog {
     async fn append(&self, commit: Commit) -> Result<Vec<Envelope>> {
         check_shape(&commit)?;
-        self.try_append(&commit).await
+        self.reachable.note(self.try_append(&commit).await)
     }
 
     fn head(&self) -> u64 {
@@ -470,6 +579,20 @@ impl EventLog for PgLog {
         };
         // Committed, but this replica answers only up to the head it has seen.
         Ok((record.last_position <= self.head()).then_some(record))
+    }
+
+    async fn refresh_head(&self) -> Result<u64> {
+        // One read of the head row at a time and at most one per
+        // REFRESH_EVERY: callers that cannot make this replica wait (an
+        // unknown token, say) cannot make it flood the database.
+        let mut last = self.last_refresh.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+            return Ok(self.head());
+        }
+        let position = self.reachable.note(read_head(&self.pool).await)?;
+        *last = Some(std::time::Instant::now());
+        publish(&self.head, position);
+        Ok(self.head())
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {
