@@ -254,3 +254,243 @@ async fn three_replicas_read_their_writes_and_every_watcher_sees_every_change_in
         r.stop().await.unwrap();
     }
 }
+
+/// Asks a replica's health service about RegistryService.
+async fn registry_service_serving(r: &Running) -> bool {
+    let Ok(ch) = tonic::transport::Channel::from_shared(r.url())
+        .unwrap()
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "registrar.v1.RegistryService".into(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_load_loses_nothing_and_the_replicas_recover_by_themselves() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A server of this test's own: it is stopped and started again.
+    let pg = Arc::new(TestPostgres::own(Vec::new()));
+    let url = pg.fresh_database().await;
+    let config = replica_config(&url, &random_key());
+    let replicas = [
+        Running::start(config.clone(), Default::default())
+            .await
+            .unwrap(),
+        Running::start(config.clone(), Default::default())
+            .await
+            .unwrap(),
+    ];
+    let admin = mint_admin_token(&config).await.unwrap();
+    let admin = admin.expose_secret().to_owned();
+    let mut first = clients(&replicas[0], &admin).await;
+    let env = first.create_env("restart", pb::Orchestration::Cattle).await;
+    let agent = first.token(pb::Role::Agent, &env).await;
+    first
+        .add_registry(custom(&env, "reg.example.com", "alice", "pw-1"))
+        .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Pullers: every replica answers ResolvePull throughout, outage or not.
+    let mut pullers = Vec::new();
+    for r in &replicas {
+        let mut c = clients(r, &agent).await;
+        let (stop, env) = (Arc::clone(&stop), env.clone());
+        pullers.push(tokio::spawn(async move {
+            let mut answered = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = resolve(&mut c.pull, &env).await;
+                assert!(
+                    matches!(
+                        r.decision,
+                        Some(pb::resolve_pull_response::Decision::Allowed(_))
+                    ),
+                    "{r:?}"
+                );
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answered
+        }));
+    }
+    // A writer over both replicas: acknowledged writes, and the request ids
+    // whose outcome an outage left open.
+    let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let open = Arc::new(Mutex::new(Vec::<(usize, pb::CreateRegistryRequest)>::new()));
+    let unavailable = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut admins = vec![
+            clients(&replicas[0], &admin).await,
+            clients(&replicas[1], &admin).await,
+        ];
+        let (stop, env, acked, open, unavailable) = (
+            Arc::clone(&stop),
+            env.clone(),
+            Arc::clone(&acked),
+            Arc::clone(&open),
+            Arc::clone(&unavailable),
+        );
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let mut request = custom(&env, &format!("w{i}.example.com"), "u", "pw");
+                request.request_id = format!("write-{i}");
+                let mut call = tonic::Request::new(request.clone());
+                call.set_timeout(Duration::from_secs(15));
+                match admins[i % 2].reg.create_registry(call).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((r.revision, r.registry.unwrap().id));
+                    }
+                    Err(s) => {
+                        assert_eq!(
+                            s.code(),
+                            tonic::Code::Unavailable,
+                            "a write while the database is down: {s:?}"
+                        );
+                        unavailable.store(true, Ordering::Relaxed);
+                        open.lock().unwrap().push((i % 2, request));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 0, "writes went through before the restart");
+
+    {
+        let pg = Arc::clone(&pg);
+        tokio::task::spawn_blocking(move || pg.stop())
+            .await
+            .unwrap();
+    }
+    eventually_within(
+        "a write answered UNAVAILABLE",
+        Duration::from_secs(15),
+        || {
+            let unavailable = Arc::clone(&unavailable);
+            async move { unavailable.load(Ordering::Relaxed) }
+        },
+    )
+    .await;
+    for r in &replicas {
+        eventually_within(
+            "health reports RegistryService NOT_SERVING",
+            Duration::from_secs(10),
+            || async { !registry_service_serving(r).await },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let pg = Arc::clone(&pg);
+        tokio::task::spawn_blocking(move || pg.start())
+            .await
+            .unwrap();
+    }
+    // Within 5 s of the database's return, writes go through both replicas
+    // again and health says so, with no restart.
+    let back = Instant::now();
+    let after = acked.lock().unwrap().len();
+    eventually_within("writes go through again", Duration::from_secs(5), || {
+        let acked = Arc::clone(&acked);
+        async move { acked.lock().unwrap().len() > after + 2 }
+    })
+    .await;
+    for r in &replicas {
+        eventually_within(
+            "health reports RegistryService SERVING",
+            Duration::from_secs(5).saturating_sub(back.elapsed()),
+            || async { registry_service_serving(r).await },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    for p in pullers {
+        assert!(p.await.unwrap() > 0);
+    }
+
+    // The writes the outage left open are settled by their retry: answered
+    // from the log if they were recorded, made now if they were not.
+    let open: Vec<_> = std::mem::take(&mut *open.lock().unwrap());
+    let mut acked: Vec<(u64, String)> = std::mem::take(&mut *acked.lock().unwrap());
+    for (n, request) in open {
+        let r = clients(&replicas[1 - n], &admin)
+            .await
+            .reg
+            .create_registry(request)
+            .await
+            .expect("a retry after the outage")
+            .into_inner();
+        acked.push((r.revision, r.registry.unwrap().id));
+    }
+    // No acknowledged write is lost, on either replica.
+    let head = acked.iter().map(|(rev, _)| *rev).max().unwrap();
+    for r in &replicas {
+        let mut c = clients(r, &admin).await;
+        let listed: std::collections::HashSet<String> =
+            list_all(&mut c, &env, head).await.into_iter().collect();
+        for (_, id) in &acked {
+            assert!(
+                listed.contains(id),
+                "registry {id} is missing on {}",
+                r.url()
+            );
+        }
+    }
+    for r in replicas {
+        r.stop().await.unwrap();
+    }
+}
+
+/// Asks until `check` holds, for at most `limit`.
+async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lists every registry id of `env` as of at least `revision`.
+async fn list_all(c: &mut Clients, env: &str, revision: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .reg
+            .list_registries(pb::ListRegistriesRequest {
+                environment_id: env.to_owned(),
+                page_size: 500,
+                page_token,
+                min_revision: revision,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        ids.extend(page.registries.into_iter().map(|r| r.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
+}

@@ -10,11 +10,16 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A running test server.
+/// A running test server: the process's shared one, or one a test owns
+/// and may stop and start again (as a database restart under load).
 #[derive(Debug)]
 pub struct TestPostgres {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    bin: PathBuf,
+    base: PathBuf,
+    root: bool,
+    options: Vec<String>,
 }
 
 static SERVER: OnceLock<TestPostgres> = OnceLock::new();
@@ -27,7 +32,104 @@ impl TestPostgres {
     /// Panics with what to install when PostgreSQL's server programs are
     /// missing, or with the server's log when it does not start.
     pub fn shared() -> &'static TestPostgres {
-        SERVER.get_or_init(start)
+        SERVER.get_or_init(|| Self::own(Vec::new()))
+    }
+
+    /// Starts a server of the caller's own, with extra `-c name=value`
+    /// settings; the watchdog stops it and removes its directory when the
+    /// process ends.
+    pub fn own(options: Vec<String>) -> TestPostgres {
+        let server = init(options);
+        server.start();
+        server
+    }
+
+    /// Writes `cert` and `key` (PEM) into the cluster and turns TLS on at
+    /// the next start.
+    pub fn with_tls(mut self, cert: &str, key: &str) -> TestPostgres {
+        self.stop();
+        let data = self.base.join("data");
+        std::fs::write(data.join("server.crt"), cert).expect("write the server certificate");
+        std::fs::write(data.join("server.key"), key).expect("write the server key");
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod the server key");
+        if self.root {
+            chown(&data);
+        }
+        self.options.extend(["ssl=on".to_owned()]);
+        self.start();
+        self
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start(&self) {
+        let data = self.base.join("data");
+        let log = self.base.join("server.log");
+        let mut options = format!("-h 127.0.0.1 -p {} -k {}", self.port, self.base.display());
+        for o in ["max_connections=200"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.options.iter().cloned())
+        {
+            options.push_str(&format!(" -c {o}"));
+        }
+        // Durability settings stay as in production: the tests check commits.
+        let out = as_server_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &options, "-w", "-t", "30", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "the test PostgreSQL did not start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        self.wait_ready();
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: no shutdown
+    /// checkpoint, as a crash; committed transactions are in the WAL).
+    pub fn stop(&self) {
+        let out = as_server_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.base.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the test PostgreSQL did not accept connections within 30 s: {}",
+                std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Returns the URL of a new, empty database of this server.
@@ -46,6 +148,15 @@ impl TestPostgres {
         let _ = driver.await;
         format!("postgres://registrar@127.0.0.1:{}/{name}", self.port)
     }
+}
+
+fn chown(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .expect("chown the test cluster's directory");
+    assert!(status.success(), "chown of {} failed", path.display());
 }
 
 /// Finds the newest installed PostgreSQL's `bin` directory.
@@ -86,19 +197,15 @@ fn as_server_user(program: &Path, root: bool) -> Command {
     }
 }
 
-fn start() -> TestPostgres {
+/// Creates a cluster and its watchdog; does not start it.
+fn init(options: Vec<String>) -> TestPostgres {
     let bin = bin_dir();
     let root = is_root();
     let base = std::env::temp_dir().join(format!("registrar-pg-{}", uuid::Uuid::new_v4().simple()));
     let data = base.join("data");
     std::fs::create_dir_all(&base).expect("a directory for the test cluster");
     if root {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&base)
-            .status()
-            .expect("chown the test cluster's directory");
-        assert!(status.success(), "chown of {} failed", base.display());
+        chown(&base);
     }
     let out = as_server_user(&bin.join("initdb"), root)
         .args([
@@ -123,18 +230,8 @@ fn start() -> TestPostgres {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let log = base.join("server.log");
-    // Durability settings stay as in production: the tests check commits.
-    let server = format!(
-        "{}{} -D {} -h 127.0.0.1 -p {port} -k {} -c max_connections=200 > {} 2>&1",
-        if root { "runuser -u postgres -- " } else { "" },
-        shell_quote(&bin.join("postgres")),
-        shell_quote(&data),
-        shell_quote(&base),
-        shell_quote(&log),
-    );
-    // The watchdog: the server runs until this test process is gone, then
-    // is stopped and its directory removed. The loop ends with the process.
+    // The watchdog: once this test process is gone, the server is stopped
+    // and its directory removed. The loop ends with the process.
     let stop = format!(
         "{}{} -D {} stop -m immediate",
         if root { "runuser -u postgres -- " } else { "" },
@@ -142,8 +239,7 @@ fn start() -> TestPostgres {
         shell_quote(&data),
     );
     let watchdog = format!(
-        "{server} & pg=$!; while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 1; done; \
-         {stop} >/dev/null 2>&1; wait $pg; rm -rf {base}",
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {base}",
         parent = std::process::id(),
         base = shell_quote(&base),
     );
@@ -155,27 +251,14 @@ fn start() -> TestPostgres {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start the test PostgreSQL");
-    let started = Instant::now();
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the test PostgreSQL did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        .expect("start the test PostgreSQL's watchdog");
+    TestPostgres {
+        port,
+        bin,
+        base,
+        root,
+        options,
     }
-    TestPostgres { port }
 }
 
 /// Quotes a path for `sh`.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -233,48 +234,47 @@ fn publish(head: &watch::Sender<u64>, position: u64) {
 
 /// Follows the head: LISTEN on a connection of its own, and a read of the
 /// head row at every notification and at least every `POLL`, so a lost
-/// notification delays a change by a second at most. Reconnects with
-/// backoff when the database goes away.
+/// notification (or a listener that is reconnecting) delays a change by a
+/// second at most. The listener reconnects with backoff when the database
+/// goes away; the poll goes on meanwhile.
 async fn follow(
     connect: (tokio_postgres::Config, MakeRustlsConnect),
     pool: Pool,
     head: Arc<watch::Sender<u64>>,
     reachable: Reachable,
 ) {
+    let mut listening: Option<(UnboundedReceiver<()>, tokio_postgres::Client)> = None;
+    let mut next_try = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (notified, listener) = match listen(&connect.0, connect.1.clone()).await {
-            Ok(pair) => {
-                backoff = Duration::from_millis(100);
-                pair
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for log notifications; polling");
-                (None, None)
-            }
-        };
-        let mut notified = notified;
-        loop {
-            match &mut notified {
-                Some(rx) => {
-                    tokio::select! {
-                        got = rx.recv() => if got.is_none() { break },
-                        () = tokio::time::sleep(POLL) => {}
-                    }
+        let closed = listening.as_ref().is_none_or(|(_, c)| c.is_closed());
+        if closed && tokio::time::Instant::now() >= next_try {
+            match listen(&connect.0, connect.1.clone()).await {
+                Ok(pair) => {
+                    listening = Some(pair);
+                    backoff = Duration::from_millis(100);
                 }
-                None => tokio::time::sleep(POLL).await,
-            }
-            match reachable.note(read_head(&pool).await) {
-                Ok(position) => publish(&head, position),
-                Err(e) => tracing::warn!(error = %e, "cannot read the log's head"),
-            }
-            if notified.is_none() && listener.is_none() {
-                break;
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for log notifications; polling");
+                    listening = None;
+                    next_try = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
             }
         }
-        drop(listener);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match &mut listening {
+            Some((notified, _)) => {
+                tokio::select! {
+                    got = notified.recv() => if got.is_none() { listening = None },
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
+        }
+        match reachable.note(read_head(&pool).await) {
+            Ok(position) => publish(&head, position),
+            Err(e) => tracing::warn!(error = %e, "cannot read the log's head"),
+        }
     }
 }
 
@@ -283,10 +283,7 @@ async fn follow(
 async fn listen(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
-) -> Result<(
-    Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
-    Option<tokio_postgres::Client>,
-)> {
+) -> Result<(UnboundedReceiver<()>, tokio_postgres::Client)> {
     let (client, mut connection) = config.connect(tls).await.map_err(pg_error)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -306,7 +303,7 @@ async fn listen(
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(pg_error)?;
-    Ok((Some(rx), Some(client)))
+    Ok((rx, client))
 }
 
 /// The PostgreSQL event log; cheap to share as `Arc<dyn EventLog>`.
