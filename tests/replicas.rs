@@ -327,7 +327,7 @@ async fn a_database_restart_under_load_loses_nothing_and_the_replicas_recover_by
     let open = Arc::new(Mutex::new(Vec::<(usize, pb::CreateRegistryRequest)>::new()));
     let unavailable = Arc::new(AtomicBool::new(false));
     let writer = {
-        let mut admins = vec![
+        let mut admins = [
             clients(&replicas[0], &admin).await,
             clients(&replicas[1], &admin).await,
         ];
