@@ -93,6 +93,7 @@ async fn open_watch(
         .watch(with_token(
             token,
             pb::WatchRequest {
+                min_revision: 0,
                 environment_id: env.to_owned(),
                 resume_token: String::new(),
                 send_initial_state: false,

@@ -283,6 +283,7 @@ async fn call(
         Rpc::Watch => c
             .pull
             .watch(pb::WatchRequest {
+                min_revision: 0,
                 environment_id: env,
                 ..Default::default()
             })

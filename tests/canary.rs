@@ -271,6 +271,7 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
     let mut watch = c
         .pull
         .watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             send_initial_state: true,
             ..Default::default()

@@ -418,6 +418,7 @@ async fn bad_values_and_unknown_enums_are_refused_by_every_rpc_and_the_connectio
     );
     refused!(c, FailedPrecondition, "a forged resume token", {
         c.pull.watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             resume_token: "forged".into(),
             send_initial_state: false,
@@ -458,6 +459,7 @@ async fn a_token_may_hold_only_so_many_watches() {
     let env = c.create_env("prod", pb::Orchestration::Cattle).await;
     let mut a = server.agent(&mut c, &env).await;
     let watch = || pb::WatchRequest {
+        min_revision: 0,
         environment_id: String::new(),
         resume_token: String::new(),
         send_initial_state: false,
@@ -469,6 +471,7 @@ async fn a_token_may_hold_only_so_many_watches() {
     // Other tokens are not affected.
     c.pull
         .watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: env.clone(),
             ..watch()
         })

@@ -242,6 +242,7 @@ async fn an_agent_certificate_acts_as_an_agent_of_its_environment_only() {
     let mut stream = agent
         .pull
         .watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: String::new(),
             resume_token: String::new(),
             send_initial_state: true,

@@ -20,6 +20,7 @@ async fn watch(
 ) -> Result<Stream, tonic::Status> {
     c.pull
         .watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: env.into(),
             resume_token: token.into(),
             send_initial_state: initial,

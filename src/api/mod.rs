@@ -123,7 +123,7 @@ impl Api {
 
 /// Returns the time left of the call, from its `grpc-timeout` metadata
 /// (digits and a unit: H, M, S, m, u or n), as gRPC's wire format defines it.
-fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
+pub(crate) fn deadline<T>(request: &Request<T>) -> Option<std::time::Duration> {
     use std::time::Duration;
     let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
     let unit = value.chars().last()?;

@@ -161,6 +161,10 @@ impl pb::pull_service_server::PullService for Api {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let who = self.principal(&request).await?;
+        self.reach(&request, request.get_ref().min_revision).await?;
+        self.app
+            .reach_token(&request.get_ref().resume_token, super::deadline(&request))
+            .await?;
         let r = request.get_ref();
         let start = self.app.watch(
             &who,

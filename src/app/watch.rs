@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 
@@ -125,6 +126,25 @@ impl App {
         })
     }
 
+    /// Waits, like `reach`, until this replica has applied the position a
+    /// resume token names: a token taken on another replica of the same
+    /// log may be ahead of this one for a moment. A token that is not this
+    /// log's is left for `watch` to refuse.
+    pub async fn reach_token(&self, token: &str, deadline: Option<Duration>) -> Result<()> {
+        if token.is_empty() {
+            return Ok(());
+        }
+        let Ok(position) = self.token_position(token) else {
+            return Ok(());
+        };
+        if position > self.projection.position() {
+            // The head this replica knows may be older than the token.
+            let _ = self.log.refresh_head().await;
+            self.reach(position, deadline).await?;
+        }
+        Ok(())
+    }
+
     /// Returns the opaque resume token for a position of this log.
     pub fn token(&self, position: u64) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -132,6 +152,18 @@ impl App {
     }
 
     fn parse_token(&self, token: &str) -> Result<u64> {
+        let position = self.token_position(token)?;
+        if position > self.log.head() {
+            return Err(Error::from(Rule::FailedPrecondition(
+                "resume_token is ahead of this log: list the registries again and watch without a token"
+                    .to_owned(),
+            )));
+        }
+        Ok(position)
+    }
+
+    /// Returns the position a token of this log names.
+    fn token_position(&self, token: &str) -> Result<u64> {
         let relist = |why: &str| {
             Error::from(Rule::FailedPrecondition(format!(
                 "resume_token {why}: list the registries again and watch without a token"
@@ -150,13 +182,9 @@ impl App {
         if log_id != self.log.log_id() {
             return Err(relist("belongs to another installation's log"));
         }
-        let position: u64 = position
+        position
             .parse()
-            .map_err(|_| relist("is not a token of this service"))?;
-        if position > self.log.head() {
-            return Err(relist("is ahead of this log"));
-        }
-        Ok(position)
+            .map_err(|_| relist("is not a token of this service"))
     }
 }
 

@@ -71,6 +71,7 @@ pub(super) async fn watch(
     let conn = connect(client).await?;
     let mut stream = conn
         .answer(conn.pulls().watch(pb::WatchRequest {
+            min_revision: 0,
             environment_id: env.to_owned(),
             resume_token: resume.to_owned(),
             send_initial_state: initial,
