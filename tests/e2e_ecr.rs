@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::moto::Moto;
 use common::{allowed, denied, TestServer};
 use registrar::pb;
 use registrar::server::Overrides;
@@ -19,52 +19,6 @@ const ADDRESS: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
 const MOTO_PASSWORD: &str = "123456789012-auth-token";
 /// moto's expiry: 2015-01-01T00:00:00Z.
 const MOTO_EXPIRY: u64 = 1_420_070_400;
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    async fn start(port: u16) -> Self {
-        let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("moto_server is required for this test (pip install 'moto[server]'): {e}")
-            });
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self { child, port };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("moto_server did not listen on 127.0.0.1:{port} within 15s");
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)

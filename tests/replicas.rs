@@ -494,3 +494,170 @@ async fn list_all(c: &mut Clients, env: &str, revision: u64) -> Vec<String> {
         page_token = page.next_page_token;
     }
 }
+
+/// A TCP proxy in front of moto for one replica: it notes when that
+/// replica sends a request, so the test sees who asks AWS for tokens.
+async fn recording_proxy(
+    replica: usize,
+    upstream: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(usize, Instant)>>>,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if buf[..n].starts_with(b"POST ") {
+                                    log.lock().unwrap().push((replica, Instant::now()));
+                                }
+                                if sw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_refreshes_ecr_tokens_and_another_takes_over_when_it_dies() {
+    use registrar::server::Overrides;
+    use registrar::testing::ManualClock;
+    use std::sync::{Arc, Mutex};
+    const ADDRESS: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
+    /// moto's fixed token expiry: 2015-01-01T00:00:00Z.
+    const MOTO_EXPIRY: u64 = 1_420_070_400;
+    let moto_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _moto = common::moto::Moto::start(moto_port).await;
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    // Twelve hours before moto's expiry, on one clock all replicas share.
+    let clock =
+        ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(MOTO_EXPIRY - 12 * 3600));
+    let url = TestPostgres::shared().fresh_database().await;
+    let mut config = replica_config(&url, &random_key());
+    config.ecr_poll_ms = 20;
+    let mut replicas = Vec::new();
+    for n in 0..3 {
+        let proxy = recording_proxy(n, moto_port, Arc::clone(&asked)).await;
+        let overrides = Overrides {
+            ecr_endpoint: Some(format!("http://127.0.0.1:{proxy}")),
+            clock: Some(Arc::new(clock.clone())),
+            ..Overrides::default()
+        };
+        replicas.push(Some(
+            Running::start(config.clone(), overrides).await.unwrap(),
+        ));
+    }
+    let admin = mint_admin_token(&config).await.unwrap();
+    let admin = admin.expose_secret().to_owned();
+    let mut c = clients(replicas[0].as_ref().unwrap(), &admin).await;
+    let env = c.create_env("ecr", pb::Orchestration::Kubernetes).await;
+    let reg = c
+        .add_registry(pb::CreateRegistryRequest {
+            environment_id: env.clone(),
+            kind: pb::RegistryKind::Ecr as i32,
+            address: ADDRESS.into(),
+            ecr: Some(pb::EcrCredentials {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            }),
+            ..Default::default()
+        })
+        .await;
+    let token_of = |c: &mut Clients| {
+        let mut reg_client = c.reg.clone();
+        let id = reg.id.clone();
+        async move {
+            reg_client
+                .get_registry(pb::GetRegistryRequest {
+                    id,
+                    min_revision: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .registry
+                .unwrap()
+                .update_time
+                .map_or(0, |t| t.seconds)
+        }
+    };
+    let created = token_of(&mut c).await;
+    eventually_within("the first token", Duration::from_secs(10), || {
+        let asked = Arc::clone(&asked);
+        async move { !asked.lock().unwrap().is_empty() }
+    })
+    .await;
+    // Time passes and tokens fall due several times (at half their life):
+    // one replica asks.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(3 * 3600));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let leader = {
+        let asked = asked.lock().unwrap();
+        let first = asked[0].0;
+        assert!(
+            asked.iter().all(|(r, _)| *r == first),
+            "more than one replica asked AWS: {asked:?}"
+        );
+        first
+    };
+    let before = asked.lock().unwrap().len();
+    // The leader dies; the token falls due; another replica takes over.
+    replicas[leader].take().unwrap().stop().await.unwrap();
+    let died = Instant::now();
+    // A minute before moto's expiry: past the half life of any token.
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(MOTO_EXPIRY - 60));
+    eventually_within("another replica refreshes", Duration::from_secs(10), || {
+        let asked = Arc::clone(&asked);
+        async move { asked.lock().unwrap().len() > before }
+    })
+    .await;
+    println!("took over in {:?}", died.elapsed());
+    let asked = asked.lock().unwrap().clone();
+    let successor = asked[before].0;
+    assert_ne!(successor, leader);
+    assert!(
+        asked[before..].iter().all(|(r, _)| *r == successor),
+        "after the takeover, more than one replica asked AWS: {asked:?}"
+    );
+    let survivor = replicas.iter().flatten().next().unwrap();
+    let mut c = clients(survivor, &admin).await;
+    eventually_within("the new token is recorded", Duration::from_secs(10), || {
+        let fut = token_of(&mut c);
+        async move { fut.await > created }
+    })
+    .await;
+    for r in replicas.into_iter().flatten() {
+        r.stop().await.unwrap();
+    }
+}

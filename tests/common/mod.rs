@@ -3,6 +3,8 @@
 //! for the requests the tests repeat.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod moto;
+
 use std::path::PathBuf;
 
 use registrar::config::ServeConfig;
