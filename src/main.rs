@@ -24,6 +24,24 @@ async fn main() -> anyhow::Result<ExitCode> {
             println!("{}", token.expose_secret());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store(args) => {
+            let registrar::cli::args::StoreCommand::Copy {
+                from_data_dir,
+                to_database_url,
+                database_ca,
+            } = args.command;
+            let copied = registrar::store::copy::sled_to_postgres(
+                &from_data_dir,
+                &to_database_url,
+                database_ca.as_deref(),
+            )
+            .await?;
+            println!(
+                "copied and verified {} records, {} request records and {} data keys",
+                copied.records, copied.requests, copied.keys
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         client => Ok(registrar::cli::main(client).await),
     }
 }

@@ -661,3 +661,169 @@ async fn one_replica_refreshes_ecr_tokens_and_another_takes_over_when_it_dies() 
         r.stop().await.unwrap();
     }
 }
+
+/// Runs `registrar store copy` as a user would.
+fn store_copy(from: &std::path::Path, url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["store", "copy", "--from-data-dir"])
+        .arg(from)
+        .args(["--to-database-url", url])
+        .env_remove("REGISTRAR_DATABASE_URL")
+        .output()
+        .expect("run registrar store copy")
+}
+
+/// What a server answers: every registry, pulls with their credentials,
+/// the settings.
+async fn answers(admin: &mut Clients, agent: &mut Clients, env: &str) -> String {
+    let registries = admin.list(env).await;
+    let settings = admin
+        .settings
+        .get_settings(pb::GetSettingsRequest { min_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .settings;
+    let mut pulls = Vec::new();
+    for image in [
+        "a.example.com/x:1",
+        "b.example.com/y",
+        "gone.example.com/z",
+        "ubuntu",
+    ] {
+        let mut r = agent.resolve("", image).await.unwrap();
+        r.revision = 0;
+        pulls.push(r);
+    }
+    format!("{registries:?}\n{settings:?}\n{pulls:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sled_installation_into_postgres_intact() {
+    let mut server = common::TestServer::start().await;
+    let mut admin = server.admin().await;
+    let env = admin.create_env("moved", pb::Orchestration::Cattle).await;
+    let agent_token = admin.token(pb::Role::Agent, &env).await;
+    let mut agent = server.clients_with(Some(&agent_token)).await;
+    admin
+        .add_registry(custom(&env, "a.example.com", "alice", "pw-a1"))
+        .await;
+    // A replaced credential (its old data key destroyed), a deactivated
+    // registry, a deleted one, settings, and a request id to retry later.
+    admin
+        .add_registry(custom(&env, "a.example.com", "alice", "pw-a2"))
+        .await;
+    let mut with_id = custom(&env, "b.example.com", "bob", "pw-b");
+    with_id.request_id = "create-b".into();
+    let b = admin
+        .reg
+        .create_registry(with_id.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let gone = admin
+        .add_registry(custom(&env, "gone.example.com", "c", "pw-c"))
+        .await;
+    admin
+        .reg
+        .delete_registry(pb::DeleteRegistryRequest {
+            id: gone.id,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    admin.set_settings("a.example.com", &[]).await;
+    let mut watch = agent
+        .pull
+        .watch(pb::WatchRequest {
+            send_initial_state: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut resume = String::new();
+    while let Some(m) = watch.message().await.unwrap() {
+        resume = m.token.clone();
+        if matches!(m.event, Some(pb::watch_response::Event::Bookmark(_))) {
+            break;
+        }
+    }
+    let before = answers(&mut admin, &mut agent, &env).await;
+    let url = TestPostgres::shared().fresh_database().await;
+
+    // A running server's directory is not copied.
+    let out = store_copy(&server.data_dir(), &url);
+    assert!(!out.status.success(), "copied a running server's directory");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop((admin, agent, watch));
+    let key_file = server.config().key_file_path();
+    let data_dir = server.data_dir();
+    let admin_token = server.admin.clone();
+    server.stop().await;
+
+    let out = store_copy(&data_dir, &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("copied and verified"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Once is enough: a database that holds a log is not written over.
+    let again = store_copy(&data_dir, &url);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A replica on the copy, with the server's key, answers as it did.
+    let mut config = replica_config(&url, "");
+    config.key_value = None;
+    config.key_file = Some(key_file);
+    let replica = Running::start(config, Default::default()).await.unwrap();
+    let mut admin = clients(&replica, &admin_token).await;
+    let mut agent = clients(&replica, &agent_token).await;
+    assert_eq!(answers(&mut admin, &mut agent, &env).await, before);
+    // Request records came along: the retry is answered, not made again.
+    let retried = admin
+        .reg
+        .create_registry(with_id)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.revision, b.revision);
+    assert_eq!(retried.registry, b.registry);
+    // So did the log's id: the old resume token resumes here.
+    let mut resumed = agent
+        .pull
+        .watch(pb::WatchRequest {
+            resume_token: resume,
+            ..Default::default()
+        })
+        .await
+        .expect("the sled server's resume token")
+        .into_inner();
+    admin
+        .add_registry(custom(&env, "c.example.com", "c", "pw"))
+        .await;
+    let next = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&next.event, Some(pb::watch_response::Event::RegistryChanged(r)) if r.address == "c.example.com"),
+        "{next:?}"
+    );
+    replica.stop().await.unwrap();
+}

@@ -46,6 +46,42 @@ pub enum Command {
     AdminToken(AdminTokenArgs),
     /// Rotate the key-encryption key: add, rewrap, status, retire.
     Key(KeyArgs),
+    /// Move a stopped server's store: `store copy` from a data directory
+    /// into an empty PostgreSQL database.
+    Store(StoreArgs),
+}
+
+/// `registrar store ...`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+/// The store subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a stopped server's data directory (sled) into an empty
+    /// PostgreSQL database: every position, request record and data key,
+    /// verified by reading it all back. The key is not needed: data keys
+    /// move still wrapped.
+    Copy {
+        /// The stopped server's data directory.
+        #[arg(long, value_name = "DIR")]
+        from_data_dir: PathBuf,
+        /// The new, empty database.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "REGISTRAR_DATABASE_URL",
+            hide_env_values = true
+        )]
+        to_database_url: String,
+        /// PEM file of the CA that signs the database server's certificate.
+        #[arg(long, env = "REGISTRAR_DATABASE_CA", value_name = "PATH")]
+        database_ca: Option<PathBuf>,
+    },
 }
 
 /// `registrar key ...`.

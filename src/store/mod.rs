@@ -4,6 +4,7 @@
 //! (tests and tools); `conformance.rs` is the one suite every backend passes.
 
 pub mod codec;
+pub mod copy;
 pub mod memory;
 pub mod payload;
 pub mod postgres;

@@ -42,9 +42,10 @@ pub(super) async fn run(command: Command) -> Result<()> {
             host::pull_secret(&a.client, &a.env.id, &a.name, &a.namespace).await
         }
         Command::Key(a) => key::key(&a.client, a.command).await,
-        Command::Serve(_) | Command::KubeletCredentialProvider(_) | Command::AdminToken(_) => {
-            Err(Error::Usage("not one of the people's commands".to_owned()))
-        }
+        Command::Serve(_)
+        | Command::KubeletCredentialProvider(_)
+        | Command::AdminToken(_)
+        | Command::Store(_) => Err(Error::Usage("not one of the people's commands".to_owned())),
     }
 }
 

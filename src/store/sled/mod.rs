@@ -345,6 +345,23 @@ impl EventLog for SledLog {
     }
 }
 
+impl SledLog {
+    /// Returns every request record up to the durable head, in key order
+    /// (for `registrar store copy`).
+    pub fn request_records(&self) -> Result<Vec<RequestRecord>> {
+        let mut records = Vec::new();
+        for item in self.tree.scan_prefix([REQUEST]) {
+            let (key, value) = item?;
+            let name = key_name(&key).ok_or_else(|| malformed_key(0, "request"))?;
+            let record = decode_request(name, &value)?;
+            if record.last_position <= self.head() {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+}
+
 #[cfg(test)]
 impl SledLog {
     /// Returns how many flushes the writer has done.
