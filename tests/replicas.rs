@@ -827,3 +827,104 @@ async fn store_copy_moves_a_sled_installation_into_postgres_intact() {
     );
     replica.stop().await.unwrap();
 }
+
+/// A CA and a server certificate for `localhost` it signed, PEM: (CA,
+/// certificate, key).
+fn database_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "database test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = server.signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Counts the encrypted sessions to database `name`, as the server sees them.
+async fn tls_sessions(port: u16, name: &str) -> i64 {
+    let admin = format!("postgres://registrar@127.0.0.1:{port}/postgres");
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_the_database_over_tls_and_check_its_certificate() {
+    let (ca, cert, key) = database_pki();
+    let pg = TestPostgres::own(Vec::new()).with_tls(&cert, &key);
+    let url = pg.fresh_database().await;
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (other_ca, _, _) = database_pki();
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, &other_ca).unwrap();
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let key_value = random_key();
+
+    // verify-full with the CA that signed the certificate, by its name.
+    let mut config = replica_config(&format!("{by_name}?sslmode=verify-full"), &key_value);
+    config.database_ca = Some(ca_file.clone());
+    let replica = Running::start(config.clone(), Default::default())
+        .await
+        .expect("verify-full against the right CA");
+    let admin = mint_admin_token(&config).await.unwrap();
+    let mut c = clients(&replica, admin.expose_secret()).await;
+    let env = c.create_env("tls", pb::Orchestration::Cattle).await;
+    assert!(!env.is_empty());
+    assert!(
+        tls_sessions(pg.port, &name).await > 0,
+        "the replica's sessions are encrypted"
+    );
+    replica.stop().await.unwrap();
+
+    // Another CA: refused at start, naming the certificate.
+    let mut wrong = config.clone();
+    wrong.database_ca = Some(other_ca_file);
+    let err = Running::start(wrong, Default::default())
+        .await
+        .expect_err("a certificate another CA signed");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // verify-full by an address the certificate does not name: refused.
+    let mut by_address = replica_config(&format!("{url}?sslmode=verify-full"), &key_value);
+    by_address.database_ca = Some(ca_file.clone());
+    let err = Running::start(by_address, Default::default())
+        .await
+        .expect_err("a certificate for another name");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // verify-ca checks the chain only: the address is fine.
+    let mut chain_only = replica_config(&format!("{url}?sslmode=verify-ca"), &key_value);
+    chain_only.database_ca = Some(ca_file);
+    Running::start(chain_only, Default::default())
+        .await
+        .expect("verify-ca by address")
+        .stop()
+        .await
+        .unwrap();
+    // require encrypts without checking, as libpq does.
+    Running::start(
+        replica_config(&format!("{url}?sslmode=require"), &key_value),
+        Default::default(),
+    )
+    .await
+    .expect("require")
+    .stop()
+    .await
+    .unwrap();
+}

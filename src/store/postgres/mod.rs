@@ -185,7 +185,15 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
             code.starts_with("08") || code.starts_with("57P") || code == "53300"
         });
     if connection {
-        Error::Unavailable(e.to_string())
+        // The causes say why: "error performing TLS handshake" alone does
+        // not name the certificate that was refused.
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        Error::Unavailable(message)
     } else {
         Error::Storage {
             source: Box::new(e),
