@@ -15,7 +15,7 @@ use clap::Args;
 pub struct AdminTokenArgs {
     /// The replicas' PostgreSQL URL, instead of a data directory.
     #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// PEM file of the CA that signs the database server's certificate.
     #[arg(long, env = "REGISTRAR_DATABASE_CA")]
     pub database_ca: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct ServeConfig {
     /// several replicas share; without it the log is in --data-dir (sled).
     /// The key must then be given (--key-file or REGISTRAR_KEY).
     #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// PEM file of the CA that signs the database server's certificate;
     /// with it, `sslmode=require` (or `prefer`) also checks the chain, and
     /// `verify-ca`/`verify-full` check against it instead of the system's
@@ -71,11 +71,11 @@ pub struct ServeConfig {
     /// file: from `REGISTRAR_KEY` only, never a flag, so it is not in the
     /// process's command line (see `read_secrets_from_env`).
     #[arg(skip)]
-    pub key_value: Option<String>,
+    pub key_value: Option<SecretText>,
     /// An admin token to accept; when set, no admin.token file is written.
     /// From `REGISTRAR_ADMIN_TOKEN` only, like `key_value`.
     #[arg(skip)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretText>,
     /// Milliseconds a watch stream's full buffer may stay unread before the
     /// stream ends with a status telling the client to resume.
     #[arg(
@@ -200,8 +200,8 @@ impl ServeConfig {
     /// An empty variable counts as unset.
     pub fn read_secrets_from_env(&mut self) {
         let read = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        self.key_value = read(KEY_ENV);
-        self.admin_token = read(ADMIN_TOKEN_ENV);
+        self.key_value = read(KEY_ENV).map(SecretText);
+        self.admin_token = read(ADMIN_TOKEN_ENV).map(SecretText);
     }
 
     /// Returns the key file's path: the flag, or `<data-dir>.key`.
@@ -243,3 +243,89 @@ impl ServeConfig {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// A secret setting (the key, an admin token): its `Debug` never shows it,
+/// so a configuration printed in a log line or a panic carries no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::ops::Deref for SecretText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// The database URL: its `Debug` shows it without the password
+/// (`postgres://user:***@host/db`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_password(&self.0))
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Replaces the password of a URL's user part, or a key=value string's
+/// `password=`, with `***`.
+fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((user, host)) = rest.split_once('@') {
+            if let Some((name, _)) = user.split_once(':') {
+                return format!("{scheme}://{name}:***@{host}");
+            }
+        }
+        // A password may also be a query parameter.
+        return url
+            .split('&')
+            .map(|part| match part.split_once("password=") {
+                Some((before, _)) => format!("{before}password=***"),
+                None => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+    }
+    url.split_whitespace()
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***".to_owned()
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

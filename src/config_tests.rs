@@ -14,3 +14,23 @@ fn for_dir_takes_the_defaults_the_flags_declare() {
     assert_eq!(c.admin_token, None);
     assert!(c.tls_cert.is_none() && !c.allow_plaintext);
 }
+
+#[test]
+fn a_printed_configuration_shows_no_secret() {
+    let mut c = ServeConfig::for_dir("/srv/data".into());
+    c.key_value = Some("KEYSECRET".into());
+    c.admin_token = Some("rgr.a.TOKENSECRET".into());
+    c.database_url = Some("postgres://app:DBSECRET@db:5432/registrar".into());
+    let printed = format!("{c:?}");
+    for secret in ["KEYSECRET", "TOKENSECRET", "DBSECRET"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(
+        printed.contains("postgres://app:***@db:5432/registrar"),
+        "{printed}"
+    );
+    let kv: crate::config::DatabaseUrl = "host=db user=app password=DBSECRET".into();
+    assert!(!format!("{kv:?}").contains("DBSECRET"));
+    let query: crate::config::DatabaseUrl = "postgres://db/r?user=app&password=DBSECRET".into();
+    assert!(!format!("{query:?}").contains("DBSECRET"));
+}

@@ -23,8 +23,8 @@ fn random_key() -> String {
 
 fn replica_config(url: &str, key: &str) -> ServeConfig {
     let mut c = ServeConfig::for_dir("/nonexistent/registrar-data".into());
-    c.database_url = Some(url.to_owned());
-    c.key_value = Some(key.to_owned());
+    c.database_url = Some(url.into());
+    c.key_value = Some(key.into());
     c
 }
 

@@ -96,7 +96,7 @@ pub(super) async fn open(config: &ServeConfig) -> Result<(App, Store), Error> {
 async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Store), Error> {
     let dir = &config.data_dir;
     let source = match (&config.key_value, &config.key_file, &config.database_url) {
-        (Some(value), _, _) => KeySource::Value(secrecy::SecretString::from(value.clone())),
+        (Some(value), _, _) => KeySource::Value(secrecy::SecretString::from(value.0.clone())),
         // Every replica needs the same key: the embedded default of a key
         // file made at first start would give each its own.
         (None, None, Some(_)) => return Err(Error::KeyRequired),

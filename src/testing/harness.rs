@@ -54,7 +54,7 @@ impl Running {
         }
         let admin_token = std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE))
             .map(|t| t.trim().to_owned())
-            .or_else(|_| config.admin_token.clone().ok_or(()))
+            .or_else(|_| config.admin_token.as_ref().map(|t| t.0.clone()).ok_or(()))
             .unwrap_or_default();
         Ok(Self {
             addr,
