@@ -928,3 +928,51 @@ async fn replicas_reach_the_database_over_tls_and_check_its_certificate() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_starting_at_once_mint_no_token_and_admin_token_gives_the_first() {
+    let url = TestPostgres::shared().fresh_database().await;
+    let key = random_key();
+    let config = replica_config(&url, &key);
+    let (a, b, c) = tokio::join!(
+        Running::start(config.clone(), Default::default()),
+        Running::start(config.clone(), Default::default()),
+        Running::start(config.clone(), Default::default()),
+    );
+    let replicas = [a.unwrap(), b.unwrap(), c.unwrap()];
+    // The offline command, as an operator runs it: the token on standard
+    // output, nothing of it on standard error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["admin-token", "--database-url", &url])
+        .env("REGISTRAR_KEY", &key)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run registrar admin-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("rgr."), "{token}");
+    let secret = token.rsplit('.').next().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(secret),
+        "the token's secret is in the command's log"
+    );
+    // It is the only token: every replica knows it and lists nothing else.
+    for r in &replicas {
+        let mut c = clients(r, &token).await;
+        let listed = c
+            .tokens
+            .list_tokens(pb::ListTokensRequest::default())
+            .await
+            .expect("the minted token works on every replica")
+            .into_inner()
+            .tokens;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+    }
+    for r in replicas {
+        r.stop().await.unwrap();
+    }
+}
