@@ -208,7 +208,32 @@ impl App {
     }
 
     async fn view(&self, outcome: &Outcome, decision: &Decision, position: u64) -> Result<View> {
+        if let Some(view) = self.view_from_projection(outcome, decision) {
+            return Ok(view);
+        }
         self.view_at(outcome, decision, position, &[]).await
+    }
+
+    /// The answer straight from the projection, which has applied the
+    /// commit, when no later commit touched the streams it wrote: the
+    /// projection then holds the object exactly as the commit left it, and
+    /// no stream needs reading back from the log. `None` otherwise.
+    fn view_from_projection(&self, outcome: &Outcome, decision: &Decision) -> Option<View> {
+        let mut left: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for a in decision.appends.iter().filter(|a| !a.events.is_empty()) {
+            let version = a.expected_version + a.events.len() as u64;
+            let v = left.entry(a.stream.as_str()).or_default();
+            *v = (*v).max(version);
+        }
+        let state = self.projection.read();
+        if left.is_empty() || left.iter().any(|(s, v)| state.stream_version(s) != *v) {
+            return None;
+        }
+        match view_of(&state, outcome) {
+            // Gone from the projection through another stream: fold.
+            View::Removed if *outcome != Outcome::Removed => None,
+            view => Some(view),
+        }
     }
 
     /// Folds the streams the outcome lives in up to `position`, so the
@@ -229,19 +254,24 @@ impl App {
         streams.extend(commit.iter().map(|e| e.stream.clone()));
         streams.dedup();
         let state = self.fold_streams(&streams, position).await?;
-        Ok(match outcome {
-            Outcome::Environment(id) => state
-                .environment(id)
-                .cloned()
-                .map_or(View::Removed, View::Environment),
-            Outcome::Registry(id) => state
-                .registry(id)
-                .cloned()
-                .map_or(View::Removed, |r| View::Registry(Box::new(r))),
-            Outcome::Settings => View::Settings(state.settings().clone()),
-            Outcome::Token(id) => state.token(id).cloned().map_or(View::Removed, View::Token),
-            Outcome::Removed => View::Removed,
-        })
+        Ok(view_of(&state, outcome))
+    }
+}
+
+/// The object `outcome` names, as `state` holds it.
+fn view_of(state: &State, outcome: &Outcome) -> View {
+    match outcome {
+        Outcome::Environment(id) => state
+            .environment(id)
+            .cloned()
+            .map_or(View::Removed, View::Environment),
+        Outcome::Registry(id) => state
+            .registry(id)
+            .cloned()
+            .map_or(View::Removed, |r| View::Registry(Box::new(r))),
+        Outcome::Settings => View::Settings(state.settings().clone()),
+        Outcome::Token(id) => state.token(id).cloned().map_or(View::Removed, View::Token),
+        Outcome::Removed => View::Removed,
     }
 }
 

@@ -351,6 +351,50 @@ async fn concurrent_appends_are_gapless_and_all_readable(f: &Fixture) {
     }
 }
 
+/// Commits that race for one stream version and one request id, among
+/// others that race for nothing, all at once (so the writers group them):
+/// one winner each, the losers refused alone, everything else written.
+async fn racing_commits_are_refused_alone(f: &Fixture) {
+    let mut tasks = Vec::new();
+    for t in 0..60 {
+        let log = Arc::clone(&f.log);
+        tasks.push(tokio::spawn(async move {
+            let c = match t % 3 {
+                // The same stream at version 0: one wins.
+                0 => one("reg/e/race", 0),
+                // One caller's request id on streams of their own: one wins.
+                1 => with_request(one(&format!("reg/e/req-{t}"), 0), "same", b"fp"),
+                // Nothing in common.
+                _ => one(&format!("reg/e/free-{t}"), 0),
+            };
+            (t % 3, log.append(c).await)
+        }));
+    }
+    let mut won = [0; 3];
+    let mut positions = Vec::new();
+    let mut duplicates = Vec::new();
+    for task in tasks {
+        let (kind, result) = task.await.unwrap();
+        match result {
+            Ok(envelopes) => {
+                won[kind] += 1;
+                positions.extend(envelopes.iter().map(|e| e.position));
+            }
+            Err(Error::Conflict { .. }) if kind == 0 => {}
+            Err(Error::DuplicateRequest { record }) if kind == 1 => duplicates.push(record),
+            Err(e) => panic!("kind {kind}: {e}"),
+        }
+    }
+    assert_eq!(won, [1, 1, 20]);
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=22).collect::<Vec<_>>(), "gapless");
+    assert_eq!(f.log.head(), 22);
+    let winner = f.log.find_request("system", "same").await.unwrap().unwrap();
+    assert_eq!(duplicates.len(), 19);
+    assert!(duplicates.iter().all(|d| *d == winner), "{duplicates:?}");
+    assert_eq!(f.log.stream_version("reg/e/race").await.unwrap(), 1);
+}
+
 async fn read_never_returns_past_head(f: &Fixture) {
     assert!(f.log.read(1, 10).await.unwrap().is_empty());
     f.log.append(commit(vec![append("a", 0, 3)])).await.unwrap();
@@ -598,6 +642,11 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends_are_gapless_and_all_readable() {
                 super::concurrent_appends_are_gapless_and_all_readable(&$fixture().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn racing_commits_are_refused_alone() {
+                super::racing_commits_are_refused_alone(&$fixture().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

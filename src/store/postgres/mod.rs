@@ -16,6 +16,7 @@ mod keys;
 mod leader;
 mod schema;
 mod tls;
+mod writer;
 
 pub use import::Import;
 pub use keys::PgKeys;
@@ -32,8 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    check_shape, codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
-    RequestRecord, Result,
+    check_shape, codec, missing, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
 };
 
 /// The channel commits notify and replicas listen on.
@@ -58,6 +58,7 @@ pub struct PgStore {
     log: Arc<PgLog>,
     keys: Arc<PgKeys>,
     tailer: JoinHandle<()>,
+    writer: JoinHandle<()>,
     elector: Elector,
 }
 
@@ -126,18 +127,22 @@ impl PgStore {
             Arc::clone(&head),
             reachable.clone(),
         ));
+        let (writer, writer_task) =
+            writer::spawn(pool.clone(), Arc::clone(&head), reachable.clone());
         let log = Arc::new(PgLog {
             pool: pool.clone(),
             head,
             log_id,
             reachable,
             last_refresh: tokio::sync::Mutex::new(None),
+            writer,
         });
         let keys = Arc::new(PgKeys { pool });
         Ok(Self {
             log,
             keys,
             tailer,
+            writer: writer_task,
             elector,
         })
     }
@@ -168,6 +173,10 @@ impl PgStore {
     pub async fn close(self) {
         self.tailer.abort();
         let _ = self.tailer.await;
+        // A group in flight is abandoned: its callers get `Closed` and a
+        // retry settles it, as after a lost connection.
+        self.writer.abort();
+        let _ = self.writer.await;
         self.log.pool.close();
     }
 }
@@ -326,167 +335,19 @@ pub struct PgLog {
     log_id: String,
     reachable: Reachable,
     last_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
-}
-
-impl PgLog {
-    async fn try_append(&self, commit: &Commit) -> Result<Vec<Envelope>> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        // The head row's lock orders every commit: positions stay gapless.
-        let row = tx
-            .query_one(
-                "SELECT position FROM registrar_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?;
-        let head = unsigned(row.get(0), "head")?;
-        if let Some(key) = commit.request_key() {
-            if let Some(row) = tx
-                .query_opt(
-                    "SELECT first_position, last_position, fingerprint \
-                     FROM registrar_requests WHERE actor = $1 AND request_id = $2",
-                    &[&commit.actor, &commit.request_id],
-                )
-                .await
-                .map_err(pg_error)?
-            {
-                publish(&self.head, head);
-                return Err(Error::DuplicateRequest {
-                    record: RequestRecord {
-                        request_id: key,
-                        first_position: unsigned(row.get(0), "position")?,
-                        last_position: unsigned(row.get(1), "position")?,
-                        fingerprint: row.get(2),
-                    },
-                });
-            }
-        }
-        if !commit.keys.created.is_empty() {
-            let ids: Vec<&str> = commit
-                .keys
-                .created
-                .iter()
-                .map(|(id, _)| id.as_str())
-                .collect();
-            if let Some(row) = tx
-                .query_opt(
-                    "SELECT credential_id FROM registrar_keys WHERE credential_id = ANY($1) LIMIT 1",
-                    &[&ids],
-                )
-                .await
-                .map_err(pg_error)?
-            {
-                return Err(Error::KeyExists(row.get(0)));
-            }
-        }
-        let streams: Vec<&[u8]> = commit.appends.iter().map(|a| a.stream.as_bytes()).collect();
-        let mut versions = std::collections::HashMap::new();
-        for row in tx
-            .query(
-                "SELECT stream, version FROM registrar_streams WHERE stream = ANY($1)",
-                &[&streams],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            let stream: Vec<u8> = row.get(0);
-            versions.insert(stream, unsigned(row.get(1), "version")?);
-        }
-        let mut envelopes = plan(commit, head, |s| {
-            versions.get(s.as_bytes()).copied().unwrap_or(0)
-        })
-        .inspect_err(|_| {
-            // Another replica won the race: let this one's projection
-            // reach the head that beat it before the command is decided
-            // again.
-            publish(&self.head, head);
-        })?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO registrar_events (position, stream, stream_version, record) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut last_versions = std::collections::HashMap::new();
-        for env in &mut envelopes {
-            let record = codec::encode(env);
-            tx.execute(
-                &insert,
-                &[
-                    &signed(env.position)?,
-                    &env.stream.as_bytes(),
-                    &signed(env.stream_version)?,
-                    &record,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-            last_versions.insert(env.stream.clone(), env.stream_version);
-        }
-        for (stream, version) in &last_versions {
-            tx.execute(
-                "INSERT INTO registrar_streams (stream, version) VALUES ($1, $2) \
-                 ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version",
-                &[&stream.as_bytes(), &signed(*version)?],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if let Some(record) = request_record(commit, &envelopes) {
-            tx.execute(
-                "INSERT INTO registrar_requests \
-                 (actor, request_id, first_position, last_position, fingerprint) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &commit.actor,
-                    &commit.request_id,
-                    &signed(record.first_position)?,
-                    &signed(record.last_position)?,
-                    &record.fingerprint,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        for (id, wrapped) in &commit.keys.created {
-            tx.execute(
-                "INSERT INTO registrar_keys (credential_id, wrapped) VALUES ($1, $2)",
-                &[id, wrapped],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if !commit.keys.destroyed.is_empty() {
-            tx.execute(
-                "DELETE FROM registrar_keys WHERE credential_id = ANY($1)",
-                &[&commit.keys.destroyed],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        let last = envelopes.last().map_or(head, |e| e.position);
-        tx.execute(
-            "UPDATE registrar_head SET position = $1 WHERE id = 1",
-            &[&signed(last)?],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.to_string()])
-            .await
-            .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        publish(&self.head, last);
-        Ok(envelopes)
-    }
+    writer: tokio::sync::mpsc::Sender<writer::Pending>,
 }
 
 #[async_trait::async_trait]
 impl EventLog for PgLog {
     async fn append(&self, commit: Commit) -> Result<Vec<Envelope>> {
         check_shape(&commit)?;
-        self.reachable.note(self.try_append(&commit).await)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(writer::Pending { commit, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
     }
 
     fn head(&self) -> u64 {
