@@ -108,7 +108,7 @@ struct PutResponse {
 /// Starts a one-member etcd on loopback in a temporary directory.
 async fn start_etcd(dir: &std::path::Path) -> (Process, String) {
     let (client, peer) = (free_port(), free_port());
-    let child = Command::new("etcd")
+    let child = Process(Command::new("etcd")
         .args([
             "--name",
             "bench",
@@ -130,7 +130,7 @@ async fn start_etcd(dir: &std::path::Path) -> (Process, String) {
         .spawn()
         .unwrap_or_else(|e| {
             panic!("etcd is needed as the reference: install Debian's etcd-server (apt-get install etcd-server): {e}")
-        });
+        }));
     let url = format!("http://127.0.0.1:{client}");
     for _ in 0..200 {
         if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
@@ -138,7 +138,7 @@ async fn start_etcd(dir: &std::path::Path) -> (Process, String) {
                 .await
                 .is_ok()
             {
-                return (Process(child), url);
+                return (child, url);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
