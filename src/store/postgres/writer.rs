@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{codec, pg_error, pool_error, publish, signed, unsigned, Reachable, CHANNEL};
 use crate::store::{plan, request_record, Commit, Envelope, Error, RequestRecord, Result};
 
+/// A statement parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
 /// Most commits one transaction takes.
 const MAX_GROUP: usize = 512;
 /// Commits that may wait for the writer before `append` waits to queue.
@@ -95,81 +98,68 @@ async fn write_group(
 ) -> Result<Vec<Result<Vec<Envelope>>>> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    // The head row's lock orders every group of every replica: positions
-    // stay gapless and in commit order.
-    let lock = tx
-        .prepare_cached("SELECT position FROM registrar_head WHERE id = 1 FOR UPDATE")
-        .await
-        .map_err(pg_error)?;
-    let start = unsigned(
-        tx.query_one(&lock, &[]).await.map_err(pg_error)?.get(0),
-        "head",
-    )?;
-
-    // What the database already holds of the group's request ids, data
-    // keys and streams: three reads for the whole group.
     let (actors, ids): (Vec<&str>, Vec<&str>) = group
         .iter()
         .filter(|c| !c.request_id.is_empty())
         .map(|c| (c.actor.as_str(), c.request_id.as_str()))
         .unzip();
-    let mut recorded: HashMap<String, RequestRecord> = HashMap::new();
-    if !actors.is_empty() {
-        let q = tx
-            .prepare_cached(
-                "SELECT r.actor, r.request_id, r.first_position, r.last_position, r.fingerprint \
-                 FROM registrar_requests r \
-                 JOIN UNNEST($1::text[], $2::text[]) AS k(actor, request_id) \
-                 ON r.actor = k.actor AND r.request_id = k.request_id",
-            )
-            .await
-            .map_err(pg_error)?;
-        for row in tx.query(&q, &[&actors, &ids]).await.map_err(pg_error)? {
-            let key = crate::store::request_key(row.get(0), row.get(1));
-            recorded.insert(
-                key.clone(),
-                RequestRecord {
-                    request_id: key,
-                    first_position: unsigned(row.get(2), "position")?,
-                    last_position: unsigned(row.get(3), "position")?,
-                    fingerprint: row.get(4),
-                },
-            );
-        }
-    }
     let created: Vec<&str> = group
         .iter()
         .flat_map(|c| c.keys.created.iter().map(|(id, _)| id.as_str()))
         .collect();
-    let mut existing_keys: HashSet<String> = HashSet::new();
-    if !created.is_empty() {
-        let q = tx
-            .prepare_cached(
-                "SELECT credential_id FROM registrar_keys WHERE credential_id = ANY($1)",
-            )
-            .await
-            .map_err(pg_error)?;
-        for row in tx.query(&q, &[&created]).await.map_err(pg_error)? {
-            existing_keys.insert(row.get(0));
-        }
-    }
     let streams: Vec<&[u8]> = group
         .iter()
         .flat_map(|c| c.appends.iter().map(|a| a.stream.as_bytes()))
         .collect();
+    let (lock, requests, keys, versions_q) = tokio::try_join!(
+        tx.prepare_cached("SELECT position FROM registrar_head WHERE id = 1 FOR UPDATE"),
+        tx.prepare_cached(
+            "SELECT r.actor, r.request_id, r.first_position, r.last_position, r.fingerprint \
+             FROM registrar_requests r \
+             JOIN UNNEST($1::text[], $2::text[]) AS k(actor, request_id) \
+             ON r.actor = k.actor AND r.request_id = k.request_id",
+        ),
+        tx.prepare_cached("SELECT credential_id FROM registrar_keys WHERE credential_id = ANY($1)"),
+        tx.prepare_cached("SELECT stream, version FROM registrar_streams WHERE stream = ANY($1)"),
+    )
+    .map_err(pg_error)?;
+    // The head row's lock orders every group of every replica: positions
+    // stay gapless and in commit order. The three reads of what the
+    // database holds of the group's request ids, data keys and streams are
+    // sent with it in one round trip (tokio-postgres pipelines them) and
+    // run after it, under the lock.
+    let request_params: [&Param<'_>; 2] = [&actors, &ids];
+    let key_params: [&Param<'_>; 1] = [&created];
+    let stream_params: [&Param<'_>; 1] = [&streams];
+    let (head_row, request_rows, key_rows, version_rows) = tokio::try_join!(
+        tx.query_one(&lock, &[]),
+        tx.query(&requests, &request_params),
+        tx.query(&keys, &key_params),
+        tx.query(&versions_q, &stream_params),
+    )
+    .map_err(pg_error)?;
+    let start = unsigned(head_row.get(0), "head")?;
+    let mut recorded: HashMap<String, RequestRecord> = HashMap::new();
+    for row in request_rows {
+        let key = crate::store::request_key(row.get(0), row.get(1));
+        recorded.insert(
+            key.clone(),
+            RequestRecord {
+                request_id: key,
+                first_position: unsigned(row.get(2), "position")?,
+                last_position: unsigned(row.get(3), "position")?,
+                fingerprint: row.get(4),
+            },
+        );
+    }
+    let mut existing_keys: HashSet<String> = key_rows.into_iter().map(|r| r.get(0)).collect();
     let mut versions: HashMap<String, u64> = HashMap::new();
-    {
-        let q = tx
-            .prepare_cached("SELECT stream, version FROM registrar_streams WHERE stream = ANY($1)")
-            .await
-            .map_err(pg_error)?;
-        for row in tx.query(&q, &[&streams]).await.map_err(pg_error)? {
-            let stream: Vec<u8> = row.get(0);
-            versions.insert(
-                String::from_utf8_lossy(&stream).into_owned(),
-                unsigned(row.get(1), "version")?,
-            );
-        }
+    for row in version_rows {
+        let stream: Vec<u8> = row.get(0);
+        versions.insert(
+            String::from_utf8_lossy(&stream).into_owned(),
+            unsigned(row.get(1), "version")?,
+        );
     }
 
     // Each commit checked in order against the database and the commits
@@ -238,31 +228,14 @@ async fn write_group(
     Ok(outcomes)
 }
 
-/// Writes the accepted commits' rows: a fixed number of statements.
+/// Writes the accepted commits' rows: a fixed number of statements, sent
+/// together in one round trip.
 async fn write_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
     versions: &HashMap<String, u64>,
     head: u64,
 ) -> Result<()> {
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO registrar_events (position, stream, stream_version, record) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::bytea[])",
-        )
-        .await
-        .map_err(pg_error)?;
-    tx.execute(
-        &insert,
-        &[
-            &rows.positions,
-            &rows.streams,
-            &rows.versions,
-            &rows.records,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
     // One row per stream the group touched, at its last version.
     let touched: HashSet<&[u8]> = rows.streams.iter().map(Vec::as_slice).collect();
     let (names, last): (Vec<&[u8]>, Vec<i64>) = touched
@@ -277,89 +250,82 @@ async fn write_rows(
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .unzip();
-    let upsert = tx
-        .prepare_cached(
+    let firsts: Vec<i64> = rows
+        .requests
+        .iter()
+        .map(|r| signed(r.first_position))
+        .collect::<Result<_>>()?;
+    let lasts: Vec<i64> = rows
+        .requests
+        .iter()
+        .map(|r| signed(r.last_position))
+        .collect::<Result<_>>()?;
+    let fingerprints: Vec<&[u8]> = rows
+        .requests
+        .iter()
+        .map(|r| r.fingerprint.as_slice())
+        .collect();
+    let (key_ids, wrapped): (Vec<&str>, Vec<&[u8]>) = rows
+        .keys_created
+        .iter()
+        .map(|(id, w)| (id.as_str(), w.as_slice()))
+        .unzip();
+    let head = signed(head)?;
+    let (events, streams, requests, keys, destroy, moved) = tokio::try_join!(
+        tx.prepare_cached(
+            "INSERT INTO registrar_events (position, stream, stream_version, record) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::bytea[])",
+        ),
+        tx.prepare_cached(
             "INSERT INTO registrar_streams (stream, version) \
              SELECT * FROM UNNEST($1::bytea[], $2::bigint[]) \
              ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version",
-        )
-        .await
-        .map_err(pg_error)?;
-    tx.execute(&upsert, &[&names, &last])
-        .await
-        .map_err(pg_error)?;
-    if !rows.requests.is_empty() {
-        let firsts: Vec<i64> = rows
-            .requests
-            .iter()
-            .map(|r| signed(r.first_position))
-            .collect::<Result<_>>()?;
-        let lasts: Vec<i64> = rows
-            .requests
-            .iter()
-            .map(|r| signed(r.last_position))
-            .collect::<Result<_>>()?;
-        let fingerprints: Vec<&[u8]> = rows
-            .requests
-            .iter()
-            .map(|r| r.fingerprint.as_slice())
-            .collect();
-        let q = tx
-            .prepare_cached(
-                "INSERT INTO registrar_requests \
-                 (actor, request_id, first_position, last_position, fingerprint) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(
-            &q,
-            &[
-                &rows.actors,
-                &rows.request_ids,
-                &firsts,
-                &lasts,
-                &fingerprints,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    if !rows.keys_created.is_empty() {
-        let (ids, wrapped): (Vec<&str>, Vec<&[u8]>) = rows
-            .keys_created
-            .iter()
-            .map(|(id, w)| (id.as_str(), w.as_slice()))
-            .unzip();
-        let q = tx
-            .prepare_cached(
-                "INSERT INTO registrar_keys (credential_id, wrapped) \
-                 SELECT * FROM UNNEST($1::text[], $2::bytea[])",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&q, &[&ids, &wrapped]).await.map_err(pg_error)?;
-    }
-    if !rows.keys_destroyed.is_empty() {
-        let q = tx
-            .prepare_cached("DELETE FROM registrar_keys WHERE credential_id = ANY($1)")
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&q, &[&rows.keys_destroyed])
-            .await
-            .map_err(pg_error)?;
-    }
-    let q = tx
-        .prepare_cached("UPDATE registrar_head SET position = $1 WHERE id = 1")
-        .await
-        .map_err(pg_error)?;
-    tx.execute(&q, &[&signed(head)?]).await.map_err(pg_error)?;
-    let q = tx
-        .prepare_cached("SELECT pg_notify($1, $2)")
-        .await
-        .map_err(pg_error)?;
-    tx.execute(&q, &[&CHANNEL, &head.to_string()])
-        .await
-        .map_err(pg_error)?;
+        ),
+        tx.prepare_cached(
+            "INSERT INTO registrar_requests \
+             (actor, request_id, first_position, last_position, fingerprint) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])",
+        ),
+        tx.prepare_cached(
+            "INSERT INTO registrar_keys (credential_id, wrapped) \
+             SELECT * FROM UNNEST($1::text[], $2::bytea[])",
+        ),
+        tx.prepare_cached("DELETE FROM registrar_keys WHERE credential_id = ANY($1)"),
+        // The head moves and the replicas hear of it, in one statement.
+        tx.prepare_cached(
+            "WITH moved AS (UPDATE registrar_head SET position = $1 WHERE id = 1 RETURNING position) \
+             SELECT pg_notify($2, position::text) FROM moved",
+        ),
+    )
+    .map_err(pg_error)?;
+    // Inserts before the delete: a key created and destroyed within the
+    // group is gone at the end. Statements on one connection run in the
+    // order they were sent.
+    let event_params: [&Param<'_>; 4] = [
+        &rows.positions,
+        &rows.streams,
+        &rows.versions,
+        &rows.records,
+    ];
+    let stream_params: [&Param<'_>; 2] = [&names, &last];
+    let request_params: [&Param<'_>; 5] = [
+        &rows.actors,
+        &rows.request_ids,
+        &firsts,
+        &lasts,
+        &fingerprints,
+    ];
+    let key_params: [&Param<'_>; 2] = [&key_ids, &wrapped];
+    let destroy_params: [&Param<'_>; 1] = [&rows.keys_destroyed];
+    let moved_params: [&Param<'_>; 2] = [&head, &CHANNEL];
+    tokio::try_join!(
+        tx.execute(&events, &event_params),
+        tx.execute(&streams, &stream_params),
+        tx.execute(&requests, &request_params),
+        tx.execute(&keys, &key_params),
+        tx.execute(&destroy, &destroy_params),
+        tx.query_one(&moved, &moved_params),
+    )
+    .map_err(pg_error)?;
     Ok(())
 }
