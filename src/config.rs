@@ -186,6 +186,23 @@ pub struct ServeConfig {
     /// --listen needs --tls-cert and --tls-key.
     #[arg(long, env = "REGISTRAR_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
+    /// Address of a plain-HTTP listener serving Prometheus metrics at
+    /// `GET /metrics`; no metrics listener without it.
+    #[arg(long, env = "REGISTRAR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How log lines are written to standard error: `text` for people,
+    /// `json` (one object per line, with the span fields) for collectors.
+    #[arg(long, env = "REGISTRAR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The variable that holds the key-encryption key.

@@ -13,6 +13,30 @@ fn for_dir_takes_the_defaults_the_flags_declare() {
     assert_eq!(c.key_value, None);
     assert_eq!(c.admin_token, None);
     assert!(c.tls_cert.is_none() && !c.allow_plaintext);
+    assert_eq!(c.metrics_listen, None);
+    assert_eq!(c.log_format, LogFormat::Text);
+}
+
+fn parse(args: &[&str]) -> Result<ServeConfig, clap::Error> {
+    use clap::{Args as _, FromArgMatches as _};
+    let command =
+        ServeConfig::augment_args(clap::Command::new("serve")).mut_args(|a| a.env(None::<&str>));
+    let matches =
+        command.try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))?;
+    ServeConfig::from_arg_matches(&matches)
+}
+
+#[test]
+fn log_format_and_metrics_listen_parse_and_bad_values_are_named() {
+    let c = parse(&["--log-format", "json", "--metrics-listen", "127.0.0.1:9464"]).unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    let e = parse(&["--log-format", "xml"]).unwrap_err().to_string();
+    assert!(e.contains("--log-format") && e.contains("json"), "{e}");
+    let e = parse(&["--metrics-listen", "9464"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--metrics-listen"), "{e}");
 }
 
 #[test]

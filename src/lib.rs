@@ -22,14 +22,17 @@
 //!   tonic).
 //! - `store`: the `EventLog` and `KeyStore` contract and its conformance
 //!   suite, the record codec and event payloads; backends as siblings:
-//!   `store/sled/` (the only module naming sled) and `store/memory.rs`.
+//!   `store/sled/` (the only module naming sled), `store/postgres/` (the
+//!   only one naming tokio-postgres) and `store/memory.rs`.
 //! - `crypto`: data keys, AES-256-GCM sealing, the key-encryption keys and
 //!   their rotation.
 //! - `domain`: pure rules: addresses, images, credentials, settings,
 //!   commands, events, `decide`, quotas and the fold (`State::apply`).
 //!   Imports std, serde, thiserror and secrecy; no I/O, no async.
-//! - `config` (the server's flags), `telemetry` (logging), `timestamp`
-//!   (protobuf time, shared by `store` and `api`).
+//! - `config` (the server's flags), `telemetry` (logging, text or JSON),
+//!   `metrics` (every Prometheus metric and its registry; names neither
+//!   tonic nor a store: the gRPC layer and the `/metrics` listener are in
+//!   `server/`), `timestamp` (protobuf time, shared by `store` and `api`).
 //! - `cli`: the clients beside the server: the people's CLI and its
 //!   grammar (`cli/args.rs`), the docker credential helper
 //!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
@@ -46,6 +49,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod ecr;
+pub mod metrics;
 pub mod projection;
 pub mod server;
 pub mod store;

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(mut config) => {
             config.read_secrets_from_env();
-            registrar::telemetry::init();
+            registrar::telemetry::init(config.log_format);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let shutdown = registrar::server::shutdown_signal();
             registrar::server::run(config, listener, shutdown, Default::default()).await?;

@@ -1,13 +1,23 @@
-//! Tracing subscriber setup: `RUST_LOG` filters, `info` by default. Spans and
-//! events never record requests or secrets.
+//! Tracing subscriber setup: `RUST_LOG` filters, `info` by default; text
+//! lines for people or JSON lines (with the span fields) for log
+//! collectors. Spans and events never record requests or secrets.
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 /// Installs the global subscriber, writing to standard error.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }

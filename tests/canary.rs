@@ -1,9 +1,11 @@
-//! Secret hygiene: the server binary runs with `RUST_LOG=trace` while a
-//! canary password and a canary GCR key go through every kind of request,
-//! good and bad. Its stdout and stderr, every error message returned and
-//! every byte of the data directory and key file are then scanned for the
-//! canaries in plain, base64, hex and JSON-escaped forms: zero hits. Only
-//! the authorised ResolvePull answers may carry them, and are not scanned.
+//! Secret hygiene: the server binary runs with `RUST_LOG=trace` and JSON
+//! log lines (each checked to be one JSON object) while a canary password
+//! and a canary GCR key go through every kind of request, good and bad.
+//! Its stdout and stderr, every error message returned, a metrics scrape
+//! and every byte of the data directory and key file are then scanned for
+//! the canaries in plain, base64, hex and JSON-escaped forms: zero hits.
+//! Only the authorised ResolvePull answers may carry them, and are not
+//! scanned.
 
 mod common;
 
@@ -110,11 +112,17 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         .local_addr()
         .unwrap()
         .port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    // JSON lines: the format log collectors read, with every span field.
     let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+            "--metrics-listen",
+            &metrics.to_string(),
             "--data-dir",
         ])
         .arg(&data)
@@ -312,6 +320,12 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         .unwrap();
     drop(watch);
 
+    // What a Prometheus scrape shows after all of it.
+    let (status, scrape) = common::http_get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(scrape.contains("registrar_resolve_pull_total"), "{scrape}");
+    errors.push(scrape);
+
     // Stop the server the way an operator does, then scan.
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -331,6 +345,24 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         "trace logging was on ({} bytes)",
         log.len()
     );
+    let mut in_a_call = 0;
+    for line in String::from_utf8_lossy(&log).lines() {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        assert!(
+            parsed["timestamp"].is_string() && parsed["level"].is_string(),
+            "{line}"
+        );
+        // A caller's command carries the call's span and its method.
+        if parsed["fields"]["message"] == "command recorded"
+            && parsed["fields"]["actor"] != "system"
+        {
+            let method = parsed["span"]["method"].as_str().unwrap_or_default();
+            assert!(method.starts_with("/registrar.v1."), "{line}");
+            in_a_call += 1;
+        }
+    }
+    assert!(in_a_call > 0, "no command was logged");
     let mut found = Vec::new();
     hits(&log, "the server's output", &secrets, &mut found);
     for (i, e) in errors.iter().enumerate() {

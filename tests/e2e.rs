@@ -7,12 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{free_port, TestServer};
 use registrar::pb;
 use sha2::{Digest, Sha256};
 
@@ -196,15 +196,6 @@ impl Workdir {
         cmd.args(["-c", &script]);
         run(cmd, "", Duration::from_secs(180)).await
     }
-}
-
-/// A free port on 127.0.0.1 (closed again at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Debian's docker-registry, with htpasswd auth and TLS, stopped on drop.

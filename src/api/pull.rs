@@ -14,6 +14,7 @@ use crate::adapters::{cattle, kubernetes, PullAuth};
 use crate::app::{OpenCredential, PullOutcome};
 use crate::domain::event::Orchestration;
 use crate::domain::resolve::{DenyReason, Target};
+use crate::metrics::OrchestrationLabel;
 use crate::pb;
 use crate::timestamp::system_to_timestamp;
 
@@ -124,6 +125,22 @@ impl pb::pull_service_server::PullService for Api {
             .app
             .resolve_pull(&who, &r.environment_id, target)
             .await?;
+        self.app.metrics().resolve_pull(
+            match answer.orchestration {
+                Orchestration::Cattle => OrchestrationLabel::cattle,
+                Orchestration::Kubernetes => OrchestrationLabel::kubernetes,
+            },
+            match &answer.outcome {
+                PullOutcome::Allowed {
+                    credential: Some(_),
+                    ..
+                } => "allowed",
+                PullOutcome::Allowed {
+                    credential: None, ..
+                } => "anonymous",
+                PullOutcome::Denied(reason) => reason.label(),
+            },
+        );
         let decision = match answer.outcome {
             PullOutcome::Denied(reason) => {
                 pb::resolve_pull_response::Decision::Denied(pb::PullDenied {
@@ -187,9 +204,12 @@ impl pb::pull_service_server::PullService for Api {
             self.watch,
             self.closing.clone(),
         );
+        let open = self.app.metrics().watch_streams.clone();
+        open.inc();
         tokio::spawn(async move {
             stream.await;
             drop(slot);
+            open.dec();
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,

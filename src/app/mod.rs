@@ -32,6 +32,7 @@ use crate::domain::error::Error as Rule;
 use crate::domain::quota::Quotas;
 use crate::domain::settings::Settings;
 use crate::domain::state::{Environment, Registry, Token};
+use crate::metrics::Metrics;
 use crate::projection::Projection;
 use crate::store::{EventLog, KeyStore};
 
@@ -45,6 +46,7 @@ pub struct App {
     configured_admin: Option<[u8; 32]>,
     clock: Arc<dyn Clock>,
     quotas: Quotas,
+    metrics: Arc<Metrics>,
 }
 
 /// The object a command's answer shows, as of the command's commit.
@@ -161,6 +163,7 @@ impl App {
             configured_admin: configured_admin.map(|t| Sha256::digest(t.as_bytes()).into()),
             clock: Arc::new(SystemClock),
             quotas: Quotas::default(),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -168,6 +171,43 @@ impl App {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Returns the app counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Returns the metrics the app and its server count into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Brings the gauges read from the view up to date and encodes every
+    /// metric in Prometheus' text format.
+    pub fn scrape(&self) -> String {
+        let applied = self.projection.position();
+        let head = self.log.head().max(applied);
+        let m = &self.metrics;
+        m.head.set(i64::try_from(applied).unwrap_or(i64::MAX));
+        m.lag.set(i64::try_from(head - applied).unwrap_or(i64::MAX));
+        {
+            // Registries come and go: the family is rebuilt from the view.
+            let state = self.projection.read();
+            m.credential_expiry.clear();
+            for (registry_id, expires) in state.expiring_credentials() {
+                let seconds = expires
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                m.credential_expiry
+                    .get_or_create(&crate::metrics::RegistryLabels {
+                        registry_id: registry_id.to_owned(),
+                    })
+                    .set(seconds);
+            }
+        }
+        m.encode()
     }
 
     /// Returns the app bounding each environment by `quotas`.

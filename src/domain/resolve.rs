@@ -34,6 +34,16 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
+    /// Returns the reason's name in snake case, for metrics and the audit log.
+    pub fn label(self) -> &'static str {
+        match self {
+            DenyReason::NotWhitelisted => "not_whitelisted",
+            DenyReason::DefaultNotWhitelisted => "default_not_whitelisted",
+            DenyReason::RegistryInactive => "registry_inactive",
+            DenyReason::CredentialExpired => "credential_expired",
+        }
+    }
+
     /// Returns the message an agent shows; the whitelist ones are Rancher's.
     pub fn message(self) -> &'static str {
         match self {

@@ -393,6 +393,13 @@ impl State {
         self.registries.insert(registry.id.clone(), registry);
     }
 
+    /// Returns each registry whose current credential expires, with when.
+    pub fn expiring_credentials(&self) -> impl Iterator<Item = (&str, SystemTime)> + '_ {
+        self.registries
+            .values()
+            .filter_map(|r| r.credential.expire_time.map(|t| (r.id.as_str(), t)))
+    }
+
     /// Returns the ids of every credential in use, for the key sweep at start.
     pub fn live_credential_ids(&self) -> impl Iterator<Item = &str> + '_ {
         self.registries

@@ -106,6 +106,7 @@ async fn run(
                 }
             }
             let outcome = refresh(app, source, settings, &due).await;
+            app.metrics().ecr_refresh(outcome.is_ok());
             let Some(slot) = slots.get_mut(&due.registry_id) else {
                 continue;
             };

@@ -6,6 +6,8 @@
 //! transport's limits in `tls.rs`.
 
 mod bootstrap;
+mod grpc_metrics;
+mod metrics_http;
 mod open;
 mod settings;
 mod tls;
@@ -79,6 +81,14 @@ pub enum Error {
     /// Plaintext on a non-loopback address was not allowed.
     #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
     Plaintext(SocketAddr),
+    /// The metrics listener could not be bound.
+    #[error("--metrics-listen {address}: {source}")]
+    MetricsListen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The transport failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -118,7 +128,16 @@ pub async fn run(
         &config,
         local.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
     )?;
-    let (mut app, store) = open::open(&config).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| Error::MetricsListen { address, source })?,
+        ),
+        None => None,
+    };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (mut app, store) = open::open(&config, metrics).await?;
     if let Some(clock) = overrides.clock {
         app = app.with_clock(clock);
     }
@@ -137,6 +156,7 @@ pub async fn run(
             limits,
             reachable: store.reachable(),
             elector: store.elector(),
+            metrics_listener,
         },
         listener,
         shutdown,
@@ -161,6 +181,8 @@ struct Served {
     reachable: Option<tokio::sync::watch::Receiver<bool>>,
     /// Who runs background work among replicas (PostgreSQL only).
     elector: Option<crate::store::postgres::Elector>,
+    /// Where `/metrics` is served, if anywhere.
+    metrics_listener: Option<TcpListener>,
 }
 
 async fn serve(
@@ -175,7 +197,12 @@ async fn serve(
         limits,
         reachable,
         elector,
+        metrics_listener,
     } = served;
+    let metrics_task = metrics_listener.map(|listener| {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
+        tokio::spawn(metrics_http::serve(listener, app.clone()))
+    });
     let refresher = match HttpTokenSource::new() {
         Ok(source) => Some(crate::ecr::spawn(
             app.clone(),
@@ -231,7 +258,19 @@ async fn serve(
     if let Some(tls) = limits.tls.clone() {
         builder = builder.tls_config(tls)?;
     }
+    let grpc_metrics = grpc_metrics::GrpcMetricsLayer::new(
+        app.metrics(),
+        &[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ],
+    );
     let served = builder
+        // Every log line written while a call is handled carries its method.
+        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .layer(grpc_metrics)
         .layer(tower::util::MapResponseLayer::new(
             oversize_is_resource_exhausted,
         ))
@@ -256,6 +295,9 @@ async fn serve(
         .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
         .await;
     if let Some(task) = health_task {
+        task.abort();
+    }
+    if let Some(task) = metrics_task {
         task.abort();
     }
     if let Some(refresher) = refresher {

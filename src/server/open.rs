@@ -13,6 +13,7 @@ use crate::config::ServeConfig;
 use crate::crypto::{KeySource, Keyring};
 use crate::domain::access::Principal;
 use crate::domain::event::Role;
+use crate::metrics::Metrics;
 use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 
@@ -45,6 +46,14 @@ impl Store {
         }
     }
 
+    /// Has the store's writer report each group to the app's metrics.
+    pub(super) fn observe(&self, metrics: crate::metrics::StoreMetrics) {
+        match self {
+            Store::Sled(store) => store.observe(metrics),
+            Store::Postgres(store) => store.observe(metrics),
+        }
+    }
+
     /// Closes the store after the app let go of it.
     pub(super) async fn close(self) -> Result<(), crate::store::Error> {
         match self {
@@ -59,9 +68,12 @@ impl Store {
 
 /// Opens everything `run` serves: data directory or database, key, store,
 /// app, admin token.
-pub(super) async fn open(config: &ServeConfig) -> Result<(App, Store), Error> {
+pub(super) async fn open(
+    config: &ServeConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(App, Store), Error> {
     if config.database_url.is_some() {
-        let (app, store) = open_store(config, false).await?;
+        let (app, store) = open_store(config, false, metrics).await?;
         // Replicas share the database: no replica writes a token file; the
         // first admin token is minted with `registrar admin-token
         // --database-url`, once, by whoever runs the installation.
@@ -81,7 +93,7 @@ pub(super) async fn open(config: &ServeConfig) -> Result<(App, Store), Error> {
             path: dir.clone(),
             source,
         })?;
-    let (app, store) = open_store(config, true).await?;
+    let (app, store) = open_store(config, true, metrics).await?;
     if config.admin_token.is_none() {
         bootstrap_admin(&app, dir).await?;
         tokio::spawn(forget_revoked_admin_file(
@@ -93,7 +105,11 @@ pub(super) async fn open(config: &ServeConfig) -> Result<(App, Store), Error> {
 }
 
 /// Opens the key, the store and the app of an existing or new data directory.
-async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Store), Error> {
+async fn open_store(
+    config: &ServeConfig,
+    create_key: bool,
+    metrics: Arc<Metrics>,
+) -> Result<(App, Store), Error> {
     let dir = &config.data_dir;
     let source = match (&config.key_value, &config.key_file, &config.database_url) {
         (Some(value), _, _) => KeySource::Value(secrecy::SecretString::from(value.0.clone())),
@@ -134,11 +150,15 @@ async fn open_store(config: &ServeConfig, create_key: bool) -> Result<(App, Stor
             (store.log(), store.keys(), Store::Sled(store))
         }
     };
+    // Every commit counts, the first admin token's too.
+    store.observe(metrics.store());
     let app = App::open(log, keys, kek, config.admin_token.as_deref()).await?;
-    let app = app.with_quotas(crate::domain::quota::Quotas {
-        registries_per_environment: config.max_registries_per_environment,
-        ca_bytes_per_environment: config.max_ca_bytes_per_environment,
-    });
+    let app = app
+        .with_metrics(metrics)
+        .with_quotas(crate::domain::quota::Quotas {
+            registries_per_environment: config.max_registries_per_environment,
+            ca_bytes_per_environment: config.max_ca_bytes_per_environment,
+        });
     Ok((app, store))
 }
 
@@ -156,7 +176,7 @@ pub async fn mint_admin_token(config: &ServeConfig) -> Result<secrecy::SecretStr
             ),
         });
     }
-    let (app, store) = open_store(config, false).await?;
+    let (app, store) = open_store(config, false, Arc::new(Metrics::new())).await?;
     let token = IssuedToken::generate();
     let issued = app
         .issue_token(

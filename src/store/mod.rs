@@ -14,6 +14,7 @@ pub mod sled;
 mod conformance;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use self::memory::{MemoryKeys, MemoryLog};
@@ -352,4 +353,25 @@ fn request_record(commit: &Commit, envelopes: &[Envelope]) -> Option<RequestReco
         last_position: last.position,
         fingerprint: commit.request_fingerprint.clone(),
     })
+}
+
+/// Where a store's writer reports each group it writes (the metrics);
+/// empty until the server sets it, and the writer reports nothing then.
+pub type WriteObserver = Arc<std::sync::OnceLock<crate::metrics::StoreMetrics>>;
+
+/// Reports a written group to `observer`, if one is set: its size, the
+/// commits written and refused for a lost race, and the write's duration.
+pub(crate) fn observe_group(
+    observer: &WriteObserver,
+    outcomes: &[Result<Vec<Envelope>>],
+    took: std::time::Duration,
+) {
+    if let Some(metrics) = observer.get() {
+        let written = outcomes.iter().filter(|o| o.is_ok()).count();
+        let conflicts = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(Error::Conflict { .. })))
+            .count();
+        metrics.group(outcomes.len(), written, conflicts, took);
+    }
 }

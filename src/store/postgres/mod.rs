@@ -60,6 +60,7 @@ pub struct PgStore {
     tailer: JoinHandle<()>,
     writer: JoinHandle<()>,
     elector: Elector,
+    observer: crate::store::WriteObserver,
 }
 
 /// Whether the database answered the last time it was asked: set by the
@@ -127,8 +128,13 @@ impl PgStore {
             Arc::clone(&head),
             reachable.clone(),
         ));
-        let (writer, writer_task) =
-            writer::spawn(pool.clone(), Arc::clone(&head), reachable.clone());
+        let observer = crate::store::WriteObserver::default();
+        let (writer, writer_task) = writer::spawn(
+            pool.clone(),
+            Arc::clone(&head),
+            reachable.clone(),
+            Arc::clone(&observer),
+        );
         let log = Arc::new(PgLog {
             pool: pool.clone(),
             head,
@@ -144,7 +150,13 @@ impl PgStore {
             tailer,
             writer: writer_task,
             elector,
+            observer,
         })
+    }
+
+    /// Has the writer report each group it writes to `metrics`.
+    pub fn observe(&self, metrics: crate::metrics::StoreMetrics) {
+        let _ = self.observer.set(metrics);
     }
 
     /// Returns a handle to the event log.

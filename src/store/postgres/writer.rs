@@ -35,6 +35,7 @@ pub(super) fn spawn(
     pool: Pool,
     head: Arc<watch::Sender<u64>>,
     reachable: Reachable,
+    observer: crate::store::WriteObserver,
 ) -> (mpsc::Sender<Pending>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
     let task = tokio::spawn(async move {
@@ -47,9 +48,11 @@ pub(super) fn spawn(
                 }
             }
             let commits: Vec<&Commit> = group.iter().map(|p| &p.commit).collect();
+            let start = std::time::Instant::now();
             let written = reachable.note(write_group(&pool, &head, &commits).await);
             match written {
                 Ok(outcomes) => {
+                    crate::store::observe_group(&observer, &outcomes, start.elapsed());
                     for (p, outcome) in group.into_iter().zip(outcomes) {
                         let _ = p.reply.send(outcome);
                     }

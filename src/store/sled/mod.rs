@@ -79,6 +79,7 @@ pub struct SledStore {
     keys: Arc<SledKeys>,
     stop: Arc<Notify>,
     writer: JoinHandle<()>,
+    observer: crate::store::WriteObserver,
 }
 
 impl SledStore {
@@ -110,6 +111,7 @@ impl SledStore {
         #[cfg(test)]
         let probe = Arc::new(Probe::default());
         let (tx, rx) = mpsc::channel(QUEUE);
+        let observer = crate::store::WriteObserver::default();
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
@@ -118,6 +120,7 @@ impl SledStore {
             state: Some(state),
             head: Arc::clone(&head),
             space: space.clone(),
+            observer: Arc::clone(&observer),
             #[cfg(test)]
             probe: Arc::clone(&probe),
         };
@@ -140,7 +143,13 @@ impl SledStore {
             keys,
             stop,
             writer,
+            observer,
         })
+    }
+
+    /// Has the writer report each group it writes to `metrics`.
+    pub fn observe(&self, metrics: crate::metrics::StoreMetrics) {
+        let _ = self.observer.set(metrics);
     }
 
     /// Returns a handle to the event log.

@@ -51,6 +51,8 @@ pub(super) struct Writer {
     pub(super) durable: u64,
     pub(super) head: Arc<watch::Sender<u64>>,
     pub(super) space: Space,
+    /// Where each group is reported.
+    pub(super) observer: crate::store::WriteObserver,
     #[cfg(test)]
     pub(super) probe: Arc<Probe>,
 }
@@ -82,8 +84,10 @@ impl Writer {
     }
 
     async fn commit_group(&mut self, group: Vec<Pending>) {
+        let start = std::time::Instant::now();
         match self.write_group(&group).await {
             Ok(outcomes) => {
+                crate::store::observe_group(&self.observer, &outcomes, start.elapsed());
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
                     // The caller may have gone away; its commit stands anyway.
                     let _ = pending.reply.send(outcome);
