@@ -190,6 +190,10 @@ pub struct ServeConfig {
     /// `GET /metrics`; no metrics listener without it.
     #[arg(long, env = "REGISTRAR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// File the audit trail is appended to (JSON lines), `-` for standard
+    /// output; no audit trail without it.
+    #[arg(long, env = "REGISTRAR_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
     /// How log lines are written to standard error: `text` for people,
     /// `json` (one object per line, with the span fields) for collectors.
     #[arg(long, env = "REGISTRAR_LOG_FORMAT", value_enum, default_value = "text")]

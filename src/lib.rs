@@ -32,7 +32,9 @@
 //! - `config` (the server's flags), `telemetry` (logging, text or JSON),
 //!   `metrics` (every Prometheus metric and its registry; names neither
 //!   tonic nor a store: the gRPC layer and the `/metrics` listener are in
-//!   `server/`), `timestamp` (protobuf time, shared by `store` and `api`).
+//!   `server/`), `audit` (the audit trail's sink and entry; `api/audit.rs`
+//!   fills the entries), `timestamp` (protobuf time, shared by `store` and
+//!   `api`).
 //! - `cli`: the clients beside the server: the people's CLI and its
 //!   grammar (`cli/args.rs`), the docker credential helper
 //!   (`src/bin/docker-credential-registrar.rs`) and the kubelet credential
@@ -44,6 +46,7 @@
 pub mod adapters;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -42,6 +42,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::AuditHmac(args) => {
+            let mut config = registrar::config::ServeConfig::for_dir(args.data_dir);
+            config.key_file = args.key_file;
+            config.read_secrets_from_env();
+            println!(
+                "{}",
+                registrar::server::audit_hmac(&config, &args.username)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         client => Ok(registrar::cli::main(client).await),
     }
 }

@@ -1,11 +1,11 @@
 //! Secret hygiene: the server binary runs with `RUST_LOG=trace` and JSON
 //! log lines (each checked to be one JSON object) while a canary password
 //! and a canary GCR key go through every kind of request, good and bad.
-//! Its stdout and stderr, every error message returned, a metrics scrape
-//! and every byte of the data directory and key file are then scanned for
-//! the canaries in plain, base64, hex and JSON-escaped forms: zero hits.
-//! Only the authorised ResolvePull answers may carry them, and are not
-//! scanned.
+//! Its stdout and stderr, every error message returned, a metrics scrape,
+//! the audit log and every byte of the data directory and key file are
+//! then scanned for the canaries in plain, base64, hex and JSON-escaped
+//! forms: zero hits. Only the authorised ResolvePull answers may carry
+//! them, and are not scanned.
 
 mod common;
 
@@ -113,6 +113,8 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         .unwrap()
         .port();
     let metrics: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    // Inside the scanned directory: the audit trail is scanned too.
+    let audit_log = dir.path().join("audit.log");
     // JSON lines: the format log collectors read, with every span field.
     let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
         .args([
@@ -123,8 +125,10 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
             "json",
             "--metrics-listen",
             &metrics.to_string(),
-            "--data-dir",
+            "--audit-log",
         ])
+        .arg(&audit_log)
+        .arg("--data-dir")
         .arg(&data)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -369,6 +373,11 @@ async fn no_canary_reaches_logs_errors_or_disk_even_at_trace_level() {
         hits(e.as_bytes(), &format!("answer {i}"), &secrets, &mut found);
     }
     std::fs::remove_file(&log_path).unwrap();
+    let audited = std::fs::read_to_string(&audit_log).unwrap();
+    assert!(
+        audited.contains("\"phase\":\"handout\""),
+        "the hand-outs were audited: {audited}"
+    );
     scan_dir(dir.path(), &secrets, &mut found);
     assert!(found.is_empty(), "{found:#?}");
 

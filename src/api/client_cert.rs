@@ -64,6 +64,26 @@ pub(crate) fn principal(der: &[u8]) -> Result<Principal, Status> {
     }
 }
 
+/// Returns the agent SPIFFE ID a client certificate names, for the audit
+/// trail; `None` when it names none (or several).
+pub(crate) fn spiffe_id(der: &[u8]) -> Option<String> {
+    let cert = Certificate::from_der(der).ok()?;
+    let san = cert
+        .tbs_certificate()
+        .get_extension::<SubjectAltName>()
+        .ok()??;
+    let mut ids = san.1 .0.iter().filter_map(|name| match name {
+        GeneralName::UniformResourceIdentifier(uri)
+            if agent_environment(uri.as_str()).is_some() =>
+        {
+            Some(uri.as_str().to_owned())
+        }
+        _ => None,
+    });
+    let first = ids.next()?;
+    ids.next().is_none().then_some(first)
+}
+
 /// Returns the environment of an agent SPIFFE ID, or `None` for any other URI.
 pub(crate) fn agent_environment(uri: &str) -> Option<&str> {
     let rest = uri.strip_prefix("spiffe://")?;

@@ -13,24 +13,34 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::CreateEnvironmentRequest>,
     ) -> Result<Response<pb::CreateEnvironmentResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let orchestration = convert::orchestration(r.orchestration)?;
-        let fp = fingerprint(&r);
-        let id = new_id();
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || Command::CreateEnvironment {
-                environment_id: id.clone(),
-                name: r.name.clone(),
-                orchestration,
-            })
-            .await?;
-        let env = done.view.into_environment(&id)?;
-        Ok(Response::new(pb::CreateEnvironmentResponse {
-            environment: Some(convert::environment(&env)),
-            revision: done.revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.EnvironmentService/CreateEnvironment",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::CreateEnvironmentResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let orchestration = convert::orchestration(r.orchestration)?;
+            let fp = fingerprint(&r);
+            let id = new_id();
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || Command::CreateEnvironment {
+                    environment_id: id.clone(),
+                    name: r.name.clone(),
+                    orchestration,
+                })
+                .await?;
+            let env = done.view.into_environment(&id)?;
+            Ok(Response::new(pb::CreateEnvironmentResponse {
+                environment: Some(convert::environment(&env)),
+                revision: done.revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn get_environment(
@@ -71,17 +81,27 @@ impl pb::environment_service_server::EnvironmentService for Api {
         &self,
         request: Request<pb::DeleteEnvironmentRequest>,
     ) -> Result<Response<pb::DeleteEnvironmentResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || Command::DeleteEnvironment {
-                environment_id: r.id.clone(),
-            })
-            .await?;
-        Ok(Response::new(pb::DeleteEnvironmentResponse {
-            revision: done.revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.EnvironmentService/DeleteEnvironment",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::DeleteEnvironmentResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || Command::DeleteEnvironment {
+                    environment_id: r.id.clone(),
+                })
+                .await?;
+            Ok(Response::new(pb::DeleteEnvironmentResponse {
+                revision: done.revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 }

@@ -23,14 +23,24 @@ impl pb::key_service_server::KeyService for Api {
         &self,
         request: Request<pb::RewrapKeysRequest>,
     ) -> Result<Response<pb::RewrapKeysResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let limit = usize::try_from(request.get_ref().limit).unwrap_or(usize::MAX);
-        let status = self.app.rewrap_keys(&who, limit).await?;
-        Ok(Response::new(pb::RewrapKeysResponse {
-            rewrapped: status.rewrapped,
-            remaining: status.remaining,
-            current_key_id: status.current_key_id,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.KeyService/RewrapKeys",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::RewrapKeysResponse>, Status> = async {
+            let who = who?;
+            let limit = usize::try_from(request.get_ref().limit).unwrap_or(usize::MAX);
+            let status = self.app.rewrap_keys(&who, limit).await?;
+            Ok(Response::new(pb::RewrapKeysResponse {
+                rewrapped: status.rewrapped,
+                remaining: status.remaining,
+                current_key_id: status.current_key_id,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn get_key_status(

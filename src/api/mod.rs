@@ -2,6 +2,7 @@
 //! `authorization` metadata, pagination, health and reflection. The only
 //! place (with server.rs) that knows tonic.
 
+pub(crate) mod audit;
 mod client_cert;
 pub(crate) mod convert;
 mod environment;

@@ -125,6 +125,39 @@ impl pb::pull_service_server::PullService for Api {
             .app
             .resolve_pull(&who, &r.environment_id, target)
             .await?;
+        self.audit_handout(
+            "registrar.v1.PullService/ResolvePull",
+            &request,
+            &who,
+            matches!(
+                answer.outcome,
+                PullOutcome::Allowed {
+                    credential: Some(_),
+                    ..
+                }
+            ),
+            |e| {
+                e.resolved_registry.clone_from(&answer.registry);
+                match &answer.outcome {
+                    PullOutcome::Denied(reason) => {
+                        e.decision = "denied";
+                        e.deny_reason = reason.label();
+                    }
+                    PullOutcome::Allowed {
+                        credential: None, ..
+                    } => e.decision = "anonymous",
+                    PullOutcome::Allowed {
+                        credential: Some(c),
+                        ..
+                    } => {
+                        e.decision = "allowed";
+                        e.registry_id.clone_from(&c.registry_id);
+                        e.credential_id.clone_from(&c.credential_id);
+                        e.username_hmac = self.app.audit().username_hmac(&c.username);
+                    }
+                }
+            },
+        )?;
         self.app.metrics().resolve_pull(
             match answer.orchestration {
                 Orchestration::Cattle => OrchestrationLabel::cattle,
@@ -245,6 +278,24 @@ impl pb::pull_service_server::PullService for Api {
             .app
             .host_registries(&who, &r.environment_id, r.include_auth)
             .await?;
+        if r.include_auth {
+            self.audit_handout(
+                "registrar.v1.PullService/GetHostConfig",
+                &request,
+                &who,
+                true,
+                |e| {
+                    e.credentials = registries
+                        .iter()
+                        .filter_map(|reg| {
+                            reg.credential
+                                .as_ref()
+                                .map(|c| self.handed_out(&reg.address, c))
+                        })
+                        .collect();
+                },
+            )?;
+        }
         let hosts: Vec<host_config::HostRegistry<'_>> = registries
             .iter()
             .map(|reg| host_config::HostRegistry {
@@ -278,6 +329,18 @@ impl pb::pull_service_server::PullService for Api {
             .app
             .pull_secret_registries(&who, &r.environment_id)
             .await?;
+        self.audit_handout(
+            "registrar.v1.PullService/GetPullSecret",
+            &request,
+            &who,
+            true,
+            |e| {
+                e.credentials = registries
+                    .iter()
+                    .map(|reg| self.handed_out(&reg.address, &reg.credential))
+                    .collect();
+            },
+        )?;
         let auths: Vec<PullAuth<'_>> = registries
             .iter()
             .map(|reg| pull_auth(&reg.address, &reg.credential))

@@ -18,20 +18,30 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::CreateRegistryRequest>,
     ) -> Result<Response<pb::CreateRegistryResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let registry_id = new_id();
-        let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || command.clone())
-            .await?;
-        let (registry, revision) = registry_response(done, &registry_id)?;
-        Ok(Response::new(pb::CreateRegistryResponse {
-            registry,
-            revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/CreateRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::CreateRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let registry_id = new_id();
+            let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || command.clone())
+                .await?;
+            let (registry, revision) = registry_response(done, &registry_id)?;
+            Ok(Response::new(pb::CreateRegistryResponse {
+                registry,
+                revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn get_registry(
@@ -74,76 +84,116 @@ impl pb::registry_service_server::RegistryService for Api {
         &self,
         request: Request<pb::UpdateRegistryRequest>,
     ) -> Result<Response<pb::UpdateRegistryResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let command = convert::update_registry(&r, new_id());
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || command.clone())
-            .await?;
-        let (registry, revision) = registry_response(done, &r.id)?;
-        Ok(Response::new(pb::UpdateRegistryResponse {
-            registry,
-            revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/UpdateRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::UpdateRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let command = convert::update_registry(&r, new_id());
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || command.clone())
+                .await?;
+            let (registry, revision) = registry_response(done, &r.id)?;
+            Ok(Response::new(pb::UpdateRegistryResponse {
+                registry,
+                revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn activate_registry(
         &self,
         request: Request<pb::ActivateRegistryRequest>,
     ) -> Result<Response<pb::ActivateRegistryResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
-                registry_id: r.id.clone(),
-            })
-            .await?;
-        let (registry, revision) = registry_response(done, &r.id)?;
-        Ok(Response::new(pb::ActivateRegistryResponse {
-            registry,
-            revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/ActivateRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::ActivateRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || Command::ActivateRegistry {
+                    registry_id: r.id.clone(),
+                })
+                .await?;
+            let (registry, revision) = registry_response(done, &r.id)?;
+            Ok(Response::new(pb::ActivateRegistryResponse {
+                registry,
+                revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn deactivate_registry(
         &self,
         request: Request<pb::DeactivateRegistryRequest>,
     ) -> Result<Response<pb::DeactivateRegistryResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
-                registry_id: r.id.clone(),
-            })
-            .await?;
-        let (registry, revision) = registry_response(done, &r.id)?;
-        Ok(Response::new(pb::DeactivateRegistryResponse {
-            registry,
-            revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/DeactivateRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::DeactivateRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || Command::DeactivateRegistry {
+                    registry_id: r.id.clone(),
+                })
+                .await?;
+            let (registry, revision) = registry_response(done, &r.id)?;
+            Ok(Response::new(pb::DeactivateRegistryResponse {
+                registry,
+                revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn delete_registry(
         &self,
         request: Request<pb::DeleteRegistryRequest>,
     ) -> Result<Response<pb::DeleteRegistryResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let fp = fingerprint(&r);
-        let done = self
-            .app
-            .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
-                registry_id: r.id.clone(),
-            })
-            .await?;
-        Ok(Response::new(pb::DeleteRegistryResponse {
-            revision: done.revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/DeleteRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::DeleteRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let fp = fingerprint(&r);
+            let done = self
+                .app
+                .execute(&who, &r.request_id, &fp, || Command::DeleteRegistry {
+                    registry_id: r.id.clone(),
+                })
+                .await?;
+            Ok(Response::new(pb::DeleteRegistryResponse {
+                revision: done.revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 }

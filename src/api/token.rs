@@ -13,18 +13,28 @@ impl pb::token_service_server::TokenService for Api {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let role = convert::role(r.role)?;
-        let (issued, revision) = self
-            .app
-            .create_token(&who, role, r.environment_id, r.description)
-            .await?;
-        Ok(Response::new(pb::CreateTokenResponse {
-            token_id: issued.token_id,
-            token: issued.token.expose_secret().to_owned(),
-            revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.TokenService/CreateToken",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::CreateTokenResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let role = convert::role(r.role)?;
+            let (issued, revision) = self
+                .app
+                .create_token(&who, role, r.environment_id, r.description)
+                .await?;
+            Ok(Response::new(pb::CreateTokenResponse {
+                token_id: issued.token_id,
+                token: issued.token.expose_secret().to_owned(),
+                revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 
     async fn list_tokens(
@@ -49,16 +59,26 @@ impl pb::token_service_server::TokenService for Api {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let who = self.principal(&request).await?;
-        let r = request.into_inner();
-        let done = self
-            .app
-            .execute(&who, "", &[], || Command::RevokeToken {
-                token_id: r.token_id.clone(),
-            })
-            .await?;
-        Ok(Response::new(pb::RevokeTokenResponse {
-            revision: done.revision,
-        }))
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.TokenService/RevokeToken",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::RevokeTokenResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            let done = self
+                .app
+                .execute(&who, "", &[], || Command::RevokeToken {
+                    token_id: r.token_id.clone(),
+                })
+                .await?;
+            Ok(Response::new(pb::RevokeTokenResponse {
+                revision: done.revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
     }
 }

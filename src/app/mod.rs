@@ -27,6 +27,7 @@ pub use keys::DataKeys;
 pub use pull::{HostRegistry, OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
 pub use watch::{Change, Cursor, Item, WatchStart};
 
+use crate::audit::Audit;
 use crate::crypto::Keyring;
 use crate::domain::error::Error as Rule;
 use crate::domain::quota::Quotas;
@@ -47,6 +48,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     quotas: Quotas,
     metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
 }
 
 /// The object a command's answer shows, as of the command's commit.
@@ -164,6 +166,7 @@ impl App {
             clock: Arc::new(SystemClock),
             quotas: Quotas::default(),
             metrics: Arc::new(Metrics::new()),
+            audit: Arc::new(Audit::disabled()),
         })
     }
 
@@ -177,6 +180,17 @@ impl App {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Returns the app writing its audit trail to `audit`.
+    pub fn with_audit(mut self, audit: Arc<Audit>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Returns the audit trail.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Returns the metrics the app and its server count into.

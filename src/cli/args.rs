@@ -49,6 +49,23 @@ pub enum Command {
     /// Move a stopped server's store: `store copy` from a data directory
     /// into an empty PostgreSQL database.
     Store(StoreArgs),
+    /// Print the audit log's `username_hmac` of a user name, with the
+    /// server's key, to find a known user's entries.
+    AuditHmac(AuditHmacArgs),
+}
+
+/// `registrar audit-hmac USERNAME`: the key as `serve` takes it.
+#[derive(Debug, Args)]
+pub struct AuditHmacArgs {
+    /// The user name to look for.
+    pub username: String,
+    /// The server's data directory (for its default key file).
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./registrar-data")]
+    pub data_dir: PathBuf,
+    /// The server's key file (default: `<data-dir>.key`); `REGISTRAR_KEY`
+    /// works too.
+    #[arg(long, env = "REGISTRAR_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `registrar store ...`.

@@ -25,6 +25,8 @@ use super::{Error, Result};
 const WRAP_DOMAIN: &[u8] = b"registrar/wrap/v1";
 /// KDF label of the subkey that keys request fingerprints.
 const FINGERPRINT_LABEL: &[u8] = b"registrar fingerprint v1";
+/// Label of the subkey that keys the audit log's HMACs of user names.
+const AUDIT_LABEL: &[u8] = b"registrar audit v1";
 /// KDF label of the subkey whose prefix identifies the KEK.
 const KEY_ID_LABEL: &[u8] = b"registrar key id v1";
 /// Bytes of the key id subkey shown, hex-encoded, as the key id.
@@ -180,6 +182,17 @@ impl Kek {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Returns `HMAC-SHA256(subkey, value)` with `subkey = HMAC-SHA256(kek,
+    /// "registrar audit v1")`: how the audit log names a user name, so an
+    /// operator holding the key can check a known value (`registrar
+    /// audit-hmac`) and a reader of the log alone learns nothing.
+    pub fn audit_hmac(&self, value: &[u8]) -> [u8; 32] {
+        let subkey = self.derive(AUDIT_LABEL);
+        let mut mac = hmac_sha256(&subkey);
+        mac.update(value);
         mac.finalize().into_bytes().into()
     }
 

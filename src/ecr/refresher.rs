@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use super::client::{endpoint_for, FetchRequest, TokenSource};
 use crate::app::App;
+use crate::audit::{Caller, Entry};
 use crate::domain::access::Principal;
 use crate::domain::command::Command;
 use crate::domain::credential::{SealedSecret, SecretContext};
@@ -264,10 +265,36 @@ async fn refresh(
         issued_at,
         expire_time: token.expires_at,
     };
-    match app
+    // The server's own mutation is audited like a caller's: the request
+    // entry first (no change without it), then the outcome.
+    let mut entry = Entry::new("request", "ecr.refresh", app.now());
+    entry.caller = Caller {
+        token_id: Principal::system().token_id,
+        role: "admin",
+        ..Caller::default()
+    };
+    entry.environment_id.clone_from(&due.environment_id);
+    entry.registry = due.address.to_string();
+    entry.registry_id.clone_from(&due.registry_id);
+    entry.credential_id.clone_from(&due.credential_id);
+    app.audit()
+        .write(&entry)
+        .map_err(|e| format!("{e}: the token is not recorded"))?;
+    let executed = app
         .execute(&Principal::system(), "", &[], || command.clone())
-        .await
-    {
+        .await;
+    entry.phase = "response";
+    entry.time = Entry::new("", "", app.now()).time;
+    match &executed {
+        Ok(done) => {
+            entry.decision = "accepted";
+            entry.revision = Some(done.revision);
+        }
+        Err(_) => entry.decision = "refused",
+    }
+    // The token is recorded (or not) already; a failure here is counted.
+    let _ = app.audit().write(&entry);
+    match executed {
         Ok(_) => {
             tracing::info!(registry_id = %due.registry_id, address = %due.address, "ECR token refreshed");
             Ok(())

@@ -26,7 +26,7 @@ use crate::ecr::{HttpTokenSource, RefresherSettings};
 use crate::pb;
 
 pub use bootstrap::ADMIN_TOKEN_FILE;
-pub use open::mint_admin_token;
+pub use open::{audit_hmac, mint_admin_token};
 pub use settings::{ecr_settings, limits, watch_settings, Limits, SMALL_REQUEST_BYTES};
 pub use tls::transport;
 
@@ -81,6 +81,9 @@ pub enum Error {
     /// Plaintext on a non-loopback address was not allowed.
     #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: give --tls-cert and --tls-key, or --allow-plaintext if a TLS proxy is in front")]
     Plaintext(SocketAddr),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::OpenError),
     /// The metrics listener could not be bound.
     #[error("--metrics-listen {address}: {source}")]
     MetricsListen {

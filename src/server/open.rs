@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::bootstrap::{bootstrap_admin, forget_revoked_admin_file, ADMIN_TOKEN_FILE};
 use super::Error;
 use crate::app::{App, IssuedToken};
+use crate::audit::Audit;
 use crate::config::ServeConfig;
 use crate::crypto::{KeySource, Keyring};
 use crate::domain::access::Principal;
@@ -153,8 +154,17 @@ async fn open_store(
     // Every commit counts, the first admin token's too.
     store.observe(metrics.store());
     let app = App::open(log, keys, kek, config.admin_token.as_deref()).await?;
+    let audit = match &config.audit_log {
+        Some(path) => Audit::open(
+            path,
+            Arc::clone(app.keyring()),
+            metrics.audit_failures.clone(),
+        )?,
+        None => Audit::disabled(),
+    };
     let app = app
         .with_metrics(metrics)
+        .with_audit(Arc::new(audit))
         .with_quotas(crate::domain::quota::Quotas {
             registries_per_environment: config.max_registries_per_environment,
             ca_bytes_per_environment: config.max_ca_bytes_per_environment,
@@ -193,6 +203,18 @@ pub async fn mint_admin_token(config: &ServeConfig) -> Result<secrecy::SecretStr
     issued?;
     tracing::info!(token_id = %token.token_id, "minted a recovery admin token");
     Ok(token.token)
+}
+
+/// Returns the audit log's HMAC of `username` under the configured key
+/// (never created here): what `registrar audit-hmac` prints.
+pub fn audit_hmac(config: &ServeConfig, username: &str) -> Result<String, Error> {
+    let source = match &config.key_value {
+        Some(value) => KeySource::Value(secrecy::SecretString::from(value.0.clone())),
+        None => KeySource::File(config.key_file_path()),
+    };
+    let kek = Keyring::load(&source, false)?;
+    let audit = Audit::with_keys(Arc::new(kek));
+    Ok(audit.username_hmac(username).unwrap_or_default())
 }
 
 /// Returns whether `path` lies inside `dir` once both are resolved:

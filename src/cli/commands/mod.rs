@@ -45,7 +45,8 @@ pub(super) async fn run(command: Command) -> Result<()> {
         Command::Serve(_)
         | Command::KubeletCredentialProvider(_)
         | Command::AdminToken(_)
-        | Command::Store(_) => Err(Error::Usage("not one of the people's commands".to_owned())),
+        | Command::Store(_)
+        | Command::AuditHmac(_) => Err(Error::Usage("not one of the people's commands".to_owned())),
     }
 }
 
