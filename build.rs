@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/registrar/v1/token.proto",
         "proto/registrar/v1/pull.proto",
         "proto/registrar/v1/key.proto",
+        "proto/registrar/v1/history.proto",
     ];
     let events = ["proto/registrar/event/v1/event.proto"];
     println!("cargo:rerun-if-changed=proto");

@@ -921,3 +921,49 @@ async fn the_deployed_kubelet_config_runs_the_provider_as_the_kubelet_would() {
         "s3cret"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_prints_the_changes_as_a_table_and_as_json() {
+    let server = TestServer::start().await;
+    let env = new_env(&server, "cattle").await;
+    let id = add_registry(&server, &env, "r.example.com", "Hist-Pw-1").await;
+    cli(&server, &server.admin)
+        .args(&["registry", "deactivate", &id])
+        .run()
+        .await
+        .ok();
+    let table = cli(&server, &server.admin)
+        .args(&["history", "--env", &env])
+        .run()
+        .await
+        .ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("POSITION"), "{table:?}");
+    assert!(
+        lines[1].contains("registry deactivated") && lines[1].contains(&id),
+        "{table:?}"
+    );
+    assert!(lines[2].contains("registry created"), "{table:?}");
+    assert!(lines[3].contains("environment created"), "{table:?}");
+    assert_eq!(lines.len(), 4, "{table:?}");
+    let json = cli(&server, &server.admin)
+        .args(&[
+            "history",
+            "--env",
+            &env,
+            "--registry",
+            &id,
+            "--json",
+            "--limit",
+            "1",
+        ])
+        .run()
+        .await
+        .ok();
+    let events = json.json();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{json:?}");
+    assert_eq!(events[0]["action"], "HISTORY_ACTION_REGISTRY_DEACTIVATED");
+    assert_eq!(events[0]["changedFields"][0], "state");
+    assert!(!table.stdout.contains("Hist-Pw-1") && !json.stdout.contains("Hist-Pw-1"));
+}

@@ -7,6 +7,7 @@ mod client_cert;
 pub(crate) mod convert;
 mod environment;
 pub(crate) mod error;
+mod history;
 mod key;
 mod pull;
 mod redact;
@@ -114,6 +115,11 @@ impl Api {
     /// Returns the key service.
     pub fn key_service(&self) -> pb::key_service_server::KeyServiceServer<Self> {
         pb::key_service_server::KeyServiceServer::new(self.clone())
+    }
+
+    /// Returns the history service.
+    pub fn history_service(&self) -> pb::history_service_server::HistoryServiceServer<Self> {
+        pb::history_service_server::HistoryServiceServer::new(self.clone())
     }
 
     /// Returns the token service.

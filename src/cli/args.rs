@@ -49,9 +49,29 @@ pub enum Command {
     /// Move a stopped server's store: `store copy` from a data directory
     /// into an empty PostgreSQL database.
     Store(StoreArgs),
+    /// Show who changed an environment's registries and settings, and when,
+    /// newest first (admins and the environment's members).
+    History(HistoryArgs),
     /// Print the audit log's `username_hmac` of a user name, with the
     /// server's key, to find a known user's entries.
     AuditHmac(AuditHmacArgs),
+}
+
+/// `registrar history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Connection and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The environment.
+    #[command(flatten)]
+    pub env: EnvArg,
+    /// Only the events of this registry (by id).
+    #[arg(long = "registry", value_name = "REGISTRY_ID", default_value = "")]
+    pub registry: String,
+    /// At most this many events (all when 0).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
 }
 
 /// `registrar audit-hmac USERNAME`: the key as `serve` takes it.

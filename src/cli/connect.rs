@@ -217,6 +217,14 @@ impl Connection {
         )
     }
 
+    /// Returns the history service's client.
+    pub fn history(&self) -> pb::history_service_client::HistoryServiceClient<Authed> {
+        pb::history_service_client::HistoryServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     /// Returns the pull service's client.
     pub fn pulls(&self) -> pb::pull_service_client::PullServiceClient<Authed> {
         pb::pull_service_client::PullServiceClient::with_interceptor(

@@ -77,6 +77,23 @@ pub fn token(t: &pb::Token) -> Value {
     Value::Object(m)
 }
 
+/// A change of an environment's history.
+pub fn history_event(e: &pb::HistoryEvent) -> Value {
+    let mut m = object(json!({
+        "position": e.position.to_string(),
+        "actor": e.actor,
+        "action": enum_name(e.action, pb::HistoryAction::as_str_name),
+        "registryId": e.registry_id,
+        "address": e.address,
+        "changedFields": e.changed_fields,
+        "credentialId": e.credential_id,
+        "message": e.message,
+        "requestId": e.request_id,
+    }));
+    put_time(&mut m, "time", e.time.as_ref());
+    Value::Object(m)
+}
+
 /// A freshly issued token, with its secret (shown once).
 pub fn created_token(t: &pb::CreateTokenResponse) -> Value {
     json!({ "tokenId": t.token_id, "token": t.token })

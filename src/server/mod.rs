@@ -228,6 +228,9 @@ async fn serve(
     health
         .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
         .await;
+    health
+        .set_serving::<pb::history_service_server::HistoryServiceServer<Api>>()
+        .await;
     set_writers_health(&health, true).await;
     let health_task = reachable.map(|mut reachable| {
         let health = health.clone();
@@ -295,6 +298,7 @@ async fn serve(
         .add_service(api.token_service().max_decoding_message_size(small))
         .add_service(api.pull_service().max_decoding_message_size(small))
         .add_service(api.key_service().max_decoding_message_size(small))
+        .add_service(api.history_service().max_decoding_message_size(small))
         .serve_with_incoming_shutdown(incoming(listener, &limits), shutdown)
         .await;
     if let Some(task) = health_task {

@@ -48,6 +48,7 @@ pub struct Clients {
     pub tokens: pb::token_service_client::TokenServiceClient<Authed>,
     pub pull: pb::pull_service_client::PullServiceClient<Authed>,
     pub keys: pb::key_service_client::KeyServiceClient<Authed>,
+    pub history: pb::history_service_client::HistoryServiceClient<Authed>,
 }
 
 impl TestServer {
@@ -163,6 +164,10 @@ impl Clients {
                 bearer.clone(),
             ),
             keys: pb::key_service_client::KeyServiceClient::with_interceptor(
+                ch.clone(),
+                bearer.clone(),
+            ),
+            history: pb::history_service_client::HistoryServiceClient::with_interceptor(
                 ch.clone(),
                 bearer.clone(),
             ),

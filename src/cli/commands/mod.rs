@@ -3,6 +3,7 @@
 //! `--json` for scripts. One file per command family.
 
 mod environment;
+mod history;
 mod host;
 mod key;
 mod pull;
@@ -42,6 +43,7 @@ pub(super) async fn run(command: Command) -> Result<()> {
             host::pull_secret(&a.client, &a.env.id, &a.name, &a.namespace).await
         }
         Command::Key(a) => key::key(&a.client, a.command).await,
+        Command::History(a) => history::history(&a).await,
         Command::Serve(_)
         | Command::KubeletCredentialProvider(_)
         | Command::AdminToken(_)
