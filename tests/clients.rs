@@ -861,10 +861,10 @@ async fn the_kubelet_provider_fails_the_pull_on_a_denial_or_a_bad_request() {
     assert!(ran.stderr.contains("apiVersion"), "{ran:?}");
 }
 
-/// The provider entry of deploy/kubelet-credential-provider.yaml.
+/// The provider entry of deploy/kubernetes/kubelet-credential-provider.yaml.
 fn deployed_provider() -> serde_yaml::Value {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubelet-credential-provider.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes/kubelet-credential-provider.yaml");
     let config: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(config["apiVersion"], "kubelet.config.k8s.io/v1");

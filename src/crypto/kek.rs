@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::generic_array::GenericArray;
@@ -288,14 +288,22 @@ fn load_file(path: &Path, create_if_missing: bool) -> Result<Vec<Kek>> {
     }
 }
 
+/// Whether a key file's mode keeps it private: only its owner may read it;
+/// or, for a file root owns, also its group, read only. That second case is
+/// how a service that is not root reads a key root manages: Debian's
+/// `ssl-cert` group (keys `root:ssl-cert 0640`), systemd credentials, and
+/// Kubernetes Secret volumes mounted with `fsGroup` (`root:<fsGroup> 0440`).
+/// Never writable but by the owner, never readable by others.
+pub(crate) fn private_enough(mode: u32, owner_uid: u32) -> bool {
+    const GROUP_READ: u32 = 0o040;
+    let granted = mode & GROUP_OTHER_BITS;
+    granted == 0 || (owner_uid == 0 && granted == GROUP_READ)
+}
+
 fn read_key_file(path: &Path, mut file: File) -> Result<Vec<Kek>> {
     // Checking the open handle, not the path, so the file judged is the file read.
-    let mode = file
-        .metadata()
-        .map_err(io_error(path))?
-        .permissions()
-        .mode();
-    if mode & GROUP_OTHER_BITS != 0 {
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !private_enough(meta.permissions().mode(), meta.uid()) {
         return Err(Error::InsecureKeyFile {
             path: path.to_owned(),
         });

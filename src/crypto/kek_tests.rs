@@ -349,3 +349,21 @@ fn debug_output_of_a_kek_and_its_source_reveals_no_key_bytes() {
         assert!(!text.contains(&value));
     }
 }
+
+#[test]
+fn only_a_root_owned_key_file_may_be_read_by_its_group() {
+    use crate::crypto::kek::private_enough;
+    // The owner alone: always.
+    assert!(private_enough(0o100600, 1000));
+    assert!(private_enough(0o100400, 0));
+    // Group read of a file root owns (ssl-cert, Kubernetes fsGroup).
+    assert!(private_enough(0o100640, 0));
+    assert!(private_enough(0o100440, 0));
+    // Group read of a file another user owns, anything for others, or
+    // group write: never.
+    assert!(!private_enough(0o100640, 1000));
+    assert!(!private_enough(0o100604, 0));
+    assert!(!private_enough(0o100660, 0));
+    assert!(!private_enough(0o100644, 0));
+    assert!(!private_enough(0o100650, 0));
+}

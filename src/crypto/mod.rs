@@ -25,9 +25,10 @@ pub enum Error {
         /// The underlying operating-system error.
         source: std::io::Error,
     },
-    /// An existing key file grants permissions to group or others.
+    /// An existing key file grants permissions to group or others (beyond
+    /// the group read a root-owned file may grant).
     #[error(
-        "key file {path} is accessible by group or others; run `chmod 600 {path}` and start again",
+        "key file {path} is accessible by group or others; run `chmod 600 {path}` and start again (a file root owns may also be `chmod 640`, read by its group)",
         path = path.display()
     )]
     InsecureKeyFile {
