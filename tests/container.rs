@@ -5,9 +5,10 @@
 //! serves and reports healthy. Needs root (buildah's storage, chroot) and
 //! buildah: feature `e2e` and `root`, as `.ci/run` runs it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -150,27 +151,7 @@ async fn the_image_builds_offline_and_its_entrypoint_serves_as_its_config_says()
     }
     let mut child = cmd.spawn().unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let mut status = None;
-    for _ in 0..150 {
-        if let Ok(ch) = tonic::transport::Channel::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
-            if let Ok(r) = health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-            {
-                status = Some(r.into_inner().status);
-                break;
-            }
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = common::wait_for_health(&url, &mut child, 150).await;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(

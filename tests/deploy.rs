@@ -10,7 +10,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use clap::Parser as _;
 use registrar::cli::args::{Cli, Command as Sub};
@@ -278,26 +277,7 @@ async fn the_systemd_unit_s_exec_start_serves_as_written() {
         .spawn()
         .unwrap();
     let url = format!("http://{}", config.listen);
-    let mut status = None;
-    for _ in 0..100 {
-        if let Ok(ch) = tonic::transport::Channel::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
-            if let Ok(r) = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            {
-                status = Some(r.into_inner().status);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = common::wait_for_health(&url, &mut child, 150).await;
     let metrics = config.metrics_listen.unwrap();
     let scrape = common::try_http_get(metrics, "/metrics").await;
     let _ = child.kill();

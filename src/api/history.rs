@@ -8,10 +8,6 @@ use crate::app::{Action, HistoryEntry};
 use crate::pb;
 use crate::timestamp::system_to_timestamp;
 
-/// Default and largest page sizes.
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 500;
-
 fn action(a: Action) -> pb::HistoryAction {
     match a {
         Action::EnvironmentCreated => pb::HistoryAction::EnvironmentCreated,
@@ -65,13 +61,7 @@ impl pb::history_service_server::HistoryService for Api {
         let who = self.principal(&request).await?;
         let revision = self.reach(&request, request.get_ref().min_revision).await?;
         let r = request.get_ref();
-        let size = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            n => usize::try_from(n)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
+        let size = super::page_size(r.page_size)?;
         let before = parse_token(&r.page_token)?;
         let page = self
             .app

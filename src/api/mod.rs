@@ -153,15 +153,20 @@ struct Page {
     after: String,
 }
 
+/// A request's `page_size`: the default for 0, at most the largest.
+fn page_size(page_size: i32) -> Result<usize, Status> {
+    match page_size {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(error::invalid("page_size", "must not be negative")),
+        n => Ok(usize::try_from(n)
+            .unwrap_or(MAX_PAGE_SIZE)
+            .min(MAX_PAGE_SIZE)),
+    }
+}
+
 impl Page {
     fn parse(page_size: i32, page_token: &str) -> Result<Self, Status> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(error::invalid("page_size", "must not be negative")),
-            n => usize::try_from(n)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
+        let size = self::page_size(page_size)?;
         let after = if page_token.is_empty() {
             String::new()
         } else {

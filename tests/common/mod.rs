@@ -436,3 +436,32 @@ pub fn sample(scrape: &str, name: &str, labels: &str) -> Option<f64> {
         (k == key).then(|| v.parse().ok()).flatten()
     })
 }
+
+/// Asks `url`'s health service for the server's overall status until it
+/// answers (at most `tries` times, 100 ms apart), or `child` exits.
+pub async fn wait_for_health(
+    url: &str,
+    child: &mut std::process::Child,
+    tries: usize,
+) -> Option<i32> {
+    for _ in 0..tries {
+        if let Ok(ch) = Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+            if let Ok(r) = health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+            {
+                return Some(r.into_inner().status);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
