@@ -190,6 +190,30 @@ pub struct ServeConfig {
     /// `GET /metrics`; no metrics listener without it.
     #[arg(long, env = "REGISTRAR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of the HTTPS listener of the Kubernetes admission webhooks
+    /// (`/admission/v1/ENVIRONMENT_ID/validate` and `/mutate`); needs
+    /// --admission-tls-cert and --admission-tls-key.
+    #[arg(
+        long,
+        env = "REGISTRAR_ADMISSION_LISTEN",
+        requires_all = ["admission_tls_cert", "admission_tls_key"]
+    )]
+    pub admission_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the admission listener (its CA goes into
+    /// the webhook configurations' caBundle).
+    #[arg(
+        long,
+        env = "REGISTRAR_ADMISSION_TLS_CERT",
+        requires = "admission_listen"
+    )]
+    pub admission_tls_cert: Option<PathBuf>,
+    /// PEM private key of the admission listener.
+    #[arg(
+        long,
+        env = "REGISTRAR_ADMISSION_TLS_KEY",
+        requires = "admission_listen"
+    )]
+    pub admission_tls_key: Option<PathBuf>,
     /// File the audit trail is appended to (JSON lines), `-` for standard
     /// output; no audit trail without it.
     #[arg(long, env = "REGISTRAR_AUDIT_LOG")]

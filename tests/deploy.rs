@@ -291,3 +291,70 @@ async fn the_systemd_unit_s_exec_start_serves_as_written() {
     assert!(state.join("data").join("admin.token").is_file());
     assert!(dirs["LOGS_DIRECTORY"].join("audit.log").is_file());
 }
+
+#[test]
+fn the_admission_patches_and_webhooks_agree_with_the_server_s_flags_and_routes() {
+    let load = |path: &str| -> json_patch::Patch {
+        serde_json::from_slice(&std::fs::read(deploy(path)).unwrap()).unwrap()
+    };
+    let as_json = |v: &Value| -> serde_json::Value { serde_json::to_value(v).unwrap() };
+    let pg = documents("kubernetes/registrar-postgres.yaml");
+    let mut deployment = as_json(kind(&pg, "Deployment"));
+    json_patch::patch(
+        &mut deployment,
+        &load("kubernetes/admission-deployment-patch.json"),
+    )
+    .unwrap();
+    let mut service = as_json(kind(&pg, "Service"));
+    json_patch::patch(
+        &mut service,
+        &load("kubernetes/admission-service-patch.json"),
+    )
+    .unwrap();
+    let deployment: Value = serde_json::from_value(deployment).unwrap();
+    let config = check_workload(&deployment, kind(&pg, "Secret"));
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let listen = config
+        .admission_listen
+        .expect("the patch turns admission on");
+    assert_eq!(listen.port(), port(container, "admission"));
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "admission")
+        .unwrap()["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(config.admission_tls_cert.unwrap().starts_with(&mount));
+    assert!(config.admission_tls_key.unwrap().starts_with(&mount));
+    let service_port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["targetPort"] == "admission")
+        .unwrap()["port"]
+        .as_u64()
+        .unwrap();
+
+    let hooks = documents("kubernetes/admission-webhooks.yaml");
+    for (kind_name, hook, failure) in [
+        ("ValidatingWebhookConfiguration", "validate", "Fail"),
+        ("MutatingWebhookConfiguration", "mutate", "Ignore"),
+    ] {
+        let webhook = &kind(&hooks, kind_name)["webhooks"][0];
+        let service = &webhook["clientConfig"]["service"];
+        assert_eq!(service["port"].as_u64(), Some(service_port));
+        assert_eq!(service["name"], kind(&pg, "Service")["metadata"]["name"]);
+        assert_eq!(service["namespace"], "registrar");
+        let path = service["path"].as_str().unwrap();
+        assert!(
+            path.starts_with("/admission/v1/") && path.ends_with(&format!("/{hook}")),
+            "{path}"
+        );
+        assert_eq!(webhook["failurePolicy"], failure);
+        assert_eq!(webhook["admissionReviewVersions"][0], "v1");
+        assert!(webhook["namespaceSelector"]["matchLabels"].is_mapping());
+    }
+}

@@ -828,23 +828,6 @@ async fn store_copy_moves_a_sled_installation_into_postgres_intact() {
     replica.stop().await.unwrap();
 }
 
-/// A CA and a server certificate for `localhost` it signed, PEM: (CA,
-/// certificate, key).
-fn database_pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "database test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = server.signed_by(&key, &ca, &ca_key).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 /// Counts the encrypted sessions to database `name`, as the server sees them.
 async fn tls_sessions(port: u16, name: &str) -> i64 {
     let admin = format!("postgres://registrar@127.0.0.1:{port}/postgres");
@@ -865,14 +848,14 @@ async fn tls_sessions(port: u16, name: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reach_the_database_over_tls_and_check_its_certificate() {
-    let (ca, cert, key) = database_pki();
+    let (ca, cert, key) = common::test_pki("database test CA", &["localhost"]);
     let pg = TestPostgres::own(Vec::new()).with_tls(&cert, &key);
     let url = pg.fresh_database().await;
     let name = url.rsplit('/').next().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca).unwrap();
-    let (other_ca, _, _) = database_pki();
+    let (other_ca, _, _) = common::test_pki("database test CA", &["localhost"]);
     let other_ca_file = dir.path().join("other-ca.pem");
     std::fs::write(&other_ca_file, &other_ca).unwrap();
     let by_name = url.replace("127.0.0.1", "localhost");

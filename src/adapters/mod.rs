@@ -2,6 +2,7 @@
 //! container runtimes and orchestrator agents consume; no I/O, no clock.
 //! Shared here: the credential view, the Docker config key and JSON string quoting.
 
+pub mod admission;
 pub mod cattle;
 pub mod host_config;
 pub mod kubernetes;

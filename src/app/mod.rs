@@ -5,6 +5,7 @@
 //! rotation (`keys.rs`). The `App` itself: opening over a log and a key
 //! store, and what its parts share.
 
+mod admission;
 mod auth;
 mod clock;
 mod error;
@@ -20,6 +21,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+pub use admission::{Admission, ImageVerdict, NotAdmissible};
 pub use auth::{IssuedToken, TOKEN_PREFIX};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};

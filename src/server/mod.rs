@@ -5,6 +5,7 @@
 //! `bootstrap.rs`, configuration-to-settings in `settings.rs`, TLS and the
 //! transport's limits in `tls.rs`.
 
+mod admission_http;
 mod bootstrap;
 mod grpc_metrics;
 mod metrics_http;
@@ -84,6 +85,17 @@ pub enum Error {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::OpenError),
+    /// The admission listener lacks its certificate or key.
+    #[error("--admission-listen needs --admission-tls-cert and --admission-tls-key: the API server calls webhooks over HTTPS only")]
+    AdmissionTls,
+    /// The admission listener could not be bound.
+    #[error("--admission-listen {address}: {source}")]
+    AdmissionListen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The metrics listener could not be bound.
     #[error("--metrics-listen {address}: {source}")]
     MetricsListen {
@@ -139,6 +151,21 @@ pub async fn run(
         ),
         None => None,
     };
+    let admission = match (
+        config.admission_listen,
+        &config.admission_tls_cert,
+        &config.admission_tls_key,
+    ) {
+        (None, _, _) => None,
+        (Some(address), Some(cert), Some(key)) => {
+            let tls = admission_http::tls(cert, key)?;
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| Error::AdmissionListen { address, source })?;
+            Some((listener, tls))
+        }
+        (Some(_), _, _) => return Err(Error::AdmissionTls),
+    };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (mut app, store) = open::open(&config, metrics).await?;
     if let Some(clock) = overrides.clock {
@@ -160,6 +187,7 @@ pub async fn run(
             reachable: store.reachable(),
             elector: store.elector(),
             metrics_listener,
+            admission,
         },
         listener,
         shutdown,
@@ -186,6 +214,8 @@ struct Served {
     elector: Option<crate::store::postgres::Elector>,
     /// Where `/metrics` is served, if anywhere.
     metrics_listener: Option<TcpListener>,
+    /// Where the admission webhooks are served, with their TLS.
+    admission: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 async fn serve(
@@ -201,7 +231,12 @@ async fn serve(
         reachable,
         elector,
         metrics_listener,
+        admission,
     } = served;
+    let admission_task = admission.map(|(listener, tls)| {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving admission webhooks");
+        tokio::spawn(admission_http::serve(listener, tls, app.clone()))
+    });
     let metrics_task = metrics_listener.map(|listener| {
         tracing::info!(address = ?listener.local_addr().ok(), "serving metrics at /metrics");
         tokio::spawn(metrics_http::serve(listener, app.clone()))
@@ -305,6 +340,9 @@ async fn serve(
         task.abort();
     }
     if let Some(task) = metrics_task {
+        task.abort();
+    }
+    if let Some(task) = admission_task {
         task.abort();
     }
     if let Some(refresher) = refresher {
