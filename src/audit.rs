@@ -40,9 +40,10 @@ pub struct Audit {
     failures: Counter,
 }
 
-/// The audit log could not be written.
+/// The audit log could not be written (its path is in the server's log,
+/// never in an answer).
 #[derive(Debug, thiserror::Error)]
-#[error("the audit log {0} cannot be written")]
+#[error("the audit log cannot be written")]
 pub struct Unavailable(pub String);
 
 /// Why the audit log could not be opened at start.
@@ -239,7 +240,33 @@ pub struct Entry {
     pub revision: Option<u64>,
 }
 
+/// Cuts `s` to at most `max` bytes, at a character boundary, marking the cut.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
 impl Entry {
+    /// Cuts every field a caller chose to at most `max` bytes.
+    pub fn bound(&mut self, max: usize) {
+        for field in [
+            &mut self.request_id,
+            &mut self.environment_id,
+            &mut self.image,
+            &mut self.registry,
+            &mut self.registry_id,
+            &mut self.token_id,
+        ] {
+            cut(field, max);
+        }
+    }
+
     /// An entry of `phase` for `rpc`, stamped now.
     pub fn new(phase: &'static str, rpc: &'static str, now: SystemTime) -> Self {
         Self {

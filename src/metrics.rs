@@ -126,6 +126,9 @@ pub struct Metrics {
     pub credential_expiry: Family<RegistryLabels, Gauge>,
     /// registrar_audit_failures_total.
     pub audit_failures: Counter,
+    /// Held while a scrape rebuilds the gauges read from the view, so two
+    /// scrapes at once do not see each other's half-built families.
+    pub scraping: std::sync::Mutex<()>,
 }
 
 /// go-grpc-prometheus's handling-time buckets (Prometheus' default ones).
@@ -262,6 +265,7 @@ impl Metrics {
             ecr_refresh,
             credential_expiry,
             audit_failures,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 

@@ -121,7 +121,17 @@ fn review(operation: &str, kind: (&str, &str, &str), object: Value, dry_run: boo
         "options": {"apiVersion": "meta.k8s.io/v1", "kind": format!("{}Options", operation.to_lowercase())},
     });
     if operation == "UPDATE" {
-        request["oldObject"] = request["object"].clone();
+        // The object as it was: one container, since replaced.
+        let mut old = request["object"].clone();
+        if let Some(spec) = old.pointer_mut("/spec") {
+            if spec.get("template").is_some() {
+                spec["template"]["spec"] =
+                    json!({"containers": [{"name": "old", "image": "r.example.com/old:1"}]});
+            } else {
+                *spec = json!({"containers": [{"name": "old", "image": "r.example.com/old:1"}]});
+            }
+        }
+        request["oldObject"] = old;
     }
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
 }
@@ -246,6 +256,27 @@ async fn mutate_applies_the_default_registry_and_validate_refuses_what_pulls_wou
     let again = hooks.review(&f.env, "validate", &r).await;
     assert_eq!(first, again);
 
+    // An UPDATE judges only the images the object did not have: pods that
+    // run images admitted before are not blocked by a later change.
+    let mut update = review(
+        "UPDATE",
+        ("", "v1", "Pod"),
+        pod(&["evil.example.com/miner:latest"], &[], &[]),
+        false,
+    );
+    update["request"]["oldObject"] = update["request"]["object"].clone();
+    let kept = hooks.review(&f.env, "validate", &update).await;
+    assert_eq!(kept["allowed"], true, "{kept}");
+    update["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "new", "image": "quay.io/other/tool:1"}));
+    let added = hooks.review(&f.env, "validate", &update).await;
+    assert_eq!(added["allowed"], false, "{added}");
+    let message = added["status"]["message"].as_str().unwrap();
+    assert!(message.contains("quay.io/other/tool:1"), "{message}");
+    assert!(!message.contains("evil.example.com"), "{message}");
+
     // A deactivated registry is refused with the page's reason.
     f.admin
         .reg
@@ -315,7 +346,18 @@ async fn bad_reviews_and_environments_get_clear_answers() {
     f.admin
         .add_registry(custom(&cattle, "r.example.com", "u", "p"))
         .await;
-    let refused = hooks.review(&cattle, "mutate", &r).await;
+    // Mutate never refuses: it warns and leaves the pod as written.
+    let warned = hooks.review(&cattle, "mutate", &r).await;
+    assert_eq!(warned["allowed"], true, "{warned}");
+    assert!(warned.get("patch").is_none(), "{warned}");
+    assert!(
+        warned["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a Kubernetes environment"),
+        "{warned}"
+    );
+    let refused = hooks.review(&cattle, "validate", &r).await;
     assert_eq!(refused["allowed"], false);
     assert!(
         refused["status"]["message"]

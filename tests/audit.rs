@@ -125,6 +125,35 @@ async fn mutations_and_hand_outs_are_written_before_their_answers_without_secret
         "a token secret in the audit log"
     );
 
+    // A caller without a valid token leaves the RPC, the peer and the code,
+    // nothing of what it sent; an admin's fields are cut to 256 bytes.
+    let mut stranger = f.server.clients_with(Some("rgr.nobody.nothing")).await;
+    let long = format!("{}.example.com", "x".repeat(4000));
+    let refused = stranger
+        .reg
+        .create_registry(custom(&f.env, &long, USER, PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    f.admin
+        .reg
+        .create_registry(custom(&f.env, &long, USER, PASSWORD))
+        .await
+        .unwrap_err();
+    let entries = lines(&log);
+    let strangers: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["caller"].get("token_id").is_none())
+        .collect();
+    assert_eq!(strangers.len(), 2, "{strangers:#?}");
+    assert!(strangers.iter().all(|e| e.get("registry").is_none()));
+    assert_eq!(strangers[1]["code"], "UNAUTHENTICATED");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().all(|l| l.len() < 2048),
+        "an entry kept a long field whole"
+    );
+
     // The operator's check of a known user name.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
         .args(["audit-hmac", "--data-dir"])

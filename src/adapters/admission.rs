@@ -20,6 +20,10 @@ pub struct Review {
     pub images: Vec<(String, String)>,
     /// Whether the request is a dry run (answered the same).
     pub dry_run: bool,
+    /// The images the object had before an UPDATE: already admitted, so
+    /// not judged again (a later deactivation must not block the
+    /// controllers' updates of running pods, finalizers included).
+    pub old_images: Vec<String>,
 }
 
 /// Where the pod spec of an object of `kind` is.
@@ -57,39 +61,67 @@ pub fn parse(body: &[u8]) -> Result<Review, String> {
     let kind = request["kind"]["kind"]
         .as_str()
         .ok_or("request.kind.kind is missing")?;
-    let mut images = Vec::new();
+    let spec_at = pod_spec(kind);
     // A deletion has no object; a kind without pods has no images.
-    if let (Some(spec_at), Some(object)) = (pod_spec(kind), request.get("object")) {
-        if let Some(spec) = object.pointer(spec_at) {
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
-                let Some(containers) = spec.get(list).and_then(Value::as_array) else {
-                    continue;
-                };
-                for (i, c) in containers.iter().enumerate() {
-                    match c.get("image") {
-                        Some(Value::String(image)) => {
-                            images.push((format!("{spec_at}/{list}/{i}/image"), image.clone()))
-                        }
-                        None | Some(Value::Null) => {}
-                        Some(_) => {
-                            return Err(format!("{spec_at}/{list}/{i}/image is not a string"))
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let images = images_of(spec_at, request.get("object"))?;
+    let old_images = images_of(spec_at, request.get("oldObject"))?
+        .into_iter()
+        .map(|(_, image)| image)
+        .collect();
     Ok(Review {
         uid,
         images,
         dry_run: request["dryRun"].as_bool().unwrap_or(false),
+        old_images,
     })
+}
+
+/// The images of an object's pod spec at `spec_at`, with their pointers.
+fn images_of(
+    spec_at: Option<&str>,
+    object: Option<&Value>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut images = Vec::new();
+    let (Some(spec_at), Some(object)) = (spec_at, object) else {
+        return Ok(images);
+    };
+    let Some(spec) = object.pointer(spec_at) else {
+        return Ok(images);
+    };
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let Some(containers) = spec.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, c) in containers.iter().enumerate() {
+            match c.get("image") {
+                Some(Value::String(image)) => {
+                    images.push((format!("{spec_at}/{list}/{i}/image"), image.clone()))
+                }
+                None | Some(Value::Null) => {}
+                Some(_) => return Err(format!("{spec_at}/{list}/{i}/image is not a string")),
+            }
+        }
+    }
+    Ok(images)
 }
 
 /// The answer to a review: allowed, or refused with `message`; with the
 /// JSONPatch of `replacements` (pointer, new value) when there are any.
 pub fn answer(uid: &str, refusal: Option<&str>, replacements: &[(String, String)]) -> Value {
+    answer_with_warning(uid, refusal, replacements, None)
+}
+
+/// `answer`, with a warning the API server shows the client.
+pub fn answer_with_warning(
+    uid: &str,
+    refusal: Option<&str>,
+    replacements: &[(String, String)],
+    warning: Option<&str>,
+) -> Value {
     let mut response = json!({ "uid": uid, "allowed": refusal.is_none() });
+    if let Some(warning) = warning {
+        response["warnings"] = json!([warning]);
+    }
     if let Some(message) = refusal {
         response["status"] = json!({ "code": 403, "reason": "Forbidden", "message": message });
     }

@@ -14,6 +14,9 @@ use crate::domain::access::Principal;
 use crate::domain::event::Role;
 use crate::pb;
 
+/// Most bytes of one request field an entry keeps.
+const MAX_FIELD_BYTES: usize = 256;
+
 /// gRPC's status code names, by number.
 const CODES: [&str; 17] = [
     "OK",
@@ -93,7 +96,12 @@ impl Api {
                     .and_then(|leaf| client_cert::spiffe_id(leaf));
             }
         }
-        request.get_ref().asked(self, &mut entry);
+        // What an unauthenticated caller asked is not written: anyone could
+        // fill the log with it. An authenticated one's fields are bounded.
+        if who.is_some() {
+            request.get_ref().asked(self, &mut entry);
+            entry.bound(MAX_FIELD_BYTES);
+        }
         // An environment's token may leave the request's environment out.
         if entry.environment_id.is_empty() {
             if let Some(env) = who.and_then(|w| w.environment_id.as_ref()) {

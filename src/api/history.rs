@@ -63,6 +63,11 @@ impl pb::history_service_server::HistoryService for Api {
         let r = request.get_ref();
         let size = super::page_size(r.page_size)?;
         let before = parse_token(&r.page_token)?;
+        // A token from a replica further ahead: wait until this one has
+        // everything below it, so no event between is skipped.
+        if let Some(before) = before {
+            self.reach(&request, before - 1).await?;
+        }
         let page = self
             .app
             .history(&who, &r.environment_id, &r.registry_id, before, size)

@@ -170,6 +170,7 @@ impl App {
         let mut cursor = before.unwrap_or(applied + 1).min(applied + 1);
         let mut entries = Vec::new();
         let mut scanned = 0usize;
+        let mut streams = Streams::default();
         while cursor > 1 && entries.len() < size && scanned < MAX_SCAN {
             let top = cursor - 1;
             let from = top.saturating_sub(CHUNK - 1).max(1);
@@ -181,7 +182,10 @@ impl App {
                 scanned += 1;
                 cursor = envelope.position;
                 let recorded = payload::decode(envelope)?;
-                if let Some(entry) = self.entry(&recorded, environment_id, registry_id).await? {
+                if let Some(entry) = self
+                    .entry(&recorded, environment_id, registry_id, &mut streams)
+                    .await?
+                {
                     entries.push(entry);
                 }
             }
@@ -201,6 +205,7 @@ impl App {
         r: &Recorded,
         environment_id: &str,
         registry_id: &str,
+        streams: &mut Streams,
     ) -> Result<Option<HistoryEntry>> {
         let in_environment = match Stream::parse(&r.stream) {
             Some(Stream::Environment(id)) => id == environment_id,
@@ -258,7 +263,7 @@ impl App {
                 entry.credential_id.clone_from(&credential.credential_id);
                 let after = Shape::of(credential, *insecure, ca_certificate_pem);
                 entry.changed_fields = self
-                    .shape_before(&r.stream, r.position)
+                    .shape_before(&r.stream, r.position, streams)
                     .await?
                     .map_or_else(|| vec!["credential_id"], |before| before.changed(&after));
             }
@@ -300,7 +305,8 @@ impl App {
                 whitelist,
             } => {
                 entry.action = Action::SettingsChanged;
-                let (default_before, whitelist_before) = self.settings_before(r.position).await?;
+                let (default_before, whitelist_before) =
+                    self.settings_before(r.position, streams).await?;
                 if &default_before != default_registry {
                     entry.changed_fields.push("default_registry");
                 }
@@ -322,13 +328,38 @@ impl App {
         Ok(Some(entry))
     }
 
+    /// The events of `stream` up to `up_to`, read once per call.
+    async fn stream_events<'a>(
+        &self,
+        stream: &str,
+        up_to: u64,
+        streams: &'a mut Streams,
+    ) -> Result<&'a [Recorded]> {
+        if !streams.0.contains_key(stream) {
+            let mut events = Vec::new();
+            for envelope in self.log.read_stream(stream, up_to).await? {
+                events.push(payload::decode(&envelope)?);
+            }
+            streams.0.insert(stream.to_owned(), events);
+        }
+        Ok(streams.0.get(stream).map_or(&[], Vec::as_slice))
+    }
+
     /// The registry's shape after the last event of `stream` before
     /// `position` that set it.
-    async fn shape_before(&self, stream: &str, position: u64) -> Result<Option<Shape>> {
-        let earlier = self.log.read_stream(stream, position - 1).await?;
+    async fn shape_before(
+        &self,
+        stream: &str,
+        position: u64,
+        streams: &mut Streams,
+    ) -> Result<Option<Shape>> {
+        let up_to = self.projection.position();
         let mut shape = None;
-        for envelope in &earlier {
-            match payload::decode(envelope)?.event {
+        for recorded in self.stream_events(stream, up_to, streams).await? {
+            if recorded.position >= position {
+                break;
+            }
+            match &recorded.event {
                 Event::RegistryCreated {
                     credential,
                     insecure,
@@ -340,10 +371,10 @@ impl App {
                     insecure,
                     ca_certificate_pem,
                     ..
-                } => shape = Some(Shape::of(&credential, insecure, &ca_certificate_pem)),
+                } => shape = Some(Shape::of(credential, *insecure, ca_certificate_pem)),
                 Event::EcrTokenRefreshed { expire_time, .. } => {
                     if let Some(s) = shape.as_mut() {
-                        s.expire_time = Some(expire_time);
+                        s.expire_time = Some(*expire_time);
                     }
                 }
                 // A deleted registry's address starts afresh.
@@ -356,21 +387,34 @@ impl App {
 
     /// The settings before `position` (the defaults before the first
     /// change).
-    async fn settings_before(&self, position: u64) -> Result<(Option<Address>, Whitelist)> {
-        let earlier = self
-            .log
-            .read_stream(&Stream::Settings.name(), position - 1)
-            .await?;
-        if let Some(last) = earlier.last() {
-            if let Event::SettingsUpdated {
-                default_registry,
-                whitelist,
-            } = payload::decode(last)?.event
-            {
-                return Ok((default_registry, whitelist));
-            }
-        }
-        let defaults = crate::domain::settings::Settings::default();
-        Ok((defaults.default_registry, defaults.whitelist))
+    async fn settings_before(
+        &self,
+        position: u64,
+        streams: &mut Streams,
+    ) -> Result<(Option<Address>, Whitelist)> {
+        let up_to = self.projection.position();
+        let name = Stream::Settings.name();
+        let events = self.stream_events(&name, up_to, streams).await?;
+        let last = events
+            .iter()
+            .take_while(|r| r.position < position)
+            .filter_map(|r| match &r.event {
+                Event::SettingsUpdated {
+                    default_registry,
+                    whitelist,
+                } => Some((default_registry.clone(), whitelist.clone())),
+                _ => None,
+            })
+            .last();
+        Ok(last.unwrap_or_else(|| {
+            let defaults = crate::domain::settings::Settings::default();
+            (defaults.default_registry, defaults.whitelist)
+        }))
     }
 }
+
+/// The streams one call has read whole, decoded: each registry's and the
+/// settings' stream is read at most once per call, however many of its
+/// events the page lists.
+#[derive(Debug, Default)]
+struct Streams(std::collections::HashMap<String, Vec<Recorded>>);

@@ -205,9 +205,10 @@ impl App {
     /// Brings the gauges read from the view up to date and encodes every
     /// metric in Prometheus' text format.
     pub fn scrape(&self) -> String {
+        let m = &self.metrics;
+        let _scraping = m.scraping.lock().unwrap_or_else(|p| p.into_inner());
         let applied = self.projection.position();
         let head = self.log.head().max(applied);
-        let m = &self.metrics;
         m.head.set(i64::try_from(applied).unwrap_or(i64::MAX));
         m.lag.set(i64::try_from(head - applied).unwrap_or(i64::MAX));
         {

@@ -265,35 +265,9 @@ async fn refresh(
         issued_at,
         expire_time: token.expires_at,
     };
-    // The server's own mutation is audited like a caller's: the request
-    // entry first (no change without it), then the outcome.
-    let mut entry = Entry::new("request", "ecr.refresh", app.now());
-    entry.caller = Caller {
-        token_id: Principal::system().token_id,
-        role: "admin",
-        ..Caller::default()
-    };
-    entry.environment_id.clone_from(&due.environment_id);
-    entry.registry = due.address.to_string();
-    entry.registry_id.clone_from(&due.registry_id);
-    entry.credential_id.clone_from(&due.credential_id);
-    app.audit()
-        .write(&entry)
-        .map_err(|e| format!("{e}: the token is not recorded"))?;
-    let executed = app
-        .execute(&Principal::system(), "", &[], || command.clone())
-        .await;
-    entry.phase = "response";
-    entry.time = Entry::new("", "", app.now()).time;
-    match &executed {
-        Ok(done) => {
-            entry.decision = "accepted";
-            entry.revision = Some(done.revision);
-        }
-        Err(_) => entry.decision = "refused",
-    }
-    // The token is recorded (or not) already; a failure here is counted.
-    let _ = app.audit().write(&entry);
+    let executed = audited(app, due, "ecr.refresh", &command)
+        .await
+        .map_err(|()| "the audit log cannot be written: the token is not recorded".to_owned())?;
     match executed {
         Ok(_) => {
             tracing::info!(registry_id = %due.registry_id, address = %due.address, "ECR token refreshed");
@@ -311,12 +285,48 @@ async fn record_failure(app: &App, due: &Due, message: String) {
         credential_id: due.credential_id.clone(),
         message,
     };
-    if let Err(e) = app
-        .execute(&Principal::system(), "", &[], || command.clone())
-        .await
-    {
-        tracing::debug!(error = %e, "could not record an ECR refresh failure");
+    match audited(app, due, "ecr.refresh_failure", &command).await {
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not record an ECR refresh failure"),
+        Ok(Ok(_)) => {}
+        // Not audited, not recorded; the server's log says why.
+        Err(()) => {}
     }
+}
+
+/// Executes the refresher's own command, audited like a caller's: the
+/// request entry first (no change without it, `Err(())`), then the
+/// outcome (a failure there is counted; the change is made already).
+async fn audited(
+    app: &App,
+    due: &Due,
+    rpc: &'static str,
+    command: &Command,
+) -> Result<crate::app::Result<crate::app::Executed>, ()> {
+    let mut entry = Entry::new("request", rpc, app.now());
+    entry.caller = Caller {
+        token_id: Principal::system().token_id,
+        role: "admin",
+        ..Caller::default()
+    };
+    entry.environment_id.clone_from(&due.environment_id);
+    entry.registry = due.address.to_string();
+    entry.registry_id.clone_from(&due.registry_id);
+    entry.credential_id.clone_from(&due.credential_id);
+    app.audit().write(&entry).map_err(|_| ())?;
+    let executed = app
+        .execute(&Principal::system(), "", &[], || command.clone())
+        .await;
+    entry.phase = "response";
+    entry.time = Entry::new("", "", app.now()).time;
+    match &executed {
+        Ok(done) => {
+            entry.decision = "accepted";
+            entry.revision = Some(done.revision);
+        }
+        Err(_) => entry.decision = "refused",
+    }
+    let _ = app.audit().write(&entry);
+    Ok(executed)
 }
 
 #[cfg(test)]

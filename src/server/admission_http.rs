@@ -6,8 +6,10 @@
 //! rewrites each image that names no registry to ResolvePull's fully
 //! qualified image, so `registry.default` holds on Kubernetes. Both answer
 //! from one view of the log (the same revision, the same answer), dry runs
-//! the same as others. A malformed review is HTTP 400 with a message; an
-//! unknown or non-Kubernetes environment is a refusal with a message.
+//! the same as others. On UPDATE only the images the object did not have
+//! before are judged. A malformed review is HTTP 400 with a message; an
+//! unknown or non-Kubernetes environment is a refusal of validate, and a
+//! warning of mutate (which never refuses).
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -197,30 +199,34 @@ fn judge(
     hook: Hook,
     review: &admission::Review,
 ) -> serde_json::Value {
-    let images: Vec<&str> = review.images.iter().map(|(_, i)| i.as_str()).collect();
+    // Images the object already had before an UPDATE were judged then.
+    let new: Vec<&(String, String)> = review
+        .images
+        .iter()
+        .filter(|(_, image)| !review.old_images.contains(image))
+        .collect();
+    let images: Vec<&str> = new.iter().map(|(_, i)| i.as_str()).collect();
+    let cannot = |why: String| match hook {
+        Hook::Validate => admission::answer(&review.uid, Some(&why), &[]),
+        // The mutating hook never refuses: the pod keeps its images as
+        // written, and the validating hook judges them.
+        Hook::Mutate => admission::answer_with_warning(&review.uid, None, &[], Some(&why)),
+    };
     let admission = match app.admit(environment_id, &images) {
         Ok(Ok(admission)) => admission,
         Ok(Err(NotAdmissible::Unknown)) => {
-            return admission::answer(
-                &review.uid,
-                Some(&format!(
-                    "registrar: environment {environment_id} does not exist; check the webhook's URL"
-                )),
-                &[],
-            )
+            return cannot(format!(
+                "registrar: environment {environment_id} does not exist; check the webhook's URL"
+            ))
         }
         Ok(Err(NotAdmissible::NotKubernetes)) => {
-            return admission::answer(
-                &review.uid,
-                Some(&format!(
-                    "registrar: environment {environment_id} is not a Kubernetes environment; admission judges Kubernetes environments only"
-                )),
-                &[],
-            )
+            return cannot(format!(
+                "registrar: environment {environment_id} is not a Kubernetes environment; admission judges Kubernetes environments only"
+            ))
         }
         Err(e) => {
             tracing::warn!(error = %e, "admission could not judge");
-            return admission::answer(&review.uid, Some("registrar could not judge the images"), &[]);
+            return cannot("registrar could not judge the images".to_owned());
         }
     };
     match hook {
@@ -238,8 +244,7 @@ fn judge(
             admission::answer(&review.uid, refusal.as_deref(), &[])
         }
         Hook::Mutate => {
-            let replacements: Vec<(String, String)> = review
-                .images
+            let replacements: Vec<(String, String)> = new
                 .iter()
                 .zip(&admission.verdicts)
                 .filter(|(_, v)| {

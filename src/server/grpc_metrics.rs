@@ -235,20 +235,28 @@ where
             })
         });
         let future = self.inner.call(request);
+        // Counted as handled exactly once: by its status, or as Canceled
+        // when the call is dropped (its client went away) before one.
+        let mut call = Call {
+            method: Arc::clone(&method),
+            start,
+            done: false,
+        };
         Box::pin(async move {
-            let response = future.await?;
+            let response = match future.await {
+                Ok(response) => response,
+                Err(e) => {
+                    call.finish(UNKNOWN);
+                    return Err(e);
+                }
+            };
             // A status in the headers is a trailers-only answer: the call
             // is over whatever the body holds.
-            let status = response
+            if let Some(code) = response
                 .headers()
                 .get("grpc-status")
-                .map(|v| code_index(v.as_bytes()));
-            let mut call = Call {
-                method: Arc::clone(&method),
-                start,
-                done: false,
-            };
-            if let Some(code) = status {
+                .map(|v| code_index(v.as_bytes()))
+            {
                 call.finish(code);
             }
             let sent = method.sent();
