@@ -16,6 +16,20 @@ use crate::store::{self, payload, Commit, StreamAppend};
 /// How often a command is re-decided after losing a race on its stream.
 const MAX_ATTEMPTS: usize = 5;
 
+/// The longest a command waits for its commit to be durable and applied
+/// (or a replayed one's to be applied) before it answers UNAVAILABLE, so a
+/// log that cannot be read back (a shared database gone mid-commit) never
+/// holds a call past its deadline. The commit goes on; a retry with the
+/// same request id answers its outcome.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+fn outcome_unknown() -> Error {
+    Error::Unavailable(format!(
+        "the write's outcome is not known within {} s (the log cannot be read back now); retry with the same request_id for its answer",
+        COMMIT_WAIT.as_secs()
+    ))
+}
+
 impl App {
     /// Executes a command. `make` builds it (it is called again on a retry
     /// after a conflict, with the same ids). A non-empty `request_id` makes
@@ -81,7 +95,10 @@ impl App {
                 }
                 Err(store::Error::Conflict { .. }) => {
                     // Let the projection catch up with whatever won the race.
-                    self.projection.wait_for(self.log.head()).await;
+                    let caught_up = self.projection.wait_for(self.log.head());
+                    if tokio::time::timeout(COMMIT_WAIT, caught_up).await.is_err() {
+                        return Err(outcome_unknown());
+                    }
                 }
                 Err(store::Error::DuplicateRequest { record }) => {
                     return self
@@ -127,11 +144,15 @@ impl App {
             }
             appended
         });
-        task.await.map_err(|e| {
-            Error::Storage(store::Error::storage(format!(
-                "the append task failed: {e}"
-            )))
-        })
+        match tokio::time::timeout(COMMIT_WAIT, task).await {
+            Ok(joined) => joined.map_err(|e| {
+                Error::Storage(store::Error::storage(format!(
+                    "the append task failed: {e}"
+                )))
+            }),
+            // The task goes on: the commit stands or fails on its own.
+            Err(_) => Err(outcome_unknown()),
+        }
     }
 
     /// Answers a retry: the view as of the first commit of the request.
@@ -182,7 +203,10 @@ impl App {
             appends: Vec::new(),
             outcome: outcome.clone(),
         };
-        self.projection.wait_for(record.last_position).await;
+        let applied = self.projection.wait_for(record.last_position);
+        if tokio::time::timeout(COMMIT_WAIT, applied).await.is_err() {
+            return Err(outcome_unknown());
+        }
         let view = self
             .view_at(&outcome, &decision, record.last_position, &envelopes)
             .await?;
