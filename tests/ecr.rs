@@ -113,8 +113,12 @@ async fn setup(first: Answer) -> (TestServer, FakeEcr, ManualClock, String) {
     let fake = FakeEcr::start(first).await;
     let clock = ManualClock::new(t0());
     let (url, c) = (fake.url.clone(), clock.clone());
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let server = TestServer::start_with_overrides(
-        |config| config.ecr_poll_ms = 20,
+        move |config| {
+            config.ecr_poll_ms = 20;
+            config.metrics_listen = Some(metrics);
+        },
         move || Overrides {
             ecr_endpoint: Some(url.clone()),
             clock: Some(Arc::new(c.clone())),
@@ -220,6 +224,27 @@ async fn access_keys_become_a_token_that_is_refreshed_at_half_life() {
     );
     clock.advance(Duration::from_secs(3600 + 1));
     eventually(&mut c, &env, |r| password(r).as_deref() == Some("token-2")).await;
+
+    // Both refreshes are counted, and the token's expiry is exported.
+    let (_, scrape) = common::http_get(server.config().metrics_listen.unwrap(), "/metrics").await;
+    assert_eq!(
+        common::sample(&scrape, "registrar_ecr_refresh_total", r#"result="ok""#),
+        Some(2.0),
+        "{scrape}"
+    );
+    let expiry = (t0() + twelve_hours * 2)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert_eq!(
+        common::sample(
+            &scrape,
+            "registrar_credential_expiry_timestamp_seconds",
+            &format!(r#"registry_id="{}""#, reg.id)
+        ),
+        Some(expiry)
+    );
+    assert!(!scrape.contains("SECRETMARK") && !scrape.contains("token-2"));
 }
 
 #[tokio::test]

@@ -11,24 +11,15 @@
 //! unknown or non-Kubernetes environment is a refusal of validate, and a
 //! warning of mutate (which never refuses).
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt as _, Limited};
 use tokio::net::TcpListener;
 
+use super::http1::{self, text, Reply};
 use crate::adapters::admission::{self, MAX_REVIEW_BYTES};
 use crate::app::{App, NotAdmissible};
-
-/// How long a connection may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS configuration of the webhook listener.
 pub(super) fn tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, super::Error> {
@@ -69,63 +60,12 @@ pub(super) fn tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 
 /// Serves the webhooks until the task is aborted.
 pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: App) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let app = Arc::new(app);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "admission listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
+    http1::serve("admission", listener, Some(tls), move |request| {
         let app = Arc::clone(&app);
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "admission TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = service_fn(move |request| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(handle(&app, request).await) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "admission connection ended");
-            }
-        });
-    }
-}
-
-fn reply(
-    status: http::StatusCode,
-    content_type: &str,
-    body: Vec<u8>,
-) -> http::Response<Full<Bytes>> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default()
-}
-
-fn text(status: http::StatusCode, message: &str) -> http::Response<Full<Bytes>> {
-    reply(
-        status,
-        "text/plain; charset=utf-8",
-        format!("{message}\n").into_bytes(),
-    )
+        async move { handle(&app, request).await }
+    })
+    .await;
 }
 
 /// Which webhook a path names.
@@ -148,10 +88,7 @@ fn route(path: &str) -> Option<(&str, Hook)> {
     }
 }
 
-async fn handle(
-    app: &App,
-    request: http::Request<hyper::body::Incoming>,
-) -> http::Response<Full<Bytes>> {
+async fn handle(app: &App, request: http::Request<hyper::body::Incoming>) -> Reply {
     let Some((environment_id, hook)) = route(request.uri().path()) else {
         return text(
             http::StatusCode::NOT_FOUND,
@@ -186,7 +123,7 @@ async fn handle(
         }
     };
     let answer = judge(app, &environment_id, hook, &review);
-    reply(
+    http1::reply(
         http::StatusCode::OK,
         "application/json",
         serde_json::to_vec(&answer).unwrap_or_default(),

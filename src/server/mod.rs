@@ -8,6 +8,7 @@
 mod admission_http;
 mod bootstrap;
 mod grpc_metrics;
+mod http1;
 mod metrics_http;
 mod open;
 mod settings;
