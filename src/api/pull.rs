@@ -125,55 +125,39 @@ impl pb::pull_service_server::PullService for Api {
             .app
             .resolve_pull(&who, &r.environment_id, target)
             .await?;
+        let label = answer.outcome.label();
+        let credential = match &answer.outcome {
+            PullOutcome::Allowed {
+                credential: Some(c),
+                ..
+            } => Some(c),
+            _ => None,
+        };
         self.audit_handout(
             "registrar.v1.PullService/ResolvePull",
             &request,
             &who,
-            matches!(
-                answer.outcome,
-                PullOutcome::Allowed {
-                    credential: Some(_),
-                    ..
-                }
-            ),
+            credential.is_some(),
             |e| {
                 e.resolved_registry.clone_from(&answer.registry);
-                match &answer.outcome {
-                    PullOutcome::Denied(reason) => {
-                        e.decision = "denied";
-                        e.deny_reason = reason.label();
-                    }
-                    PullOutcome::Allowed {
-                        credential: None, ..
-                    } => e.decision = "anonymous",
-                    PullOutcome::Allowed {
-                        credential: Some(c),
-                        ..
-                    } => {
-                        e.decision = "allowed";
-                        e.registry_id.clone_from(&c.registry_id);
-                        e.credential_id.clone_from(&c.credential_id);
-                        e.username_hmac = self.app.audit().username_hmac(&c.username);
-                    }
+                if let PullOutcome::Denied(_) = answer.outcome {
+                    e.decision = "denied";
+                    e.deny_reason = label;
+                } else {
+                    e.decision = label;
+                }
+                if let Some(c) = credential {
+                    e.registry_id.clone_from(&c.registry_id);
+                    e.credential_id.clone_from(&c.credential_id);
+                    e.username_hmac = self.app.audit().username_hmac(&c.username);
                 }
             },
         )?;
-        self.app.metrics().resolve_pull(
-            match answer.orchestration {
-                Orchestration::Cattle => OrchestrationLabel::cattle,
-                Orchestration::Kubernetes => OrchestrationLabel::kubernetes,
-            },
-            match &answer.outcome {
-                PullOutcome::Allowed {
-                    credential: Some(_),
-                    ..
-                } => "allowed",
-                PullOutcome::Allowed {
-                    credential: None, ..
-                } => "anonymous",
-                PullOutcome::Denied(reason) => reason.label(),
-            },
-        );
+        let orchestration = match answer.orchestration {
+            Orchestration::Cattle => OrchestrationLabel::cattle,
+            Orchestration::Kubernetes => OrchestrationLabel::kubernetes,
+        };
+        self.app.metrics().resolve_pull(orchestration, label);
         let decision = match answer.outcome {
             PullOutcome::Denied(reason) => {
                 pb::resolve_pull_response::Decision::Denied(pb::PullDenied {

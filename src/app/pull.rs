@@ -92,6 +92,24 @@ pub enum PullOutcome {
     Denied(DenyReason),
 }
 
+impl PullOutcome {
+    /// The outcome's name for metrics and the audit trail: `allowed` (with
+    /// a credential), `anonymous` (allowed without one), or the deny
+    /// reason's.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PullOutcome::Allowed {
+                credential: Some(_),
+                ..
+            } => "allowed",
+            PullOutcome::Allowed {
+                credential: None, ..
+            } => "anonymous",
+            PullOutcome::Denied(reason) => reason.label(),
+        }
+    }
+}
+
 /// A usable registry's address, trust settings and sealed credential:
 /// copied out of the read lock, opened after it.
 type Usable = (String, bool, String, Sealed);
