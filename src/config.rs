@@ -222,7 +222,61 @@ pub struct ServeConfig {
     /// `json` (one object per line, with the span fields) for collectors.
     #[arg(long, env = "REGISTRAR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// How often the credential of every active registry is checked against
+    /// its registry (a login, recorded as its last_verification), as a
+    /// number with a unit: `6h`, `30m`, `90s`, at most `365d`; `0` turns
+    /// the check off.
+    #[arg(
+        long,
+        env = "REGISTRAR_VERIFY_INTERVAL",
+        default_value = "6h",
+        value_parser = parse_interval
+    )]
+    pub verify_interval: Interval,
+    /// Seconds one login to a registry may take in all (connecting, the
+    /// token service, every answer); a registry slower than this counts as
+    /// not answering.
+    #[arg(
+        long,
+        env = "REGISTRAR_VERIFY_TIMEOUT_SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub verify_timeout_secs: u64,
 }
+
+/// A period given with a unit (`6h`, `30m`, `90s`, `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub std::time::Duration);
+
+/// Parses `<number><unit>` with unit `s`, `m`, `h` or `d`, or `0`.
+pub fn parse_interval(text: &str) -> Result<Interval, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Interval(std::time::Duration::ZERO));
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("{text:?} has no unit: write it as 90s, 30m, 6h or 1d (0 turns it off)")
+    })?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    match number.checked_mul(seconds) {
+        Some(s) if s <= MAX_INTERVAL_SECS => Ok(Interval(std::time::Duration::from_secs(s))),
+        _ => Err(format!("{text:?} is longer than a year (365d)")),
+    }
+}
+
+/// The longest interval `parse_interval` takes: a year.
+const MAX_INTERVAL_SECS: u64 = 365 * 86_400;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -15,6 +15,37 @@ fn for_dir_takes_the_defaults_the_flags_declare() {
     assert!(c.tls_cert.is_none() && !c.allow_plaintext);
     assert_eq!(c.metrics_listen, None);
     assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(
+        c.verify_interval,
+        Interval(std::time::Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(c.verify_timeout_secs, 15);
+}
+
+#[test]
+fn verify_intervals_take_a_unit_and_zero_turns_the_check_off() {
+    // `=`, so clap reads "-1h" as the value, not as a flag.
+    let secs = |text: &str| {
+        parse(&[&format!("--verify-interval={text}")]).map(|c| c.verify_interval.0.as_secs())
+    };
+    assert_eq!(secs("90s").unwrap(), 90);
+    assert_eq!(secs("30m").unwrap(), 1800);
+    assert_eq!(secs("6h").unwrap(), 21_600);
+    assert_eq!(secs("1d").unwrap(), 86_400);
+    assert_eq!(secs("0").unwrap(), 0);
+    assert_eq!(secs("365d").unwrap(), 365 * 86_400);
+    for bad in ["6", "h", "6x", "-1h", "366d", "99999999999999999999d"] {
+        let e = secs(bad).unwrap_err().to_string();
+        assert!(e.contains("--verify-interval"), "{bad}: {e}");
+    }
+    for bad in ["0", "301", "x"] {
+        let e = parse(&["--verify-timeout-secs", bad])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--verify-timeout-secs"), "{bad}: {e}");
+    }
+    let c = parse(&["--verify-timeout-secs", "300"]).unwrap();
+    assert_eq!(c.verify_timeout_secs, 300);
 }
 
 fn parse(args: &[&str]) -> Result<ServeConfig, clap::Error> {

@@ -20,6 +20,9 @@
 //!   no I/O, no clock.
 //! - `ecr`: the ECR token refresher and its signed HTTPS client (hyper, not
 //!   tonic).
+//! - `verify`: the login a Docker client makes, with which `app` checks
+//!   credentials against their registries (hyper, not tonic), and the
+//!   background check that runs over `app` as the ECR refresher does.
 //! - `store`: the `EventLog` and `KeyStore` contract and its conformance
 //!   suite, the record codec and event payloads; backends as siblings:
 //!   `store/sled/` (the only module naming sled), `store/postgres/` (the
@@ -60,6 +63,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timestamp;
+pub mod verify;
 
 /// The API's generated types (`registrar.v1`).
 pub mod pb {

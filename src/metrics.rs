@@ -71,6 +71,17 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// The labels of a check of a credential against its registry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerificationLabels {
+    /// write (verify on CreateRegistry/UpdateRegistry), on_demand
+    /// (VerifyRegistry) or background.
+    pub trigger: &'static str,
+    /// ok, rejected (the registry refused the credential) or failed (the
+    /// registry could not be asked).
+    pub result: &'static str,
+}
+
 /// The labels of a registry's credential expiry.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistryLabels {
@@ -122,6 +133,7 @@ pub struct Metrics {
     /// registrar_watch_streams.
     pub watch_streams: Gauge,
     ecr_refresh: Family<ResultLabels, Counter>,
+    verifications: Family<VerificationLabels, Counter>,
     /// registrar_credential_expiry_timestamp_seconds.
     pub credential_expiry: Family<RegistryLabels, Gauge>,
     /// registrar_audit_failures_total.
@@ -233,6 +245,12 @@ impl Metrics {
             "ECR token refreshes by result",
             ecr_refresh.clone(),
         );
+        let verifications = Family::<VerificationLabels, Counter>::default();
+        registry.register(
+            "registrar_registry_verifications",
+            "Logins to registries that checked a credential, by trigger and result",
+            verifications.clone(),
+        );
         let credential_expiry = Family::<RegistryLabels, Gauge>::default();
         registry.register(
             "registrar_credential_expiry_timestamp_seconds",
@@ -263,6 +281,7 @@ impl Metrics {
             store,
             watch_streams,
             ecr_refresh,
+            verifications,
             credential_expiry,
             audit_failures,
             scraping: std::sync::Mutex::new(()),
@@ -289,6 +308,13 @@ impl Metrics {
         let result = if ok { "ok" } else { "error" };
         self.ecr_refresh
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts a check of a credential against its registry.
+    pub fn verification(&self, trigger: &'static str, result: &'static str) {
+        self.verifications
+            .get_or_create(&VerificationLabels { trigger, result })
             .inc();
     }
 

@@ -7,12 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, TestServer};
+use common::registry::{htpasswd, require, sh, DockerRegistry};
+use common::TestServer;
 use registrar::pb;
 use sha2::{Digest, Sha256};
 
@@ -25,20 +25,6 @@ const README_SERVER: &str = "127.0.0.1:50051";
 const README_REGISTRY: &str = "reg.example.com:5000";
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";
-
-/// Returns the program's path, or fails naming it and where it comes from.
-fn require(program: &str, from: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the end-to-end tests need `{program}` on PATH ({from}); \
-                 .ci/run installs it"
-            )
-        })
-}
 
 /// Fails unless python3 can import the modules.
 fn require_python_modules(modules: &[&str]) {
@@ -200,30 +186,10 @@ impl Workdir {
 
 /// Debian's docker-registry, with htpasswd auth and TLS, stopped on drop.
 struct Registry {
-    child: Child,
     address: String,
     ca: PathBuf,
+    _process: DockerRegistry,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sh(program: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Registry {
@@ -231,8 +197,6 @@ impl Registry {
     /// htpasswd entry, and starts the registry on a free port.
     fn start() -> Self {
         require("openssl", "Debian package openssl");
-        require("htpasswd", "Debian package apache2-utils");
-        let registry = require("docker-registry", "Debian package docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ec = [
@@ -297,50 +261,18 @@ impl Registry {
             ],
             d,
         );
-        sh("htpasswd", &["-Bbc", "htpasswd", USER, PASSWORD], d);
-
-        let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}/storage\n\
-             http:\n  addr: {address}\n  secret: registrar-e2e\n  tls:\n    \
-             certificate: {root}/registry.crt\n    key: {root}/registry.key\n\
-             auth:\n  htpasswd:\n    realm: registrar-e2e\n    path: {root}/htpasswd\n",
-            root = d.display()
+        let auth = htpasswd(d, USER, PASSWORD);
+        let process = DockerRegistry::start(
+            d,
+            Some((&d.join("registry.crt"), &d.join("registry.key"))),
+            &auth,
         );
-        std::fs::write(d.join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(d.join("registry.log")).unwrap();
-        let child = Command::new(registry)
-            .args(["serve", "config.yml"])
-            .current_dir(d)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
-        let mut r = Self {
-            child,
-            address: address.clone(),
+        Self {
+            address: process.address.clone(),
             ca: d.join("ca.crt"),
+            _process: process,
             _dir: dir,
-        };
-        let addr: SocketAddr = address.parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = r.child.try_wait() {
-                panic!(
-                    "docker-registry exited ({status}): {}",
-                    std::fs::read_to_string(r._dir.path().join("registry.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        r
     }
 }
 

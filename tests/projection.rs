@@ -9,7 +9,7 @@ use registrar::app::App;
 use registrar::crypto::{Kek, KeySource};
 use registrar::domain::access::Principal;
 use registrar::domain::address::RegistryKind;
-use registrar::domain::command::Command;
+use registrar::domain::command::{Command, Verified};
 use registrar::domain::credential::NewCredential;
 use registrar::domain::event::Orchestration;
 use registrar::domain::state::State;
@@ -31,6 +31,10 @@ enum Op {
         reg: usize,
         insecure: bool,
     },
+    Verify {
+        reg: usize,
+        ok: bool,
+    },
     Activate(usize),
     Deactivate(usize),
     Delete(usize),
@@ -46,6 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(Op::DeleteEnv),
         5 => (0..4usize, 0..5usize, any::<u8>()).prop_map(|(env, address, user)| Op::Add { env, address, user }),
         2 => (0..8usize, any::<bool>()).prop_map(|(reg, insecure)| Op::Edit { reg, insecure }),
+        2 => (0..8usize, any::<bool>()).prop_map(|(reg, ok)| Op::Verify { reg, ok }),
         2 => (0..8usize).prop_map(Op::Activate),
         2 => (0..8usize).prop_map(Op::Deactivate),
         1 => (0..8usize).prop_map(Op::Delete),
@@ -79,6 +84,13 @@ async fn fresh_fold(app: &App) -> State {
     let mut state = State::default();
     catch_up(app.log().as_ref(), &mut state).await.unwrap();
     state
+}
+
+fn verified(ok: bool) -> Verified {
+    Verified {
+        ok,
+        message: if ok { "accepted" } else { "rejected" }.to_owned(),
+    }
 }
 
 fn command(op: &Op, state: &State, n: usize) -> Option<Command> {
@@ -117,6 +129,9 @@ fn command(op: &Op, state: &State, n: usize) -> Option<Command> {
             },
             insecure: false,
             ca_certificate_pem: String::new(),
+            verified: user
+                .is_multiple_of(2)
+                .then(|| verified(user.is_multiple_of(4))),
         },
         Op::Edit { reg, insecure } => Command::UpdateRegistry {
             registry_id: pick(&regs, *reg)?,
@@ -129,7 +144,21 @@ fn command(op: &Op, state: &State, n: usize) -> Option<Command> {
             ca_certificate_pem: None,
             expire_time: None,
             ecr: None,
+            verified: insecure.then(|| verified(n.is_multiple_of(2))),
         },
+        Op::Verify { reg, ok } => {
+            let registry_id = pick(&regs, *reg)?;
+            let credential_id = state
+                .registry(&registry_id)?
+                .credential
+                .credential_id
+                .clone();
+            Command::RecordVerification {
+                registry_id,
+                credential_id,
+                verified: verified(*ok),
+            }
+        }
         Op::Activate(i) => Command::ActivateRegistry {
             registry_id: pick(&regs, *i)?,
         },

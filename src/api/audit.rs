@@ -247,7 +247,8 @@ macro_rules! asked_registry {
 asked_registry!(
     pb::ActivateRegistryRequest,
     pb::DeactivateRegistryRequest,
-    pb::DeleteRegistryRequest
+    pb::DeleteRegistryRequest,
+    pb::VerifyRegistryRequest
 );
 
 impl Asked for pb::UpdateSettingsRequest {
@@ -336,7 +337,8 @@ done_registry!(
     pb::CreateRegistryResponse,
     pb::UpdateRegistryResponse,
     pb::ActivateRegistryResponse,
-    pb::DeactivateRegistryResponse
+    pb::DeactivateRegistryResponse,
+    pb::VerifyRegistryResponse
 );
 
 impl Done for pb::DeleteRegistryResponse {

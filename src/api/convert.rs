@@ -74,6 +74,7 @@ pub(crate) fn create_registry(
         },
         insecure: r.insecure,
         ca_certificate_pem: r.ca_certificate_pem.clone(),
+        verified: None,
     })
 }
 
@@ -91,6 +92,7 @@ pub(crate) fn update_registry(r: &pb::UpdateRegistryRequest, credential_id: Stri
         ca_certificate_pem: r.ca_certificate_pem.clone(),
         expire_time: r.expire_time.as_ref().map(timestamp_to_system),
         ecr: ecr_keys(&r.ecr),
+        verified: None,
     }
 }
 
@@ -180,6 +182,11 @@ pub(crate) fn registry(r: &Registry) -> pb::Registry {
             .map(|k| k.access_key_id.clone())
             .unwrap_or_default(),
         last_refresh_error: r.last_refresh_error.clone().unwrap_or_default(),
+        last_verification: r.last_verification.as_ref().map(|v| pb::Verification {
+            time: Some(system_to_timestamp(v.time)),
+            ok: v.ok,
+            message: v.message.clone(),
+        }),
     }
 }
 

@@ -20,6 +20,7 @@ fn action(a: Action) -> pb::HistoryAction {
         Action::EcrTokenRefreshed => pb::HistoryAction::EcrTokenRefreshed,
         Action::EcrRefreshFailed => pb::HistoryAction::EcrRefreshFailed,
         Action::SettingsChanged => pb::HistoryAction::SettingsChanged,
+        Action::RegistryVerified => pb::HistoryAction::RegistryVerified,
     }
 }
 

@@ -236,6 +236,7 @@ macro_rules! idempotent {
 }
 
 idempotent! {
+    pb::VerifyRegistryRequest => "VerifyRegistry",
     pb::CreateEnvironmentRequest => "CreateEnvironment",
     pb::DeleteEnvironmentRequest => "DeleteEnvironment",
     pb::CreateRegistryRequest => "CreateRegistry",

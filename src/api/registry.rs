@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, fingerprint, Api, Page};
-use crate::app::{new_id, Executed};
+use crate::app::{new_id, Executed, Trigger};
 use crate::domain::command::Command;
 use crate::pb;
 
@@ -30,10 +30,15 @@ impl pb::registry_service_server::RegistryService for Api {
             let fp = fingerprint(&r);
             let registry_id = new_id();
             let command = convert::create_registry(&r, registry_id.clone(), new_id())?;
-            let done = self
-                .app
-                .execute(&who, &r.request_id, &fp, || command.clone())
-                .await?;
+            let done = if r.verify {
+                self.app
+                    .execute_verified(&who, &r.request_id, &fp, command)
+                    .await?
+            } else {
+                self.app
+                    .execute(&who, &r.request_id, &fp, || command.clone())
+                    .await?
+            };
             let (registry, revision) = registry_response(done, &registry_id)?;
             Ok(Response::new(pb::CreateRegistryResponse {
                 registry,
@@ -95,10 +100,15 @@ impl pb::registry_service_server::RegistryService for Api {
             let r = request.into_inner();
             let fp = fingerprint(&r);
             let command = convert::update_registry(&r, new_id());
-            let done = self
-                .app
-                .execute(&who, &r.request_id, &fp, || command.clone())
-                .await?;
+            let done = if r.verify {
+                self.app
+                    .execute_verified(&who, &r.request_id, &fp, command)
+                    .await?
+            } else {
+                self.app
+                    .execute(&who, &r.request_id, &fp, || command.clone())
+                    .await?
+            };
             let (registry, revision) = registry_response(done, &r.id)?;
             Ok(Response::new(pb::UpdateRegistryResponse {
                 registry,
@@ -191,6 +201,37 @@ impl pb::registry_service_server::RegistryService for Api {
                 .await?;
             Ok(Response::new(pb::DeleteRegistryResponse {
                 revision: done.revision,
+            }))
+        }
+        .await;
+        self.audit_outcome(audit, result)
+    }
+
+    async fn verify_registry(
+        &self,
+        request: Request<pb::VerifyRegistryRequest>,
+    ) -> Result<Response<pb::VerifyRegistryResponse>, Status> {
+        let who = self.principal(&request).await;
+        let audit = self.audit_mutation(
+            "registrar.v1.RegistryService/VerifyRegistry",
+            &request,
+            who.as_ref().ok(),
+        )?;
+        let result: Result<Response<pb::VerifyRegistryResponse>, Status> = async {
+            let who = who?;
+            let r = request.into_inner();
+            if r.id.is_empty() {
+                return Err(super::error::invalid("id", "is required"));
+            }
+            let fp = fingerprint(&r);
+            let done = self
+                .app
+                .verify_registry(&who, &r.request_id, &fp, &r.id, Trigger::OnDemand)
+                .await?;
+            let (registry, revision) = registry_response(done, &r.id)?;
+            Ok(Response::new(pb::VerifyRegistryResponse {
+                registry,
+                revision,
             }))
         }
         .await;

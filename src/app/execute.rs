@@ -187,7 +187,8 @@ impl App {
                 Event::RegistryCreated { registry_id, .. }
                 | Event::CredentialReplaced { registry_id, .. }
                 | Event::RegistryActivated { registry_id }
-                | Event::RegistryDeactivated { registry_id } => Outcome::Registry(registry_id),
+                | Event::RegistryDeactivated { registry_id }
+                | Event::RegistryVerified { registry_id, .. } => Outcome::Registry(registry_id),
                 Event::SettingsUpdated { .. } => Outcome::Settings,
                 Event::TokenCreated { token_id, .. } => Outcome::Token(token_id),
                 // A deletion's answer is empty; the refresher's events carry
@@ -322,7 +323,7 @@ impl App {
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Checks a request id: at most 128 bytes of `[A-Za-z0-9._:-]`.
-fn check_request_id(request_id: &str) -> Result<()> {
+pub(super) fn check_request_id(request_id: &str) -> Result<()> {
     if request_id.len() > MAX_REQUEST_ID_LEN {
         return Err(Rule::invalid(
             "request_id",

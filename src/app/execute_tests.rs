@@ -68,6 +68,7 @@ fn create_registry(env: &str, credential_id: &str, password: &str) -> Command {
         },
         insecure: false,
         ca_certificate_pem: String::new(),
+        verified: None,
     }
 }
 

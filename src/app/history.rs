@@ -46,6 +46,8 @@ pub enum Action {
     EcrRefreshFailed,
     /// The settings changed.
     SettingsChanged,
+    /// The credential was checked against the registry.
+    RegistryVerified,
 }
 
 /// One change, redacted.
@@ -298,6 +300,17 @@ impl App {
             } => {
                 registry(&mut entry, registry_id, Action::EcrRefreshFailed);
                 entry.credential_id.clone_from(credential_id);
+                entry.message.clone_from(message);
+            }
+            Event::RegistryVerified {
+                registry_id,
+                credential_id,
+                message,
+                ..
+            } => {
+                registry(&mut entry, registry_id, Action::RegistryVerified);
+                entry.credential_id.clone_from(credential_id);
+                entry.changed_fields = vec!["last_verification"];
                 entry.message.clone_from(message);
             }
             Event::SettingsUpdated {

@@ -14,6 +14,7 @@ mod history;
 mod keys;
 mod pull;
 mod query;
+mod verify;
 mod watch;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub use execute::MAX_REQUEST_ID_LEN;
 pub use history::{Action, HistoryEntry, HistoryPage};
 pub use keys::DataKeys;
 pub use pull::{HostRegistry, OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
+pub(crate) use verify::check_sendable;
+pub use verify::Trigger;
 pub use watch::{Change, Cursor, Item, WatchStart};
 
 use crate::audit::Audit;
@@ -53,6 +56,7 @@ pub struct App {
     quotas: Quotas,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
+    verifier: crate::verify::Verifier,
 }
 
 /// The object a command's answer shows, as of the command's commit.
@@ -171,6 +175,7 @@ impl App {
             quotas: Quotas::default(),
             metrics: Arc::new(Metrics::new()),
             audit: Arc::new(Audit::disabled()),
+            verifier: crate::verify::Verifier::default(),
         })
     }
 
@@ -189,6 +194,12 @@ impl App {
     /// Returns the app writing its audit trail to `audit`.
     pub fn with_audit(mut self, audit: Arc<Audit>) -> Self {
         self.audit = audit;
+        self
+    }
+
+    /// Returns the app logging in to registries with `verifier`.
+    pub fn with_verifier(mut self, verifier: crate::verify::Verifier) -> Self {
+        self.verifier = verifier;
         self
     }
 

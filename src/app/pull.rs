@@ -115,7 +115,7 @@ impl PullOutcome {
 type Usable = (String, bool, String, Sealed);
 
 /// What is copied out of the read lock to open a credential after it.
-struct Sealed {
+pub(super) struct Sealed {
     environment_id: String,
     registry_id: String,
     credential: CredentialRecord,
@@ -123,13 +123,19 @@ struct Sealed {
 }
 
 impl Sealed {
-    fn of(reg: &Registry) -> Self {
+    /// The credential of `reg`, sealed.
+    pub(super) fn of(reg: &Registry) -> Self {
         Self {
             environment_id: reg.environment_id.clone(),
             registry_id: reg.id.clone(),
             credential: reg.credential.clone(),
             version: reg.credential_version,
         }
+    }
+
+    /// The id of the credential.
+    pub(super) fn credential_id(&self) -> &str {
+        &self.credential.credential_id
     }
 }
 
@@ -287,7 +293,7 @@ impl App {
     }
 
     /// Opens a credential read as live; `None` when it was destroyed since.
-    async fn open_sealed(&self, s: Sealed) -> Result<Option<OpenCredential>> {
+    pub(super) async fn open_sealed(&self, s: Sealed) -> Result<Option<OpenCredential>> {
         let ctx = SecretContext {
             environment_id: &s.environment_id,
             registry_id: &s.registry_id,

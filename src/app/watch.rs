@@ -277,7 +277,8 @@ impl Cursor {
             | Event::RegistryActivated { registry_id }
             | Event::RegistryDeactivated { registry_id }
             | Event::EcrTokenRefreshed { registry_id, .. }
-            | Event::EcrRefreshFailed { registry_id, .. } => {
+            | Event::EcrRefreshFailed { registry_id, .. }
+            | Event::RegistryVerified { registry_id, .. } => {
                 let view = self.view(stream, recorded).await?;
                 view.registry(&registry_id)
                     .map(|r| Change::Registry(Box::new(r.clone())))

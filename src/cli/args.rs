@@ -340,6 +340,10 @@ pub enum RegistryCommand {
         /// PEM file of the CA certificates the registry's TLS chains to.
         #[arg(long, value_name = "PATH")]
         ca_file: Option<PathBuf>,
+        /// Log in to the registry with the credential first; a credential
+        /// it rejects is not recorded.
+        #[arg(long)]
+        verify: bool,
         /// Idempotency key: a retry with the same id returns the first result.
         #[arg(long, default_value = "", hide_default_value = true)]
         request_id: String,
@@ -383,6 +387,16 @@ pub enum RegistryCommand {
         /// Remove the CA bundle.
         #[arg(long)]
         no_ca: bool,
+        /// Log in to the registry with the new credential first; a
+        /// credential it rejects is not recorded.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Log in to the registry with its current credential and record the
+    /// result; exits 1 when the registry does not accept it.
+    Verify {
+        /// Registry id.
+        id: String,
     },
     /// Let pulls use the registry's credential again.
     Activate {

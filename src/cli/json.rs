@@ -57,6 +57,11 @@ pub fn registry(r: &pb::Registry) -> Value {
     put_time(&mut m, "createTime", r.create_time.as_ref());
     put_time(&mut m, "updateTime", r.update_time.as_ref());
     put_time(&mut m, "expireTime", r.expire_time.as_ref());
+    if let Some(v) = &r.last_verification {
+        let mut verification = object(json!({ "ok": v.ok, "message": v.message }));
+        put_time(&mut verification, "time", v.time.as_ref());
+        m.insert("lastVerification".to_owned(), Value::Object(verification));
+    }
     Value::Object(m)
 }
 

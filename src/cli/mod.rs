@@ -50,6 +50,10 @@ pub enum Error {
     /// The server denied a pull.
     #[error("pull denied: {0}")]
     Denied(String),
+    /// The call succeeded and reports a failure (a credential the registry
+    /// did not accept).
+    #[error("{0}")]
+    Failed(String),
     /// A local file or terminal operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -84,7 +88,9 @@ impl Error {
         match self {
             Self::Usage(_) => EXIT_USAGE,
             Self::Connect { .. } => EXIT_UNREACHABLE,
-            Self::Status { .. } | Self::Denied(_) | Self::Io { .. } => EXIT_REFUSED,
+            Self::Status { .. } | Self::Denied(_) | Self::Failed(_) | Self::Io { .. } => {
+                EXIT_REFUSED
+            }
         }
     }
 }

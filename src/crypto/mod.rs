@@ -5,12 +5,14 @@
 mod kek;
 mod keyring;
 mod seal;
+mod unchecked;
 
 use std::path::PathBuf;
 
 pub use kek::{add_key_to_file, retire_old_keys_in_file, Kek, KeySource};
 pub use keyring::Keyring;
 pub use seal::{DataKey, WrappedKey};
+pub use unchecked::Unchecked;
 
 /// An error raised while loading keys or opening sealed data.
 ///

@@ -9,6 +9,15 @@ use super::address::RegistryKind;
 use super::credential::{NewCredential, NewEcrKeys};
 use super::event::{Orchestration, Role};
 
+/// The result of logging in to a registry with a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Whether the registry accepted it.
+    pub ok: bool,
+    /// What happened, without secrets.
+    pub message: String,
+}
+
 /// A request to change state.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -44,6 +53,8 @@ pub enum Command {
         insecure: bool,
         /// CA bundle, empty for none.
         ca_certificate_pem: String,
+        /// The result of logging in with the credential, recorded with it.
+        verified: Option<Verified>,
     },
     /// Edit a registry's credential and trust settings (R8).
     UpdateRegistry {
@@ -67,6 +78,17 @@ pub enum Command {
         expire_time: Option<SystemTime>,
         /// New ECR access keys, for ECR registries whose token registrar fetches.
         ecr: Option<NewEcrKeys>,
+        /// The result of logging in with the credential, recorded with it.
+        verified: Option<Verified>,
+    },
+    /// Record the result of checking a registry's current credential.
+    RecordVerification {
+        /// The registry.
+        registry_id: String,
+        /// The credential checked; a replaced one is refused.
+        credential_id: String,
+        /// The result.
+        verified: Verified,
     },
     /// Record a fetched ECR token (the refresher, as the system).
     RecordEcrToken {
@@ -142,6 +164,7 @@ impl Command {
             Command::UpdateRegistry { .. } => "update_registry",
             Command::RecordEcrToken { .. } => "record_ecr_token",
             Command::RecordEcrRefreshFailure { .. } => "record_ecr_refresh_failure",
+            Command::RecordVerification { .. } => "record_verification",
             Command::ActivateRegistry { .. } => "activate_registry",
             Command::DeactivateRegistry { .. } => "deactivate_registry",
             Command::DeleteRegistry { .. } => "delete_registry",

@@ -71,7 +71,8 @@ pub fn authorize(who: &Principal, command: &Command) -> Result<()> {
         Command::UpdateRegistry { registry_id, .. }
         | Command::ActivateRegistry { registry_id }
         | Command::DeactivateRegistry { registry_id }
-        | Command::DeleteRegistry { registry_id } => match who.role {
+        | Command::DeleteRegistry { registry_id }
+        | Command::RecordVerification { registry_id, .. } => match who.role {
             Role::Admin | Role::Member => Ok(()),
             Role::Agent => Err(Error::PermissionDenied(format!(
                 "agent tokens may not change registries (registry {registry_id})"
@@ -146,6 +147,7 @@ pub fn decide(
             credential,
             insecure,
             ca_certificate_pem,
+            verified,
         } => {
             if state.environment(&environment_id).is_none() || !who.sees(&environment_id) {
                 return Err(not_found("environment", &environment_id));
@@ -202,7 +204,7 @@ pub fn decide(
                     Append {
                         stream,
                         expected_version: version - 1,
-                        events: vec![event],
+                        events: with_verification(event, &id, &credential_id, verified),
                     },
                 ],
                 outcome: Outcome::Registry(id),
@@ -219,6 +221,7 @@ pub fn decide(
             ca_certificate_pem,
             expire_time,
             ecr,
+            verified,
         } => {
             let reg = managed_registry(state, who, &registry_id)?;
             if !address.trim().is_empty() {
@@ -290,8 +293,11 @@ pub fn decide(
                 ca_certificate_pem,
                 cause: CredentialCause::Edited,
             };
+            let mut append = registry_append(state, reg, event);
+            append.events =
+                with_verification(append.events.remove(0), &reg.id, &credential_id, verified);
             Ok(Decision {
-                appends: vec![registry_append(state, reg, event)],
+                appends: vec![append],
                 outcome: Outcome::Registry(reg.id.clone()),
             })
         }
@@ -338,6 +344,28 @@ pub fn decide(
                 registry_id: reg.id.clone(),
                 credential_id,
                 message,
+            };
+            Ok(Decision {
+                appends: vec![registry_append(state, reg, event)],
+                outcome: Outcome::Registry(registry_id),
+            })
+        }
+        Command::RecordVerification {
+            registry_id,
+            credential_id,
+            verified,
+        } => {
+            let reg = managed_registry(state, who, &registry_id)?;
+            if reg.credential.credential_id != credential_id {
+                return Err(Error::FailedPrecondition(format!(
+                    "registry {registry_id} no longer uses credential {credential_id}: its credential changed while it was checked"
+                )));
+            }
+            let event = Event::RegistryVerified {
+                registry_id: reg.id.clone(),
+                credential_id,
+                ok: verified.ok,
+                message: verified.message,
             };
             Ok(Decision {
                 appends: vec![registry_append(state, reg, event)],
@@ -474,7 +502,7 @@ pub fn decide(
     }
 }
 
-use super::command::Command;
+use super::command::{Command, Verified};
 
 fn not_found(what: &'static str, id: &str) -> Error {
     Error::NotFound {
@@ -552,6 +580,26 @@ fn registry_append(state: &State, reg: &Registry, event: Event) -> Append {
         stream,
         events: vec![event],
     }
+}
+
+/// Returns a credential's event, followed by the result of the login that
+/// checked it before it was recorded, if any.
+fn with_verification(
+    event: Event,
+    registry_id: &str,
+    credential_id: &str,
+    verified: Option<Verified>,
+) -> Vec<Event> {
+    let mut events = vec![event];
+    if let Some(v) = verified {
+        events.push(Event::RegistryVerified {
+            registry_id: registry_id.to_owned(),
+            credential_id: credential_id.to_owned(),
+            ok: v.ok,
+            message: v.message,
+        });
+    }
+    events
 }
 
 fn env_guard(state: &State, environment_id: &str) -> Append {

@@ -121,6 +121,7 @@ fn create(
         },
         insecure: false,
         ca_certificate_pem: String::new(),
+        verified: None,
     }
 }
 
@@ -136,6 +137,7 @@ fn update(id: &str, credential_id: &str, password: Option<&str>) -> Command {
         ca_certificate_pem: None,
         expire_time: None,
         ecr: None,
+        verified: None,
     }
 }
 

@@ -124,6 +124,17 @@ pub enum Event {
         /// What went wrong, without secrets.
         message: String,
     },
+    /// The credential was checked against the registry (a login).
+    RegistryVerified {
+        /// The registry.
+        registry_id: String,
+        /// The credential checked; a result for a replaced one is ignored.
+        credential_id: String,
+        /// Whether the registry accepted it.
+        ok: bool,
+        /// What happened, without secrets.
+        message: String,
+    },
     /// The settings were replaced.
     SettingsUpdated {
         /// `registry.default`; `None` is Docker Hub.
@@ -164,6 +175,7 @@ impl Event {
             Event::RegistryDeleted { .. } => "registry.deleted",
             Event::EcrTokenRefreshed { .. } => "registry.ecr_token_refreshed",
             Event::EcrRefreshFailed { .. } => "registry.ecr_refresh_failed",
+            Event::RegistryVerified { .. } => "registry.verified",
             Event::SettingsUpdated { .. } => "settings.updated",
             Event::TokenCreated { .. } => "token.created",
             Event::TokenRevoked { .. } => "token.revoked",

@@ -60,11 +60,29 @@ pub struct Registry {
     pub token_issued_at: Option<SystemTime>,
     /// Why the last ECR token refresh failed, cleared by the next success.
     pub last_refresh_error: Option<String>,
+    /// The last check of the current credential against the registry (a
+    /// login, or for ECR with access keys the last token refresh); `None`
+    /// until the first check of this credential.
+    pub last_verification: Option<Verification>,
     /// When it was created.
     pub create_time: SystemTime,
     /// When it last changed.
     pub update_time: SystemTime,
 }
+
+/// The result of a check of a registry's credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// When it was recorded.
+    pub time: SystemTime,
+    /// Whether the registry accepted the credential.
+    pub ok: bool,
+    /// What happened, without secrets.
+    pub message: String,
+}
+
+/// What a successful ECR token refresh reads as, beside a login check.
+pub const ECR_REFRESHED: &str = "ECR issued a token for the access keys";
 
 /// An issued token, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +287,7 @@ impl State {
                         ecr_keys_version: r.stream_version,
                         token_issued_at: None,
                         last_refresh_error: None,
+                        last_verification: None,
                         create_time: r.time,
                         update_time: r.time,
                     },
@@ -287,6 +306,7 @@ impl State {
                     reg.ecr_keys_version = r.stream_version;
                     reg.token_issued_at = None;
                     reg.last_refresh_error = None;
+                    reg.last_verification = None;
                     reg.insecure = *insecure;
                     reg.ca_certificate_pem = ca_certificate_pem.clone();
                     reg.update_time = r.time;
@@ -317,6 +337,11 @@ impl State {
                         reg.credential_version = r.stream_version;
                         reg.token_issued_at = Some(*issued_at);
                         reg.last_refresh_error = None;
+                        reg.last_verification = Some(Verification {
+                            time: r.time,
+                            ok: true,
+                            message: ECR_REFRESHED.to_owned(),
+                        });
                         reg.update_time = r.time;
                     }
                 }
@@ -329,6 +354,28 @@ impl State {
                 if let Some(reg) = self.registries.get_mut(registry_id) {
                     if reg.credential.credential_id == *credential_id {
                         reg.last_refresh_error = Some(message.clone());
+                        reg.last_verification = Some(Verification {
+                            time: r.time,
+                            ok: false,
+                            message: message.clone(),
+                        });
+                        reg.update_time = r.time;
+                    }
+                }
+            }
+            Event::RegistryVerified {
+                registry_id,
+                credential_id,
+                ok,
+                message,
+            } => {
+                if let Some(reg) = self.registries.get_mut(registry_id) {
+                    if reg.credential.credential_id == *credential_id {
+                        reg.last_verification = Some(Verification {
+                            time: r.time,
+                            ok: *ok,
+                            message: message.clone(),
+                        });
                         reg.update_time = r.time;
                     }
                 }
@@ -374,7 +421,12 @@ impl State {
         }
     }
 
-    /// Returns the registries whose ECR token registrar fetches.
+    /// Returns every registry of every environment, in no order.
+    pub fn all_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
+        self.registries.values()
+    }
+
+    /// Returns the ECR registries whose token registrar fetches.
     pub fn ecr_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
         self.registries
             .values()

@@ -29,7 +29,10 @@ use crate::pb;
 
 pub use bootstrap::ADMIN_TOKEN_FILE;
 pub use open::{audit_hmac, mint_admin_token};
-pub use settings::{ecr_settings, limits, watch_settings, Limits, SMALL_REQUEST_BYTES};
+pub use settings::{
+    ecr_settings, limits, verify_limits, verify_schedule, watch_settings, Limits,
+    SMALL_REQUEST_BYTES,
+};
 pub use tls::transport;
 
 /// Why the server could not start or stopped.
@@ -172,6 +175,7 @@ pub async fn run(
     if let Some(clock) = overrides.clock {
         app = app.with_clock(clock);
     }
+    app = app.with_verifier(crate::verify::Verifier::new(verify_limits(&config)));
     let ecr = RefresherSettings {
         endpoint_override: overrides.ecr_endpoint,
         ..ecr_settings(&config)
@@ -187,6 +191,8 @@ pub async fn run(
             limits,
             reachable: store.reachable(),
             elector: store.elector(),
+            verify: verify_schedule(&config),
+            verify_elector: store.verify_elector(),
             metrics_listener,
             admission,
         },
@@ -213,6 +219,10 @@ struct Served {
     reachable: Option<tokio::sync::watch::Receiver<bool>>,
     /// Who runs background work among replicas (PostgreSQL only).
     elector: Option<crate::store::postgres::Elector>,
+    /// The background credential check.
+    verify: crate::verify::ScheduleSettings,
+    /// Who runs it among replicas (PostgreSQL only).
+    verify_elector: Option<crate::store::postgres::Elector>,
     /// Where `/metrics` is served, if anywhere.
     metrics_listener: Option<TcpListener>,
     /// Where the admission webhooks are served, with their TLS.
@@ -231,9 +241,12 @@ async fn serve(
         limits,
         reachable,
         elector,
+        verify,
+        verify_elector,
         metrics_listener,
         admission,
     } = served;
+    let verifier = crate::verify::spawn(app.clone(), verify, verify_elector);
     let admission_task = admission.map(|(listener, tls)| {
         tracing::info!(address = ?listener.local_addr().ok(), "serving admission webhooks");
         tokio::spawn(admission_http::serve(listener, tls, app.clone()))
@@ -345,6 +358,10 @@ async fn serve(
     }
     if let Some(task) = admission_task {
         task.abort();
+    }
+    if let Some(task) = verifier {
+        task.abort();
+        let _ = task.await;
     }
     if let Some(refresher) = refresher {
         refresher.abort();

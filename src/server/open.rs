@@ -47,6 +47,15 @@ impl Store {
         }
     }
 
+    /// The elector of the replica that checks credentials in the
+    /// background; `None` for the embedded store.
+    pub(super) fn verify_elector(&self) -> Option<crate::store::postgres::Elector> {
+        match self {
+            Store::Sled(_) => None,
+            Store::Postgres(store) => Some(store.verify_elector()),
+        }
+    }
+
     /// Has the store's writer report each group to the app's metrics.
     pub(super) fn observe(&self, metrics: crate::metrics::StoreMetrics) {
         match self {

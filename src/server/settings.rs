@@ -61,3 +61,21 @@ pub fn ecr_settings(config: &ServeConfig) -> RefresherSettings {
         ..RefresherSettings::default()
     }
 }
+
+/// Returns the limits of one login to a registry.
+pub fn verify_limits(config: &ServeConfig) -> crate::verify::Limits {
+    let total = Duration::from_secs(config.verify_timeout_secs.max(1));
+    crate::verify::Limits {
+        total,
+        connect: crate::verify::Limits::default().connect.min(total),
+        ..crate::verify::Limits::default()
+    }
+}
+
+/// Returns the background credential check's settings.
+pub fn verify_schedule(config: &ServeConfig) -> crate::verify::ScheduleSettings {
+    crate::verify::ScheduleSettings {
+        interval: config.verify_interval.0,
+        concurrency: 4,
+    }
+}

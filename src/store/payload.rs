@@ -109,6 +109,18 @@ pub fn encode(event: &Event) -> NewEvent {
             message: message.clone(),
         }
         .encode_to_vec(),
+        Event::RegistryVerified {
+            registry_id,
+            credential_id,
+            ok,
+            message,
+        } => pb::RegistryVerified {
+            registry_id: registry_id.clone(),
+            credential_id: credential_id.clone(),
+            ok: *ok,
+            message: message.clone(),
+        }
+        .encode_to_vec(),
         Event::SettingsUpdated {
             default_registry,
             whitelist,
@@ -267,6 +279,15 @@ fn decode_v1(event_type: &str, payload: &[u8]) -> std::result::Result<Event, Str
             Event::EcrRefreshFailed {
                 registry_id: m.registry_id,
                 credential_id: m.credential_id,
+                message: m.message,
+            }
+        }
+        "registry.verified" => {
+            let m: pb::RegistryVerified = msg(payload)?;
+            Event::RegistryVerified {
+                registry_id: m.registry_id,
+                credential_id: m.credential_id,
+                ok: m.ok,
                 message: m.message,
             }
         }

@@ -115,6 +115,14 @@ fn samples() -> Vec<Event> {
             credential_id: "c2".into(),
             message: "ECR answered 403: the access key is not valid".into(),
         },
+        Event::RegistryVerified {
+            registry_id: "r1".into(),
+            credential_id: "c3".into(),
+            ok: false,
+            message:
+                "the registry rejected the credential: 401 from https://reg.example.com:5000/v2/"
+                    .into(),
+        },
     ]
 }
 

@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod moto;
+pub mod registry;
+pub mod stub;
 
 use std::path::PathBuf;
 

@@ -74,6 +74,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
             password,
             insecure,
             ca_file,
+            verify,
             request_id,
         } => {
             let ca_certificate_pem = ca_file
@@ -111,6 +112,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                             ecr,
                             request_id,
                             expire_time: None,
+                            verify,
                         }),
                 )
                 .await?
@@ -166,6 +168,7 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
             insecure,
             ca_file,
             no_ca,
+            verify,
         } => {
             let ca_certificate_pem = match (ca_file, no_ca) {
                 (Some(path), _) => Some(read_ca(&path)?),
@@ -188,12 +191,33 @@ pub(super) async fn registry(client: &ClientArgs, command: RegistryCommand) -> R
                             request_id: String::new(),
                             expire_time: None,
                             ecr,
+                            verify,
                         }),
                 )
                 .await?
                 .registry
                 .unwrap_or_default();
             print_registry(client.json, &r);
+        }
+        RegistryCommand::Verify { id } => {
+            conn = connect(client).await?;
+            let request = pb::VerifyRegistryRequest {
+                id,
+                request_id: String::new(),
+            };
+            let r = conn
+                .answer(conn.registries().verify_registry(request))
+                .await?
+                .registry
+                .unwrap_or_default();
+            print_registry(client.json, &r);
+            let ok = r.last_verification.as_ref().is_some_and(|v| v.ok);
+            if !ok {
+                return Err(Error::Failed(format!(
+                    "registry {} did not accept its credential",
+                    r.address
+                )));
+            }
         }
         RegistryCommand::Activate { id } => {
             conn = connect(client).await?;
@@ -311,6 +335,20 @@ fn print_registry(as_json: bool, r: &pb::Registry) {
             ("expires", when(r.expire_time.as_ref())),
             ("ecr access key", or_dash(&r.ecr_access_key_id)),
             ("last refresh error", or_dash(&r.last_refresh_error)),
+            ("last verified", verification(r.last_verification.as_ref())),
         ])
     );
+}
+
+/// `2026-12-02T06:00:00Z ok: the registry accepted ...`, or `-`.
+fn verification(v: Option<&pb::Verification>) -> String {
+    match v {
+        None => "-".to_owned(),
+        Some(v) => format!(
+            "{} {}: {}",
+            when(v.time.as_ref()),
+            if v.ok { "ok" } else { "FAILED" },
+            v.message
+        ),
+    }
 }

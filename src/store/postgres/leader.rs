@@ -41,6 +41,15 @@ impl Elector {
         Self { config, tls, key }
     }
 
+    /// Returns an elector for another kind of work, on the same database.
+    pub(super) fn sibling(&self, key: i64) -> Self {
+        Self {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            key,
+        }
+    }
+
     /// Waits until this replica holds the lock.
     pub async fn lead(&self) -> Lease {
         let mut waiting: Option<(Client, watch::Receiver<bool>)> = None;

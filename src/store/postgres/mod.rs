@@ -43,6 +43,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// The advisory lock key of background work's leader ("rgr" and 2; the
 /// schema's migrations use another).
 const LEADER_LOCK: i64 = 0x0072_6772_0002;
+/// The advisory lock key of the background credential check's leader.
+const VERIFY_LOCK: i64 = 0x0072_6772_0003;
 /// The least time between two reads of the head on a caller's behalf.
 const REFRESH_EVERY: Duration = Duration::from_millis(50);
 /// The longest a call waits for a connection (from the pool, or a new one).
@@ -173,6 +175,12 @@ impl PgStore {
     /// ECR refresher): one replica at a time holds its lock.
     pub fn elector(&self) -> Elector {
         self.elector.clone()
+    }
+
+    /// Returns the elector of the replica that checks credentials in the
+    /// background: one replica at a time, not necessarily the ECR one.
+    pub fn verify_elector(&self) -> Elector {
+        self.elector.sibling(VERIFY_LOCK)
     }
 
     /// Returns whether the database answered the last call (true at

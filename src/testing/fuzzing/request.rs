@@ -55,6 +55,7 @@ static SEEDED: LazyLock<State> = LazyLock::new(|| {
         credential,
         insecure: false,
         ca_certificate_pem: String::new(),
+        verified: None,
     };
     let commands = [
         Command::CreateEnvironment {
