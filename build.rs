@@ -41,6 +41,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_debug(SECRET_MESSAGES.iter().map(|m| format!("registrar.v1.{m}")))
         .compile_fds(api_fds)?;
 
+    // The PullService server once more, for Watch to send messages encoded
+    // once for all its watchers (src/api/watch.rs): WatchResponse is those
+    // bytes there, and every other type is one of the messages above.
+    let mut pull_fds = protox::compile(["proto/registrar/v1/pull.proto"], ["proto"])?;
+    pull_fds
+        .file
+        .retain(|f| f.name() == "registrar/v1/pull.proto");
+    let shared = out.join("shared");
+    std::fs::create_dir_all(&shared)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .out_dir(&shared)
+        .extern_path(".registrar.v1", "crate::pb")
+        .extern_path(".registrar.v1.WatchResponse", "crate::api::Encoded")
+        .compile_fds(pull_fds)?;
+
     let event_fds = protox::compile(events, ["proto"])?;
     tonic_prost_build::configure()
         .build_client(false)

@@ -76,6 +76,19 @@ pub mod pb {
     tonic::include_proto!("registrar.v1");
 }
 
+/// The PullService server as served: the same service, whose Watch
+/// stream sends messages already encoded ([`api::Encoded`]).
+pub(crate) mod pb_served {
+    #![allow(
+        missing_docs,
+        unreachable_pub,
+        missing_debug_implementations,
+        dead_code,
+        clippy::all
+    )]
+    include!(concat!(env!("OUT_DIR"), "/shared/registrar.v1.rs"));
+}
+
 /// The log's generated event types (`registrar.event.v1`).
 pub mod event_pb {
     #![allow(

@@ -45,7 +45,10 @@ pub async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let data = dir.path().join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+    // REGISTRAR_BIN runs another build (an older commit's, to compare).
+    let program =
+        std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into());
+    let child = Command::new(program)
         .args([
             "serve",
             "--listen",

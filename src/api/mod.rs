@@ -16,7 +16,7 @@ mod settings;
 mod token;
 mod watch;
 
-pub use watch::WatchSettings;
+pub use watch::{Encoded, WatchSettings};
 
 use base64::Engine as _;
 use tonic::{Request, Status};
@@ -108,8 +108,8 @@ impl Api {
     }
 
     /// Returns the pull service.
-    pub fn pull_service(&self) -> pb::pull_service_server::PullServiceServer<Self> {
-        pb::pull_service_server::PullServiceServer::new(self.clone())
+    pub fn pull_service(&self) -> crate::pb_served::pull_service_server::PullServiceServer<Self> {
+        crate::pb_served::pull_service_server::PullServiceServer::new(self.clone())
     }
 
     /// Returns the key service.

@@ -108,7 +108,7 @@ fn allowed(
 }
 
 #[tonic::async_trait]
-impl pb::pull_service_server::PullService for Api {
+impl crate::pb_served::pull_service_server::PullService for Api {
     async fn resolve_pull(
         &self,
         request: Request<pb::ResolvePullRequest>,
@@ -188,7 +188,7 @@ impl pb::pull_service_server::PullService for Api {
         }))
     }
 
-    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WatchResponse, Status>>;
+    type WatchStream = super::watch::WatchStream;
 
     async fn watch(
         &self,
@@ -210,8 +210,7 @@ impl pb::pull_service_server::PullService for Api {
             return Err(Status::unavailable("the server is shutting down"));
         }
         let slot = self.watches.take(&who.token_id, self.watch.max_per_token)?;
-        // One slot more than the buffer: room for the status that ends a stall.
-        let (tx, rx) = tokio::sync::mpsc::channel(self.watch.buffer + 1);
+        let (tx, rx) = super::watch::queue(self.watch.buffer);
         let stream = super::watch::run(
             self.app.clone(),
             who,
@@ -228,9 +227,7 @@ impl pb::pull_service_server::PullService for Api {
             drop(slot);
             open.dec();
         });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
-            rx,
-        )))
+        Ok(Response::new(rx))
     }
 
     async fn get_host_config(

@@ -12,39 +12,48 @@ use base64::Engine as _;
 use super::{App, Error, Result};
 use crate::domain::access::Principal;
 use crate::domain::error::Error as Rule;
-use crate::domain::event::{Event, Recorded, Stream};
-use crate::domain::settings::Settings;
-use crate::domain::state::{Registry, State};
+use crate::domain::event::{Recorded, Stream};
+use crate::domain::state::State;
+pub use crate::projection::Change;
+use crate::projection::{watched, Applied};
 use crate::store::payload;
 
 /// Records a cursor reads per step.
 const STEP: usize = 256;
 
-/// One change an environment's watchers see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A registry was created or changed; its view without secrets.
-    Registry(Box<Registry>),
-    /// A registry was deleted.
-    RegistryRemoved {
-        /// Its id.
-        id: String,
-        /// Its address.
-        address: String,
+/// A change at its log position: shared by every watcher when it comes
+/// from the projection's recent window, this cursor's own when it was read
+/// from the log.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// From the recent window: the projection noted the change once, and
+    /// its encoding is shared.
+    Shared(Arc<Applied>),
+    /// Read and folded from the log by this cursor.
+    Own {
+        /// The position a resume token names.
+        position: u64,
+        /// The change.
+        change: Change,
     },
-    /// The settings changed.
-    Settings(Settings),
-    /// The environment was deleted: the watch ends.
-    EnvironmentDeleted,
 }
 
-/// A change at its log position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    /// The position a resume token names.
-    pub position: u64,
-    /// The change.
-    pub change: Change,
+impl Item {
+    /// Returns the position a resume token names.
+    pub fn position(&self) -> u64 {
+        match self {
+            Item::Shared(applied) => applied.recorded.position,
+            Item::Own { position, .. } => *position,
+        }
+    }
+
+    /// Returns the change for the environment `environment_id`.
+    pub fn change<'a>(&'a self, environment_id: &str) -> Option<&'a Change> {
+        match self {
+            Item::Shared(applied) => applied.change_for(environment_id),
+            Item::Own { change, .. } => Some(change),
+        }
+    }
 }
 
 /// A subscriber's place in the log.
@@ -87,22 +96,10 @@ impl App {
             }
             .into());
         }
-        let mut views = HashMap::new();
         let (position, initial) = if resume_token.is_empty() {
+            // A cursor at the projection's position reads the changes the
+            // projection notes in its recent window, and folds nothing itself.
             let snapshot = initial.then(|| snapshot(&state, &env));
-            // The cursor starts at the projection's position, so the
-            // projection's registries are its views: no stream is read.
-            for reg in state.registries_in(&env, "") {
-                let stream = Stream::Registry {
-                    environment_id: env.clone(),
-                    address: reg.address.clone(),
-                }
-                .name();
-                let version = state.stream_version(&stream);
-                let mut view = State::default();
-                view.seed_registry(reg.clone(), stream.clone(), version);
-                views.insert(stream, view);
-            }
             (state.position(), snapshot)
         } else {
             if initial {
@@ -120,7 +117,7 @@ impl App {
                 app: self.clone(),
                 environment_id: env,
                 position,
-                views,
+                views: HashMap::new(),
             },
             initial,
         })
@@ -210,30 +207,34 @@ impl Cursor {
     /// window, shared by all watchers; older ones are read from the log.
     pub async fn next(&mut self) -> Result<Vec<Item>> {
         let from = self.position + 1;
-        let records = match self.app.projection.recent_from(from, STEP) {
-            Some(records) => records,
-            None => {
-                // Never past what the projection applied: the watch checks
-                // its caller against the projection before sending, so a
-                // revocation must be applied before what follows it is read.
-                let applied = self.app.projection.position();
-                if from > applied {
-                    return Ok(Vec::new());
+        if let Some(applied) = self.app.projection.recent_from(from, STEP) {
+            // The projection noted each change: no fold of this cursor's
+            // own, whose views would now fall behind, so they go.
+            self.views.clear();
+            let mut items = Vec::new();
+            for a in applied {
+                self.position = a.recorded.position;
+                if a.change_for(&self.environment_id).is_some() {
+                    items.push(Item::Shared(a));
                 }
-                let max = usize::try_from(applied - from + 1)
-                    .unwrap_or(usize::MAX)
-                    .min(STEP);
-                let mut decoded = Vec::new();
-                for envelope in self.app.log.read(from, max).await? {
-                    decoded.push(Arc::new(payload::decode(&envelope)?));
-                }
-                decoded
             }
-        };
+            return Ok(items);
+        }
+        // Never past what the projection applied: the watch checks its
+        // caller against the projection before sending, so a revocation
+        // must be applied before what follows it is read.
+        let applied = self.app.projection.position();
+        if from > applied {
+            return Ok(Vec::new());
+        }
+        let max = usize::try_from(applied - from + 1)
+            .unwrap_or(usize::MAX)
+            .min(STEP);
         let mut items = Vec::new();
-        for recorded in &records {
-            if let Some(change) = self.change(recorded).await? {
-                items.push(Item {
+        for envelope in self.app.log.read(from, max).await? {
+            let recorded = payload::decode(&envelope)?;
+            if let Some(change) = self.change(&recorded).await? {
+                items.push(Item::Own {
                     position: recorded.position,
                     change,
                 });
@@ -243,52 +244,26 @@ impl Cursor {
         Ok(items)
     }
 
+    /// Returns the change `recorded` makes for this cursor's environment,
+    /// folding its registry stream in this cursor's views.
     async fn change(&mut self, recorded: &Recorded) -> Result<Option<Change>> {
-        let stream = recorded.stream.as_str();
-        let address = match Stream::parse(stream) {
-            Some(Stream::Settings) => None,
-            Some(Stream::Environment(env)) if env == self.environment_id => None,
-            Some(Stream::Registry {
-                environment_id,
-                address,
-            }) if environment_id == self.environment_id => Some(address),
-            Some(Stream::Environment(_) | Stream::Registry { .. } | Stream::Tokens) | None => {
-                return Ok(None)
-            }
+        let Some(stream) = Stream::parse(&recorded.stream) else {
+            return Ok(None);
         };
-        Ok(match recorded.event.clone() {
-            Event::SettingsUpdated {
-                default_registry,
-                whitelist,
-            } => Some(Change::Settings(Settings {
-                default_registry,
-                whitelist,
-            })),
-            Event::EnvironmentDeleted { .. } => Some(Change::EnvironmentDeleted),
-            Event::RegistryDeleted { registry_id, .. } => {
-                self.view(stream, recorded).await?;
-                Some(Change::RegistryRemoved {
-                    id: registry_id,
-                    address: address.map(|a| a.as_str().to_owned()).unwrap_or_default(),
-                })
-            }
-            Event::RegistryCreated { registry_id, .. }
-            | Event::CredentialReplaced { registry_id, .. }
-            | Event::RegistryActivated { registry_id }
-            | Event::RegistryDeactivated { registry_id }
-            | Event::EcrTokenRefreshed { registry_id, .. }
-            | Event::EcrRefreshFailed { registry_id, .. }
-            | Event::RegistryVerified { registry_id, .. } => {
-                let view = self.view(stream, recorded).await?;
-                view.registry(&registry_id)
-                    .map(|r| Change::Registry(Box::new(r.clone())))
-            }
-            // Not a change a watcher sees: an environment's creation comes
-            // before any watch of it, and tokens are not in its streams.
-            Event::EnvironmentCreated { .. }
-            | Event::TokenCreated { .. }
-            | Event::TokenRevoked { .. } => None,
-        })
+        let ours = match &stream {
+            Stream::Tokens => false,
+            other => other
+                .environment_id()
+                .is_none_or(|env| env == self.environment_id),
+        };
+        if !ours {
+            return Ok(None);
+        }
+        let view = match stream {
+            Stream::Registry { .. } => Some(self.view(&recorded.stream, recorded).await?),
+            _ => None,
+        };
+        Ok(watched(recorded, |id| view.and_then(|v| v.registry(id)).cloned()).map(|(_, c)| c))
     }
 
     /// Returns the stream's fold including `recorded`: the stream is read

@@ -433,18 +433,6 @@ impl State {
             .filter(|r| r.credential.ecr.is_some())
     }
 
-    /// Seeds a fold with a registry as it stood at its stream's `version`, so
-    /// that later events of that stream apply to it without replaying the
-    /// stream (a watch cursor starting at the projection's position).
-    pub fn seed_registry(&mut self, registry: Registry, stream: String, version: u64) {
-        self.by_address.insert(
-            (registry.environment_id.clone(), registry.address.clone()),
-            registry.id.clone(),
-        );
-        self.streams.insert(stream, version);
-        self.registries.insert(registry.id.clone(), registry);
-    }
-
     /// Returns each registry whose current credential expires, with when.
     pub fn expiring_credentials(&self) -> impl Iterator<Item = (&str, SystemTime)> + '_ {
         self.registries

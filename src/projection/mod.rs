@@ -2,19 +2,23 @@
 //! that follows the durable head; readers take short read locks and never
 //! hold them across an await.
 
+mod applied;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
-use crate::domain::event::Recorded;
+pub use applied::{watched, Applied, Audience, Change};
+
 use crate::domain::state::State;
 use crate::store::{payload, EventLog, Result};
 
 /// Records read from the log per step of the applier.
 const BATCH: usize = 1024;
-/// Recent records kept decoded for watch cursors near the head, so that many
-/// watchers do not each read and decode every record from the log: at most
+/// Recent records kept decoded, with what watchers see of them, for watch
+/// cursors near the head, so that many watchers do not each read, decode,
+/// fold and encode every record: at most
 /// this many records...
 const RECENT: usize = 8192;
 /// ...and at most this many bytes of them (their encoded size), whichever
@@ -33,12 +37,12 @@ type Recent = Arc<RwLock<Window>>;
 /// The recent records with their sizes.
 #[derive(Debug, Default)]
 struct Window {
-    records: VecDeque<(Arc<Recorded>, usize)>,
+    records: VecDeque<(Arc<Applied>, usize)>,
     bytes: usize,
 }
 
 impl Window {
-    fn push(&mut self, record: Recorded, size: usize) {
+    fn push(&mut self, record: Applied, size: usize) {
         self.records.push_back((Arc::new(record), size));
         self.bytes += size;
         while self.records.len() > RECENT || (self.bytes > RECENT_BYTES && self.records.len() > 1) {
@@ -110,19 +114,19 @@ impl Projection {
     /// Returns up to `max` applied records from `from` on, if the recent
     /// window still holds `from` (empty when `from` is past the last one);
     /// `None` when the caller must read the log instead.
-    pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Recorded>>> {
+    pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Applied>>> {
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
-        let first = recent.records.front()?.0.position;
+        let first = recent.records.front()?.0.recorded.position;
         if from < first {
             return None;
         }
         let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        let end = skip.saturating_add(max).min(recent.records.len());
+        let skip = skip.min(end);
         Some(
             recent
                 .records
-                .iter()
-                .skip(skip)
-                .take(max)
+                .range(skip..end)
                 .map(|(r, _)| Arc::clone(r))
                 .collect(),
         )
@@ -191,16 +195,19 @@ async fn follow(
                 }
             }
         }
-        let last = {
+        let (last, noted) = {
             let mut s = state.write().unwrap_or_else(|p| p.into_inner());
-            for (r, _) in &decoded {
-                s.apply(r);
+            let mut noted = Vec::with_capacity(decoded.len());
+            for (r, size) in decoded {
+                s.apply(&r);
+                // The registry as this record left it, for watchers.
+                noted.push((Applied::new(r, &s), size));
             }
-            s.position()
+            (s.position(), noted)
         };
         {
             let mut window = recent.write().unwrap_or_else(|p| p.into_inner());
-            for (r, size) in decoded {
+            for (r, size) in noted {
                 window.push(r, size);
             }
         }
@@ -211,7 +218,7 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::{Event, Stream};
+    use crate::domain::event::{Event, Recorded, Stream};
     use crate::store::{Commit, MemoryLog, StreamAppend};
 
     fn recorded(position: u64) -> Recorded {
@@ -233,7 +240,7 @@ mod tests {
         let mut w = Window::default();
         let big = RECENT_BYTES / 4 + 1;
         for p in 1..=10 {
-            w.push(recorded(p), big);
+            w.push(Applied::new(recorded(p), &State::default()), big);
         }
         assert_eq!(
             w.records.len(),
@@ -241,14 +248,17 @@ mod tests {
             "four records of a quarter would pass the bound"
         );
         assert!(w.bytes <= RECENT_BYTES);
-        assert_eq!(w.records.front().unwrap().0.position, 8);
+        assert_eq!(w.records.front().unwrap().0.recorded.position, 8);
         // A record larger than the whole bound is still kept, alone.
-        w.push(recorded(11), RECENT_BYTES * 2);
+        w.push(
+            Applied::new(recorded(11), &State::default()),
+            RECENT_BYTES * 2,
+        );
         assert_eq!(w.records.len(), 1);
         // Small records: the record count bounds the window.
         let mut w = Window::default();
         for p in 1..=(RECENT as u64 + 5) {
-            w.push(recorded(p), 10);
+            w.push(Applied::new(recorded(p), &State::default()), 10);
         }
         assert_eq!(w.records.len(), RECENT);
     }
@@ -270,7 +280,7 @@ mod tests {
         projection.wait_for(8).await;
         let tail = projection.recent_from(6, 2).expect("in the window");
         assert_eq!(
-            tail.iter().map(|r| r.position).collect::<Vec<_>>(),
+            tail.iter().map(|r| r.recorded.position).collect::<Vec<_>>(),
             vec![6, 7]
         );
         assert!(projection

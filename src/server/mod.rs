@@ -275,7 +275,7 @@ async fn serve(
     let api = Api::new(app.clone(), watch, closing);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::pull_service_server::PullServiceServer<Api>>()
+        .set_serving::<crate::pb_served::pull_service_server::PullServiceServer<Api>>()
         .await;
     health
         .set_serving::<pb::history_service_server::HistoryServiceServer<Api>>()
