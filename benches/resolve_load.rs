@@ -1,23 +1,30 @@
-//! ResolvePull under load, against an empty tonic handler of the same server.
+//! ResolvePull under load, against an empty handler on a bare tonic server.
 //!
 //! Starts the real `registrar` binary on loopback with two environments
 //! (Cattle and Kubernetes) of 50 registries each and a 50-entry whitelist,
-//! then drives closed-loop clients for a fixed time per phase:
+//! and a bare tonic server (this benchmark's own executable, started again
+//! with `--bare-server`), then drives closed-loop clients for a fixed time
+//! per phase:
 //!
-//! 1. `grpc.health.v1.Health/Check`: tonic's own handler, no token, no work
-//!    (the baseline: what the transport alone costs on this machine);
-//! 2. ResolvePull allowed, Cattle answer (token check, image parse, default
+//! 1. `grpc.health.v1.Health/Check` on the bare tonic server: tonic's
+//!    health handler and nothing else (the baseline: what the transport
+//!    alone costs on this machine). Same runtime as registrar's where it
+//!    matters: tokio's multi-threaded runtime with one worker per core,
+//!    TCP_NODELAY, tonic's default HTTP/2 settings; none of registrar's
+//!    layers (limits, timeouts, metrics, tracing spans);
+//! 2. the same Health/Check on registrar: what its layers cost;
+//! 3. ResolvePull allowed, Cattle answer (token check, image parse, default
 //!    registry, whitelist, one credential opened, AuthConfig and
 //!    X-Registry-Auth);
-//! 3. ResolvePull allowed, Kubernetes answer (dockerconfigjson and the
+//! 4. ResolvePull allowed, Kubernetes answer (dockerconfigjson and the
 //!    kubelet's CredentialProviderResponse);
-//! 4. ResolvePull denied by the whitelist.
+//! 5. ResolvePull denied by the whitelist.
 //!
 //! Every answer is checked (the right decision and, when allowed, the right
 //! password), so a fast wrong answer fails the run.
 //!
 //! `cargo bench --bench resolve_load` (env: `SECONDS` per phase, `CLIENTS`
-//! in flight, `CONNECTIONS`).
+//! in flight, `CONNECTIONS`; `SERVER_CPU` pins both servers to that CPU).
 
 use std::time::{Duration, Instant};
 
@@ -160,8 +167,87 @@ async fn environment(ch: &Channel, admin: &str, orchestration: pb::Orchestration
     agent_token(ch, admin, &env).await
 }
 
-#[tokio::main]
-async fn main() {
+/// The bare tonic server of the baseline, serving health on `port` until
+/// killed.
+fn bare_server(port: u16) {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(health)
+                .serve(([127, 0, 0, 1], port).into())
+                .await
+                .unwrap();
+        });
+}
+
+/// The bare tonic server as a child process; killed on drop.
+struct Bare {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_bare() -> Bare {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = common::pinned(std::env::current_exe().unwrap())
+        .args(["--bare-server", &port.to_string()])
+        .spawn()
+        .unwrap();
+    let mut bare = Bare {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if let Ok(ch) = Channel::from_shared(bare.url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let answer = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if answer.is_ok() {
+                return bare;
+            }
+        }
+        if let Ok(Some(status)) = bare.child.try_wait() {
+            panic!("the bare tonic server exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the bare tonic server did not answer");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-server") {
+        return bare_server(args[i + 1].parse().unwrap());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+async fn run() {
     let seconds = env_usize("SECONDS", 10) as u64;
     let clients = env_usize("CLIENTS", 32);
     let connections = env_usize("CONNECTIONS", 4).max(1);
@@ -198,20 +284,31 @@ async fn main() {
     for _ in 0..connections {
         channels.push(channel(&server.url).await);
     }
+    let bare = start_bare().await;
+    let mut bare_channels = Vec::new();
+    for _ in 0..connections {
+        bare_channels.push(channel(&bare.url).await);
+    }
     let tokens = (cattle.as_str(), kubernetes.as_str());
     // Warm up every path once.
+    phase(&bare_channels, clients, 1, Ask::Health, tokens).await;
     for ask in [Ask::Health, Ask::Cattle, Ask::Kubernetes, Ask::Denied] {
         phase(&channels, clients, 1, ask, tokens).await;
     }
     let rss_start = rss_kib(pid);
 
+    let mut results = vec![(
+        "bare tonic, Health/Check (baseline)",
+        phase(&bare_channels, clients, seconds, Ask::Health, tokens).await,
+    )];
+    drop(bare_channels);
+    drop(bare);
     let phases = [
-        ("Health/Check (baseline)", Ask::Health),
+        ("registrar, Health/Check", Ask::Health),
         ("ResolvePull, Cattle", Ask::Cattle),
         ("ResolvePull, Kubernetes", Ask::Kubernetes),
         ("ResolvePull, denied", Ask::Denied),
     ];
-    let mut results = Vec::new();
     for (name, ask) in phases {
         let lat = phase(&channels, clients, seconds, ask, tokens).await;
         results.push((name, lat));
@@ -226,7 +323,7 @@ async fn main() {
     for (name, lat) in &results {
         let rate = lat.len() as f64 / seconds as f64;
         println!(
-            "{name:<26}: {rate:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            "{name:<36}: {rate:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
             pct(lat, 0.5),
             pct(lat, 0.99),
             rate / base_rate,

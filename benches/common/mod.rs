@@ -39,6 +39,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A command for `program`, on the CPU `SERVER_CPU` names when it is set
+/// (with `taskset`, util-linux), so that server and load generator can be
+/// kept on separate cores: `taskset -c 1 env SERVER_CPU=0 cargo bench ...`.
+pub fn pinned(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match std::env::var("SERVER_CPU") {
+        Ok(cpu) if !cpu.is_empty() => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu).arg(program);
+            command
+        }
+        _ => Command::new(program),
+    }
+}
+
 /// Starts the server and waits until it answers; its admin token is read
 /// from the data directory.
 pub async fn start_server() -> Server {
@@ -48,7 +62,7 @@ pub async fn start_server() -> Server {
     // REGISTRAR_BIN runs another build (an older commit's, to compare).
     let program =
         std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into());
-    let child = Command::new(program)
+    let child = pinned(program)
         .args([
             "serve",
             "--listen",
