@@ -36,10 +36,6 @@ use registrar::domain::event::Orchestration;
 use registrar::pb;
 use registrar::store::{EventLog, SledStore};
 use secrecy::SecretString;
-use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// Commands in flight while the log is written.
 const WRITERS: usize = 64;
@@ -224,31 +220,8 @@ async fn serve(data: &std::path::Path) -> (Serving, Duration) {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = started + Duration::from_secs(600);
-    loop {
-        if let Ok(ch) = Channel::from_shared(serving.url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let answer = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if answer.is_ok_and(|a| a.get_ref().status() == ServingStatus::Serving) {
-                return (serving, started.elapsed());
-            }
-        }
-        if let Ok(Some(status)) = serving.child.try_wait() {
-            panic!("the server exited: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not serve within 600 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_serving(&serving.url, &mut serving.child, Duration::from_secs(600)).await;
+    (serving, started.elapsed())
 }
 
 /// Mints an admin token offline, as an operator would.

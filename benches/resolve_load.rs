@@ -212,27 +212,8 @@ async fn start_bare() -> Bare {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    for _ in 0..200 {
-        if let Ok(ch) = Channel::from_shared(bare.url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let answer = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if answer.is_ok() {
-                return bare;
-            }
-        }
-        if let Ok(Some(status)) = bare.child.try_wait() {
-            panic!("the bare tonic server exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the bare tonic server did not answer");
+    common::wait_serving(&bare.url, &mut bare.child, Duration::from_secs(10)).await;
+    bare
 }
 
 fn main() {

@@ -1,6 +1,7 @@
 //! Tracing subscriber setup: `RUST_LOG` filters, `info` by default; text
 //! lines for people or JSON lines (with the span fields) for log
-//! collectors. Spans and events never record requests or secrets.
+//! collectors. Spans and events never record requests or secrets. Also
+//! how an error is told in one line, with its causes.
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,4 +21,20 @@ pub fn init(format: LogFormat) {
             .with_span_list(true)
             .init(),
     }
+}
+
+/// Joins an error and its causes into one line, `a: b: c`, leaving out a
+/// cause whose text the line already holds.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

@@ -87,6 +87,23 @@ fn accepted(r: Result<pb::Registry, tonic::Status>, expected: &str) -> pb::Regis
     reg
 }
 
+/// Checks the registry's stored credential now; returns the result.
+async fn verify_now(f: &mut Fixture, id: &str) -> pb::Verification {
+    f.admin
+        .reg
+        .verify_registry(pb::VerifyRegistryRequest {
+            id: id.to_owned(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .registry
+        .unwrap()
+        .last_verification
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn htpasswd_registries_over_tls_and_plain_http() {
     let tls_dir = tempfile::tempdir().unwrap();
@@ -123,35 +140,12 @@ async fn htpasswd_registries_over_tls_and_plain_http() {
 
     // On demand, with the stored credential; then the password is changed
     // at the registry and the same check reports it.
-    let checked = f
-        .admin
-        .reg
-        .verify_registry(pb::VerifyRegistryRequest {
-            id: reg.id.clone(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(checked.registry.unwrap().last_verification.unwrap().ok);
+    assert!(verify_now(&mut f, &reg.id).await.ok);
     htpasswd(tls_dir.path(), USER, "Changed-Pw-e2e-2");
     // docker-registry rereads its htpasswd file when it changes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let v = loop {
-        let v = f
-            .admin
-            .reg
-            .verify_registry(pb::VerifyRegistryRequest {
-                id: reg.id.clone(),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .registry
-            .unwrap()
-            .last_verification
-            .unwrap();
+        let v = verify_now(&mut f, &reg.id).await;
         if !v.ok || std::time::Instant::now() > deadline {
             break v;
         }
@@ -341,17 +335,7 @@ async fn token_authentication_over_tls_and_plain_http() {
     let answer = get_with_token(addr, &ca, &forged).await;
     assert_eq!(answer, 401, "docker-registry checks the token's signature");
 
-    let checked = f
-        .admin
-        .reg
-        .verify_registry(pb::VerifyRegistryRequest {
-            id: reg.id.clone(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(checked.registry.unwrap().last_verification.unwrap().ok);
+    assert!(verify_now(&mut f, &reg.id).await.ok);
 
     // Plain HTTP and an http realm: only for an insecure registry.
     let addr = &plain.address;

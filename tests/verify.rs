@@ -64,6 +64,22 @@ fn insecure(
     }
 }
 
+/// The newest `n` history entries of a registry, newest first.
+async fn history(f: &mut Fixture, registry_id: &str, n: i32) -> Vec<pb::HistoryEvent> {
+    f.admin
+        .history
+        .list_events(pb::ListEventsRequest {
+            environment_id: f.env.clone(),
+            registry_id: registry_id.to_owned(),
+            page_size: n,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
 #[tokio::test]
 async fn a_rejected_credential_is_refused_and_nothing_is_recorded() {
     let stub = Stub::start(None, basic_registry).await;
@@ -96,24 +112,12 @@ async fn a_rejected_credential_is_refused_and_nothing_is_recorded() {
     let v = reg.last_verification.clone().expect("a verification");
     assert!(v.ok, "{v:?}");
     assert_eq!(v.message, "the registry accepted the credential (Basic)");
-    let history = f
-        .admin
-        .history
-        .list_events(pb::ListEventsRequest {
-            environment_id: f.env.clone(),
-            registry_id: reg.id.clone(),
-            page_size: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    assert_eq!(history.len(), 2, "{history:?}");
-    assert_eq!(history[0].action(), pb::HistoryAction::RegistryVerified);
-    assert_eq!(history[0].position, done.revision);
-    assert_eq!(history[1].action(), pb::HistoryAction::RegistryCreated);
-    assert_eq!(history[1].position + 1, done.revision);
+    let events = history(&mut f, &reg.id, 10).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].action(), pb::HistoryAction::RegistryVerified);
+    assert_eq!(events[0].position, done.revision);
+    assert_eq!(events[1].action(), pb::HistoryAction::RegistryCreated);
+    assert_eq!(events[1].position + 1, done.revision);
 
     // An edit with a wrong password and verify leaves the credential as it was.
     let edit = f
@@ -176,13 +180,14 @@ async fn verify_registry_records_the_result_and_watchers_history_and_metrics_see
         .unwrap()
         .into_inner();
 
+    let request = pb::VerifyRegistryRequest {
+        id: reg.id.clone(),
+        request_id: "check-1".into(),
+    };
     let checked = f
         .admin
         .reg
-        .verify_registry(pb::VerifyRegistryRequest {
-            id: reg.id.clone(),
-            request_id: "check-1".into(),
-        })
+        .verify_registry(request.clone())
         .await
         .unwrap()
         .into_inner();
@@ -219,29 +224,14 @@ async fn verify_registry_records_the_result_and_watchers_history_and_metrics_see
     let again = f
         .admin
         .reg
-        .verify_registry(pb::VerifyRegistryRequest {
-            id: reg.id.clone(),
-            request_id: "check-1".into(),
-        })
+        .verify_registry(request)
         .await
         .unwrap()
         .into_inner();
     assert_eq!(again.revision, checked.revision);
     assert_eq!(stub.hits(), hits, "a retry logs in again");
 
-    let events = f
-        .admin
-        .history
-        .list_events(pb::ListEventsRequest {
-            environment_id: f.env.clone(),
-            registry_id: reg.id.clone(),
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = history(&mut f, &reg.id, 1).await;
     assert_eq!(events[0].action(), pb::HistoryAction::RegistryVerified);
     assert_eq!(events[0].message, v.message);
     assert_eq!(events[0].changed_fields, vec!["last_verification"]);
@@ -594,38 +584,14 @@ async fn the_background_check_records_each_active_registry() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(checked.last_verification.unwrap().ok);
-    let events = f
-        .admin
-        .history
-        .list_events(pb::ListEventsRequest {
-            environment_id: f.env.clone(),
-            registry_id: good.id.clone(),
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = history(&mut f, &good.id, 1).await;
     assert_eq!(events[0].action(), pb::HistoryAction::RegistryVerified);
     assert_eq!(events[0].actor, "system");
     // Checked again after the interval.
     let first = events[0].position;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let events = f
-            .admin
-            .history
-            .list_events(pb::ListEventsRequest {
-                environment_id: f.env.clone(),
-                registry_id: good.id.clone(),
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events;
+        let events = history(&mut f, &good.id, 1).await;
         if events[0].position > first {
             break;
         }

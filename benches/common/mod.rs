@@ -176,3 +176,36 @@ pub async fn agent_token(ch: &Channel, admin: &str, env: &str) -> String {
         .into_inner()
         .token
 }
+
+/// Returns once `url` answers `grpc.health.v1.Health/Check` with SERVING;
+/// panics if `child` exits first or nothing answers within `limit`.
+pub async fn wait_serving(url: &str, child: &mut Child, limit: Duration) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(ch) = Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let answer = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if answer.is_ok_and(|a| a.get_ref().status() == ServingStatus::Serving) {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} did not serve within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -167,7 +167,7 @@ impl Connection {
         let endpoint = endpoint(&server, args)?;
         let channel = endpoint.connect().await.map_err(|e| Error::Connect {
             server: server.clone(),
-            cause: error_chain(&e),
+            cause: crate::telemetry::error_chain(&e),
         })?;
         Ok(Self {
             channel,
@@ -303,24 +303,12 @@ fn tls(endpoint: Endpoint, server: &str, args: &ConnectionArgs) -> Result<Endpoi
             read("--client-key", key)?,
         ));
     }
-    endpoint
-        .tls_config(config)
-        .map_err(|e| Error::Usage(format!("TLS for {server}: {}", error_chain(&e))))
-}
-
-/// Joins an error and its sources into one line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    endpoint.tls_config(config).map_err(|e| {
+        Error::Usage(format!(
+            "TLS for {server}: {}",
+            crate::telemetry::error_chain(&e)
+        ))
+    })
 }
 
 #[cfg(test)]

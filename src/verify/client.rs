@@ -250,7 +250,11 @@ impl Login<'_> {
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
         }
-        let response = self.client.request(request).await.map_err(|e| chain(&e))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
         let (parts, body) = response.into_parts();
         let limit = self.verifier.limits.max_body;
         let body = http_body_util::Limited::new(body, limit)
@@ -488,21 +492,6 @@ fn shown(uri: &Uri) -> String {
         uri.authority().map(|a| a.as_str()).unwrap_or_default(),
         uri.path()
     )
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// The token of a token service's answer (`token`, or OAuth's

@@ -216,13 +216,7 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
     if connection {
         // The causes say why: "error performing TLS handshake" alone does
         // not name the certificate that was refused.
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            message.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        Error::Unavailable(message)
+        Error::Unavailable(crate::telemetry::error_chain(&e))
     } else {
         Error::Storage {
             source: Box::new(e),

@@ -116,6 +116,38 @@ async fn record_moved_to_another_position_stops_open() {
 }
 
 #[tokio::test]
+async fn an_index_entry_that_points_elsewhere_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(LOG_TREE).unwrap();
+        // Stream a's version 2 is the record at position 3; point it at 1.
+        tree.insert(index_key("a", 2), &1u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(message.contains("stream index of \"a\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_record_without_its_index_entry_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(LOG_TREE).unwrap();
+        // Replaced by an entry for a version stream b never had: the
+        // record at position 2 has no entry of its own.
+        tree.remove(index_key("b", 1)).unwrap();
+        tree.insert(index_key("b", 7), &2u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let message = expect_corrupt(dir.path(), 2);
+    assert!(message.contains("stream index of \"b\""), "{message}");
+}
+
+#[tokio::test]
 async fn writer_groups_concurrent_commits_into_fewer_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
