@@ -59,10 +59,19 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&pattern).expect("the reference pattern is transcribed from regexp.go and is valid")
 });
 
-/// Upstream `anchoredNameRegexp`: captures domain and path of a name.
+/// Upstream `anchoredNameRegexp`: captures domain and path of a name (the
+/// tests' judge of [`name_parts`]).
+#[cfg(test)]
 static ANCHORED_NAME: LazyLock<Regex> = LazyLock::new(|| {
     let pattern = format!("^(?:({})/)?({})$", domain_and_port(), remote_name());
     Regex::new(&pattern).expect("the name pattern is transcribed from regexp.go and is valid")
+});
+
+/// Upstream `anchoredDomainRegexp` (`domainAndPort`, anchored): whether the
+/// first component of a name is its domain.
+static ANCHORED_DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!("^{}$", domain_and_port()))
+        .expect("the domain pattern is transcribed from regexp.go and is valid")
 });
 
 /// Upstream `anchoredDigestRegexp`.
@@ -126,23 +135,17 @@ impl ImageRef {
         }
 
         let full = format!("{}/{}", split.domain, split.remainder);
-        let Some(captures) = REFERENCE.captures(&full) else {
+        if !REFERENCE.is_match(&full) {
             return Err(diagnose(input, &full));
-        };
-        let name = captures.get(1).map_or("", |m| m.as_str());
-        let tag = captures.get(2).map(|m| m.as_str());
-        let digest = captures.get(3).map(|m| m.as_str());
+        }
+        let (name, tag, digest) = reference_parts(&full);
 
         // v0.6 measures the whole name including the domain; later upstream releases measure
         // only the path, which would let longer names through.
         if name.len() > NAME_TOTAL_LENGTH_MAX {
             return Err(ImageError::NameTooLong { len: name.len() });
         }
-        let Some(name_captures) = ANCHORED_NAME.captures(name) else {
-            return Err(ImageError::InvalidFormat);
-        };
-        let domain = name_captures.get(1).map_or("", |m| m.as_str());
-        let path = name_captures.get(2).map_or("", |m| m.as_str());
+        let (domain, path) = name_parts(name);
         if domain.is_empty() {
             return Err(ImageError::InvalidDomain {
                 domain: split.domain.to_owned(),
@@ -599,6 +602,39 @@ fn diagnose(input: &str, full: &str) -> ImageError {
         };
     }
     ImageError::InvalidFormat
+}
+
+/// Splits a reference that matches [`REFERENCE`] into its name, tag and
+/// digest, as the pattern's groups capture them, without a capturing run
+/// (the hot path of ResolvePull). A name, a tag and a digest hold no `@`,
+/// so the first `@` starts the digest; a tag holds no `/` or `:`, and a
+/// name's only `:` (a port, an IPv6 address) come before its last `/`, so
+/// a `:` after the last `/` starts the tag.
+fn reference_parts(full: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match full.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (full, None),
+    };
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[last_slash..].find(':') {
+        Some(colon) => {
+            let at = last_slash + colon;
+            (&rest[..at], Some(&rest[at + 1..]), digest)
+        }
+        None => (rest, None, digest),
+    }
+}
+
+/// Splits a name that matches upstream's `anchoredNameRegexp` into domain
+/// and path, as its groups capture them: the optional domain group takes
+/// the first component when that is a domain (it ends at the first `/`,
+/// and the rest of a valid name is always a path), else the domain is
+/// empty and the whole name is the path.
+fn name_parts(name: &str) -> (&str, &str) {
+    match name.split_once('/') {
+        Some((first, rest)) if ANCHORED_DOMAIN.is_match(first) => (first, rest),
+        _ => ("", name),
+    }
 }
 
 #[cfg(test)]

@@ -1082,3 +1082,77 @@ proptest! {
         let _ = ImageRef::parse(&input);
     }
 }
+
+/// What the transcribed patterns' groups capture of `full`: name, tag,
+/// digest, then the name's domain and path.
+type Groups<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
+
+fn captured(full: &str) -> Option<Groups<'_>> {
+    let c = REFERENCE.captures(full)?;
+    let name = c.get(1).map_or("", |m| m.as_str());
+    let n = ANCHORED_NAME.captures(name)?;
+    Some((
+        name,
+        c.get(2).map(|m| m.as_str()),
+        c.get(3).map(|m| m.as_str()),
+        n.get(1).map_or("", |m| m.as_str()),
+        n.get(2).map_or("", |m| m.as_str()),
+    ))
+}
+
+fn split(full: &str) -> Groups<'_> {
+    let (name, tag, digest) = reference_parts(full);
+    let (domain, path) = name_parts(name);
+    (name, tag, digest, domain, path)
+}
+
+#[test]
+fn the_split_agrees_with_the_groups_on_the_hard_cases() {
+    for full in [
+        "docker.io/library/ubuntu",
+        "docker.io/library/ubuntu:14.04",
+        "localhost:5000/foo/bar:tag@sha256:e6693c20186f837fc393390135d8a598a96a833917917789d63766cab6c59582",
+        "[::1]:5000/foo:1",
+        "[fe80::1]/a/b",
+        "my.reg:0443/x_y/z__w:v-1.2",
+        "my_reg.local/x",
+        "a.b/c.d/e:f",
+        "docker.io/foo@sha256:e6693c20186f837fc393390135d8a598a96a833917917789d63766cab6c59582",
+    ] {
+        let groups = captured(full);
+        assert!(groups.is_some(), "{full} is a reference");
+        assert_eq!(Some(split(full)), groups, "{full}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn the_split_agrees_with_the_groups_of_the_transcribed_patterns(
+        domain in domain(),
+        path in path(),
+        tag in proptest::option::of(tag()),
+        digest in proptest::option::of(digest()),
+    ) {
+        let mut full = format!("{domain}/{path}");
+        if let Some(tag) = &tag {
+            full = format!("{full}:{tag}");
+        }
+        if let Some(digest) = &digest {
+            full = format!("{full}@{digest}");
+        }
+        let groups = captured(&full);
+        prop_assert!(groups.is_some(), "{} is a reference", full);
+        prop_assert_eq!(Some(split(&full)), groups);
+    }
+
+    #[test]
+    fn the_split_agrees_with_the_groups_on_any_text_the_grammar_takes(
+        full in "[a-z0-9A-Z:/@._\\[\\]-]{1,40}",
+    ) {
+        if let Some(groups) = captured(&full) {
+            prop_assert_eq!(split(&full), groups);
+        } else {
+            prop_assert!(!REFERENCE.is_match(&full));
+        }
+    }
+}
