@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{env_usize, pinned, rss_kib, with_token};
+use common::{env_usize, rss_kib, with_token};
 use registrar::app::{new_id, App};
 use registrar::crypto::{Kek, KeySource};
 use registrar::domain::access::Principal;
@@ -196,39 +196,16 @@ impl Drop for Serving {
 /// Starts the server on `data`; returns it and the time until its health
 /// check answered SERVING.
 async fn serve(data: &std::path::Path) -> (Serving, Duration) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let program =
-        std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into());
     let started = Instant::now();
-    let child = pinned(program)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut serving = Serving {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
+    let (child, url) = common::spawn_server(data);
+    let mut serving = Serving { child, url };
     common::wait_serving(&serving.url, &mut serving.child, Duration::from_secs(600)).await;
     (serving, started.elapsed())
 }
 
 /// Mints an admin token offline, as an operator would.
 fn admin_token(data: &std::path::Path) -> String {
-    let program =
-        std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into());
-    let out = std::process::Command::new(program)
+    let out = std::process::Command::new(common::registrar_program())
         .args(["admin-token", "--data-dir"])
         .arg(data)
         .output()

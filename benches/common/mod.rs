@@ -53,15 +53,11 @@ pub fn pinned(program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
-/// Starts the server and waits until it answers; its admin token is read
-/// from the data directory.
-pub async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+/// The `registrar` binary (or `REGISTRAR_BIN`, another build to compare)
+/// serving `data` on a free loopback port; returns it and its URL.
+pub fn spawn_server(data: &std::path::Path) -> (Child, String) {
     let port = free_port();
-    let data = dir.path().join("data");
-    // REGISTRAR_BIN runs another build (an older commit's, to compare).
-    let program =
-        std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into());
+    let program = registrar_program();
     let child = pinned(program)
         .args([
             "serve",
@@ -69,13 +65,27 @@ pub async fn start_server() -> Server {
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(&data)
+        .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// The server program: `REGISTRAR_BIN` when set (an older commit's build,
+/// to compare), else this build's.
+pub fn registrar_program() -> std::ffi::OsString {
+    std::env::var_os("REGISTRAR_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_registrar").into())
+}
+
+/// Starts the server and waits until it answers; its admin token is read
+/// from the data directory.
+pub async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, url) = spawn_server(&data);
     for _ in 0..200 {
         if let Ok(token) = std::fs::read_to_string(data.join("admin.token")) {
             if Channel::from_shared(url.clone())
