@@ -1,7 +1,7 @@
 //! Docker image references (rule R17): parsing and normalization exactly as `docker pull` does it
 //! (distribution/reference v0.6 `ParseNormalizedNamed` followed by `TagNameOnly`), so that the
 //! registry domain registrar hands a credential for is the one Docker will actually contact.
-//! About 600 lines: one grammar, kept whole so it reads against the reference.
+//! About 650 lines: one grammar, kept whole so it reads against the reference.
 
 use std::fmt;
 use std::str::FromStr;

@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Empty};
 use rustls::pki_types::CertificateDer;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::challenge::Challenge;
 use crate::domain::address::Address;
 
 /// Docker Hub's API host: the registry `index.docker.io` is served there.
@@ -510,118 +511,6 @@ fn token_of(body: &[u8]) -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-/// One `WWW-Authenticate` challenge: its scheme (lower case) and its
-/// parameters.
-#[derive(Debug, PartialEq, Eq)]
-struct Challenge {
-    scheme: String,
-    params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    /// Parses `Scheme k="v", k2=v2` (RFC 7235's auth-param list with quoted
-    /// strings and backslash escapes).
-    fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        let (scheme, mut rest) = match text.split_once(char::is_whitespace) {
-            Some((s, r)) => (s, r.trim_start()),
-            None => (text, ""),
-        };
-        if scheme.is_empty() {
-            return None;
-        }
-        let mut params = Vec::new();
-        while !rest.is_empty() {
-            let (key, after) = rest.split_once('=')?;
-            let key = key.trim().to_ascii_lowercase();
-            let after = after.trim_start();
-            let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-                let mut value = String::new();
-                let mut chars = quoted.char_indices();
-                let mut end = None;
-                while let Some((i, c)) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some((_, escaped)) = chars.next() {
-                                value.push(escaped);
-                            }
-                        }
-                        '"' => {
-                            end = Some(i + 1);
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                (value, &quoted[end?..])
-            } else {
-                let end = after.find(',').unwrap_or(after.len());
-                (after[..end].trim().to_owned(), &after[end..])
-            };
-            params.push((key, value));
-            rest = remaining.trim_start().trim_start_matches(',').trim_start();
-        }
-        Some(Self {
-            scheme: scheme.to_ascii_lowercase(),
-            params,
-        })
-    }
-
-    fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges_parse_as_registries_send_them() {
-        let c = Challenge::parse(
-            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
-        assert_eq!(c.param("service"), Some("registry.docker.io"));
-        assert_eq!(c.param("scope"), Some("repository:a/b:pull"));
-        let c = Challenge::parse(r#"Basic realm="a \"quoted\", realm", charset=UTF-8"#).unwrap();
-        assert_eq!(c.scheme, "basic");
-        assert_eq!(c.param("realm"), Some(r#"a "quoted", realm"#));
-        assert_eq!(c.param("charset"), Some("UTF-8"));
-        assert_eq!(Challenge::parse("Basic").unwrap().params, Vec::new());
-        assert_eq!(Challenge::parse(r#"Bearer realm="unterminated"#), None);
-        assert_eq!(Challenge::parse(""), None);
-    }
-
-    #[test]
-    fn docker_hub_is_asked_at_its_api_host() {
-        assert_eq!(api_host(&Address::docker_hub()), "registry-1.docker.io");
-        let quay = Address::parse("quay.io").unwrap();
-        assert_eq!(api_host(&quay), "quay.io");
-        let custom = Address::parse("reg.example.com:5000").unwrap();
-        assert_eq!(api_host(&custom), "reg.example.com:5000");
-    }
-
-    #[test]
-    fn tokens_are_read_from_either_field() {
-        let t = token_of(br#"{"token":"abc","expires_in":300}"#).unwrap();
-        assert_eq!(t.expose_secret(), "abc");
-        let t = token_of(br#"{"access_token":"xyz"}"#).unwrap();
-        assert_eq!(t.expose_secret(), "xyz");
-        assert!(token_of(br#"{"token":""}"#).is_none());
-        assert!(token_of(b"not json").is_none());
-    }
-
-    #[test]
-    fn messages_show_no_query() {
-        let u: Uri = "https://auth.example.com:8443/token?account=alice&service=x"
-            .parse()
-            .unwrap();
-        assert_eq!(shown(&u), "https://auth.example.com:8443/token");
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

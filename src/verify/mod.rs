@@ -3,6 +3,7 @@
 //! a Docker client makes (`client`), and the background check of every
 //! active registry (`schedule`). The use cases are in `app::verify`.
 
+mod challenge;
 mod client;
 mod schedule;
 
