@@ -278,7 +278,7 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
     );
 
     // The failure is visible on the registry, without secrets.
-    let mut error = String::new();
+    let mut failed = None;
     for _ in 0..250 {
         let g = c
             .reg
@@ -292,13 +292,19 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
             .registry
             .unwrap();
         if !g.last_refresh_error.is_empty() {
-            error = g.last_refresh_error;
+            failed = Some(g);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let failed = failed.expect("the refresh error is shown");
+    let error = failed.last_refresh_error.clone();
     assert!(error.contains("503"), "{error:?}");
     assert!(!error.contains("SECRETMARK"));
+    // It reads like a failed credential check.
+    let v = failed.last_verification.expect("a verification");
+    assert!(!v.ok, "{v:?}");
+    assert_eq!(v.message, error);
 
     // Failures back off: the next attempt waits (5 s ± 20% on the clock).
     let attempts = fake.requests.lock().unwrap().len();
@@ -328,6 +334,9 @@ async fn an_expired_token_is_denied_while_refresh_fails_and_recovery_follows() {
         .registry
         .unwrap();
     assert_eq!(g.last_refresh_error, "", "a success clears the error");
+    let v = g.last_verification.expect("a verification");
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.message, "ECR issued a token for the access keys");
 }
 
 #[tokio::test]
