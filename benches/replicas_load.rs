@@ -82,88 +82,6 @@ async fn serve(extra: &[(&str, String)], args: &[&str]) -> (Process, String) {
     panic!("registrar did not start");
 }
 
-/// etcd's `PutRequest` and `PutResponse` (etcdserverpb, rpc.proto): the
-/// two fields a Put needs, so the bench speaks etcd's gRPC API without a
-/// client crate.
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ResponseHeader {
-    #[prost(int64, tag = "3")]
-    revision: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutResponse {
-    #[prost(message, optional, tag = "1")]
-    header: Option<ResponseHeader>,
-}
-
-/// Starts a one-member etcd on loopback in a temporary directory.
-async fn start_etcd(dir: &std::path::Path) -> (Process, String) {
-    let (client, peer) = (free_port(), free_port());
-    let child = Process(Command::new("etcd")
-        .args([
-            "--name",
-            "bench",
-            "--data-dir",
-            &dir.join("etcd").display().to_string(),
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--advertise-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-            "--listen-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-            "--initial-cluster",
-            &format!("bench=http://127.0.0.1:{peer}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("etcd is needed as the reference: install Debian's etcd-server (apt-get install etcd-server): {e}")
-        }));
-    let url = format!("http://127.0.0.1:{client}");
-    for _ in 0..200 {
-        if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-            if etcd_put(&ch, b"ready".to_vec(), b"1".to_vec())
-                .await
-                .is_ok()
-            {
-                return (child, url);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("etcd did not start");
-}
-
-async fn etcd_put(
-    ch: &Channel,
-    key: Vec<u8>,
-    value: Vec<u8>,
-) -> Result<PutResponse, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    grpc.unary(
-        tonic::Request::new(PutRequest { key, value }),
-        http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put"),
-        tonic_prost::ProstCodec::<PutRequest, PutResponse>::default(),
-    )
-    .await
-    .map(tonic::Response::into_inner)
-}
-
 /// What a write phase writes.
 #[derive(Clone, Copy)]
 enum Write {
@@ -204,7 +122,7 @@ async fn writes(url: &str, what: Write, writers: usize, seconds: u64) -> Vec<Dur
                         assert!(env.revision > 0);
                     }
                     Write::Etcd => {
-                        let r = etcd_put(
+                        let r = common::etcd::put(
                             &ch,
                             format!("/bench/{name}").into_bytes(),
                             name.into_bytes(),
@@ -366,7 +284,8 @@ async fn main() {
     };
 
     // 1. Durable writes: etcd, sled, PostgreSQL.
-    let (etcd, etcd_url) = start_etcd(dir.path()).await;
+    let etcd = common::etcd::start_etcd(dir.path()).await;
+    let etcd_url = etcd.url.clone();
     writes(&etcd_url, Write::Etcd, writers, 1).await;
     let etcd_lat = writes(&etcd_url, Write::Etcd, writers, seconds).await;
     drop(etcd);

@@ -8,6 +8,8 @@ use std::time::Duration;
 use registrar::pb;
 use tonic::transport::Channel;
 
+pub mod etcd;
+
 /// Reads a count from the environment.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -13,8 +13,12 @@ use crate::domain::quota;
 use crate::domain::state::State;
 use crate::store::{self, payload, Commit, StreamAppend};
 
-/// How often a command is re-decided after losing a race on its stream.
-const MAX_ATTEMPTS: usize = 5;
+/// How often at most a command is decided again after losing a race on
+/// its stream. Every race has a winner, so callers racing on one object
+/// all get through within as many rounds as there are of them; the bound
+/// (with [`COMMIT_WAIT`] for all rounds together) only stops a caller that
+/// keeps losing to a stream of newcomers, with ABORTED.
+const MAX_ATTEMPTS: usize = 64;
 
 /// The longest a command waits for its commit to be durable and applied
 /// (or a replayed one's to be applied) before it answers UNAVAILABLE, so a
@@ -50,6 +54,7 @@ impl App {
                 .await;
         }
         let fingerprint = self.kek.fingerprint(&[request]);
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let mut sealer = self.keys.sealer();
@@ -93,11 +98,16 @@ impl App {
                         revision: last,
                     });
                 }
-                Err(store::Error::Conflict { .. }) => {
-                    // Let the projection catch up with whatever won the race.
-                    let caught_up = self.projection.wait_for(self.log.head());
+                Err(store::Error::Conflict { stream, actual, .. }) => {
+                    // Decide again once the projection holds whatever won
+                    // the race, which may still have been on its way to
+                    // disk when this commit was checked.
+                    let caught_up = self.projection.wait_for_stream(&stream, actual);
                     if tokio::time::timeout(COMMIT_WAIT, caught_up).await.is_err() {
                         return Err(outcome_unknown());
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
                     }
                 }
                 Err(store::Error::DuplicateRequest { record }) => {

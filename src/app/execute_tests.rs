@@ -296,3 +296,57 @@ async fn a_key_read_from_the_store_is_kept_only_while_its_credential_is_live() {
     f.app.close().await;
     f.store.unwrap().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn callers_racing_on_one_registry_all_get_their_credential_recorded() {
+    let f = fixture().await;
+    let env = environment(&f.app).await;
+    f.app
+        .execute(&admin(), "", &[], || create_registry(&env, "c-0", "pw-0"))
+        .await
+        .unwrap();
+    // More callers than a handful of rounds: each decides against the same
+    // registry version, and every round of the race has one winner.
+    const RACERS: usize = 24;
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 1..=RACERS {
+        let (app, env) = (f.app.clone(), env.clone());
+        racers.spawn(async move {
+            let id = format!("c-{i}");
+            let done = app
+                .execute(&admin(), "", &[], || {
+                    create_registry(&env, &id, &format!("pw-{i}"))
+                })
+                .await;
+            (i, done)
+        });
+    }
+    let mut last = (0, 0);
+    while let Some(joined) = racers.join_next().await {
+        let (i, done) = joined.unwrap();
+        let done = done.unwrap_or_else(|e| panic!("racer {i} was refused: {e:?}"));
+        let View::Registry(registry) = done.view else {
+            panic!("racer {i} got no registry");
+        };
+        assert_eq!(registry.credential.credential_id, format!("c-{i}"));
+        last = last.max((done.revision, i));
+    }
+    // The registry holds the credential of the last commit, and its stream
+    // has one version for the first write and one per racer.
+    assert_eq!(
+        pulled_password(&f.app, &env).await,
+        format!("pw-{}", last.1)
+    );
+    let registry = f
+        .app
+        .projection
+        .read()
+        .registries_in(&env, "")
+        .next()
+        .expect("the registry")
+        .clone();
+    assert_eq!(registry.credential.credential_id, format!("c-{}", last.1));
+    assert_eq!(registry.credential_version, RACERS as u64 + 1);
+    f.app.close().await;
+    f.store.unwrap().close().await.unwrap();
+}

@@ -138,6 +138,21 @@ impl Projection {
         // An error means the applier is gone (shutdown); there is nothing to wait for.
         let _ = rx.wait_for(|p| *p >= position).await;
     }
+
+    /// Waits until the projection holds `stream` at `version` or later: the
+    /// commit that won a race on it is applied, whether or not it was
+    /// durable when the race was lost.
+    pub async fn wait_for_stream(&self, stream: &str, version: u64) {
+        let mut rx = self.applied.clone();
+        loop {
+            if self.read().stream_version(stream) >= version {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Folds every record after the state's position into it.

@@ -69,7 +69,8 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// its records, made durable by the same flush.
 ///
 /// One writer task owns every write to `log`. It takes a queued commit and
-/// whatever else is already queued (up to 512), checks them in order, writes
+/// whatever else is queued or joins the queue while the runtime runs the
+/// tasks that are ready (up to 512), checks them in order, writes
 /// the accepted ones as one `sled::Batch`, flushes, and only then publishes the
 /// new durable head and replies. Readers never read past the durable head.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The one writer task of the sled log: it takes a queued commit and what
-//! else is already queued, checks them in order against the stream versions,
-//! writes the accepted ones as one batch, flushes, and only then publishes
-//! the durable head and replies.
+//! else is queued or joins the queue meanwhile (`gather`), checks them in
+//! order against the stream versions, writes the accepted ones as one
+//! batch, flushes, and only then publishes the durable head and replies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,13 +71,7 @@ impl Writer {
                     continue;
                 }
             };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(pending) => group.push(pending),
-                    Err(_) => break,
-                }
-            }
+            let group = gather(first, &mut rx).await;
             self.commit_group(group).await;
         }
         tracing::debug!(head = self.durable, "event log writer stopped");
@@ -203,6 +197,42 @@ impl Writer {
     }
 }
 
+/// Rounds of yielding to the runtime that `gather` does at most.
+const GATHER_ROUNDS: usize = 4;
+
+/// Makes a group of `first` and the commits queued behind it, letting the
+/// runtime run the tasks that are ready (and poll the sockets) as long as
+/// that brings more: under load, callers that are deciding at this moment
+/// join this group rather than each waiting for a flush of its own, so
+/// groups grow with load and flushes do not; with one caller it costs one
+/// yield.
+async fn gather(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+    let mut group = vec![first];
+    drain(rx, &mut group);
+    for _ in 0..GATHER_ROUNDS {
+        if group.len() >= MAX_GROUP {
+            break;
+        }
+        tokio::task::yield_now().await;
+        let before = group.len();
+        drain(rx, &mut group);
+        if group.len() == before {
+            break;
+        }
+    }
+    group
+}
+
+/// Adds what is queued to `group`, up to `MAX_GROUP` commits.
+fn drain(rx: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(pending) => group.push(pending),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Checks one commit against the state and adds it to the batch if accepted.
 ///
 /// The outer error is a storage failure (fails the group); the inner one is
@@ -277,5 +307,35 @@ fn shared_error(e: &Error) -> Error {
         },
         Error::Storage { source } => Error::storage(source.to_string()),
         other => Error::storage(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::one;
+
+    fn pending(stream: &str) -> Pending {
+        Pending {
+            commit: one(stream, 0),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_takes_in_the_callers_ready_to_run() {
+        let (tx, mut rx) = mpsc::channel(64);
+        // Callers that are ready but have not run yet when the writer takes
+        // the first commit (on this one-thread runtime they run only once
+        // the writer yields).
+        for i in 0..20 {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(pending(&format!("s{i}"))).await.unwrap() });
+        }
+        let group = gather(pending("first"), &mut rx).await;
+        assert_eq!(group.len(), 21);
+        // Alone, a commit is taken after one yield that brings nothing.
+        let group = gather(pending("alone"), &mut rx).await;
+        assert_eq!(group.len(), 1);
     }
 }

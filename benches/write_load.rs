@@ -1,0 +1,216 @@
+//! Durable writes against etcd 3.4's `Put`, in one run, on loopback.
+//!
+//! Starts etcd (Debian's `etcd-server`) and the release `registrar` binary
+//! on a fresh sled data directory, then, for each concurrency in `WRITERS`,
+//! drives closed-loop writers (each on its own connection) for `SECONDS`
+//! per phase:
+//!
+//! 1. etcd `Put` of a fresh key (the reference: acknowledged once its raft
+//!    entry is in etcd's fsynced WAL);
+//! 2. `CreateEnvironment` of a fresh name (acknowledged once its commit is
+//!    durable and applied);
+//! 3. credential writes: `CreateRegistry` at one of 50 addresses of one
+//!    environment, each replacing that registry's credential (a new data
+//!    key sealed, wrapped and stored with the commit).
+//!
+//! Every answer is checked (the environment's name; the registry's address,
+//! user name and a new credential id), so a fast wrong answer fails the run.
+//!
+//! `cargo bench --bench write_load` (env: `SECONDS` per phase, `WRITERS` a
+//! comma-separated list of concurrencies; `SERVER_CPU` pins registrar and
+//! etcd to that CPU, e.g. `taskset -c 1 env SERVER_CPU=0 cargo bench ...`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{channel, create_environment, env_usize, pct, start_server, with_token};
+use registrar::pb;
+use tonic::transport::Channel;
+
+/// Registries the credential writers replace credentials on.
+const REGISTRIES: usize = 50;
+
+/// What a phase writes.
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    EtcdPut,
+    CreateEnvironment,
+    Credential,
+}
+
+/// Runs `writers` closed-loop writers for `seconds`, each on a connection
+/// of its own; returns the sorted latencies.
+async fn phase(
+    url: &str,
+    token: &str,
+    env: &str,
+    what: Write,
+    writers: usize,
+    seconds: u64,
+) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    // Credential ids seen, across writers: each write must make a new one.
+    let credentials = Arc::new(Mutex::new(HashSet::new()));
+    let run = rand::random::<u32>();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let ch = channel(url).await;
+        let (token, env, credentials) = (token.to_owned(), env.to_owned(), credentials.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0usize;
+            while Instant::now() < deadline {
+                let name = format!("r{run:x}-w{w}-{i}");
+                let started = Instant::now();
+                match what {
+                    Write::EtcdPut => etcd_put(&ch, &name).await,
+                    Write::CreateEnvironment => create(&ch, &token, &name).await,
+                    Write::Credential => {
+                        let id = credential(&ch, &token, &env, (w + i) % REGISTRIES, &name).await;
+                        assert!(
+                            credentials.lock().unwrap().insert(id),
+                            "a credential write answered a credential id seen before"
+                        );
+                    }
+                }
+                lat.push(started.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+async fn etcd_put(ch: &Channel, name: &str) {
+    let r = common::etcd::put(ch, format!("/bench/{name}").into_bytes(), name.into())
+        .await
+        .expect("an etcd Put");
+    assert!(r.header.expect("a header").revision > 0);
+}
+
+async fn create(ch: &Channel, token: &str, name: &str) {
+    let r = pb::environment_service_client::EnvironmentServiceClient::new(ch.clone())
+        .create_environment(with_token(
+            token,
+            pb::CreateEnvironmentRequest {
+                name: name.to_owned(),
+                orchestration: pb::Orchestration::Cattle as i32,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .expect("CreateEnvironment")
+        .into_inner();
+    let env = r.environment.expect("an environment");
+    assert_eq!(env.name, name);
+    assert!(!env.id.is_empty() && r.revision > 0);
+}
+
+/// Replaces the credential of registry `n`; returns the new credential id.
+async fn credential(ch: &Channel, token: &str, env: &str, n: usize, user: &str) -> String {
+    let r = pb::registry_service_client::RegistryServiceClient::new(ch.clone())
+        .create_registry(with_token(
+            token,
+            pb::CreateRegistryRequest {
+                environment_id: env.to_owned(),
+                kind: pb::RegistryKind::Custom as i32,
+                address: address(n),
+                email: "ops@example.com".into(),
+                username: user.to_owned(),
+                password: format!("secret-{user}"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("CreateRegistry")
+        .into_inner();
+    let reg = r.registry.expect("a registry");
+    assert_eq!(
+        (reg.address.as_str(), reg.username.as_str()),
+        (address(n).as_str(), user)
+    );
+    assert!(r.revision > 0 && !reg.credential_id.is_empty());
+    reg.credential_id
+}
+
+fn address(n: usize) -> String {
+    format!("r{n}.example.com")
+}
+
+fn line(name: &str, lat: &[Duration], seconds: u64, base: Option<&[Duration]>) {
+    let rate = lat.len() as f64 / seconds as f64;
+    let vs = base.map_or(String::new(), |b| {
+        format!(
+            "  | vs etcd: {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            lat.len() as f64 / b.len() as f64,
+            pct(lat, 0.5) / pct(b, 0.5),
+            pct(lat, 0.99) / pct(b, 0.99)
+        )
+    });
+    println!(
+        "{name:<30}: {rate:>8.0} /s  p50 {:>6.2} ms  p99 {:>6.2} ms{vs}",
+        pct(lat, 0.5),
+        pct(lat, 0.99),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = env_usize("SECONDS", 10) as u64;
+    let writers: Vec<usize> = std::env::var("WRITERS")
+        .unwrap_or_else(|_| "16,64".into())
+        .split(',')
+        .map(|w| {
+            w.trim()
+                .parse()
+                .expect("WRITERS: a comma-separated list of counts")
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = common::etcd::start_etcd(dir.path()).await;
+    let server = start_server().await;
+    let admin = server.token.clone();
+    let ch = channel(&server.url).await;
+    let env = create_environment(&ch, &admin, "credentials", pb::Orchestration::Cattle).await;
+    for n in 0..REGISTRIES {
+        credential(&ch, &admin, &env, n, "setup").await;
+    }
+    println!(
+        "write_load: {seconds} s per phase; server CPU {}",
+        std::env::var("SERVER_CPU").unwrap_or_else(|_| "not pinned".into())
+    );
+    for &w in &writers {
+        let mut results = Vec::new();
+        for what in [Write::EtcdPut, Write::CreateEnvironment, Write::Credential] {
+            let url = match what {
+                Write::EtcdPut => &etcd.url,
+                _ => &server.url,
+            };
+            phase(url, &admin, &env, what, w, 1).await;
+            results.push(phase(url, &admin, &env, what, w, seconds).await);
+        }
+        println!("{w} writers:");
+        line("  etcd 3.4 Put (reference)", &results[0], seconds, None);
+        line(
+            "  CreateEnvironment",
+            &results[1],
+            seconds,
+            Some(&results[0]),
+        );
+        line(
+            "  credential (CreateRegistry)",
+            &results[2],
+            seconds,
+            Some(&results[0]),
+        );
+    }
+}
