@@ -197,15 +197,18 @@ impl Writer {
     }
 }
 
-/// Rounds of yielding to the runtime that `gather` does at most.
-const GATHER_ROUNDS: usize = 4;
+/// Rounds of yielding to the runtime that `gather` does at most. One is
+/// enough for callers on the network to join (the yield polls the
+/// sockets); more only delay the flush behind busy tasks: in process, 64
+/// callers wrote 15% less with four rounds than with one (BENCHMARKS.md).
+const GATHER_ROUNDS: usize = 1;
 
 /// Makes a group of `first` and the commits queued behind it, letting the
-/// runtime run the tasks that are ready (and poll the sockets) as long as
-/// that brings more: under load, callers that are deciding at this moment
-/// join this group rather than each waiting for a flush of its own, so
-/// groups grow with load and flushes do not; with one caller it costs one
-/// yield.
+/// runtime run the tasks that are ready (and poll the sockets) for up to
+/// `GATHER_ROUNDS` rounds while a round brings more: under load, callers
+/// that are deciding at this moment join this group rather than each
+/// waiting for a flush of its own, so groups grow with load and flushes do
+/// not; with one caller it costs one yield.
 async fn gather(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
     let mut group = vec![first];
     drain(rx, &mut group);
