@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{agent_token, channel, create_environment, env_usize, pct, with_token};
+use common::{
+    agent_token, channel, create_environment, env_usize, pct, sorted_latencies, with_token,
+};
 use registrar::pb;
 use registrar::testing::postgres::TestPostgres;
 use tonic::transport::Channel;
@@ -138,12 +140,7 @@ async fn writes(url: &str, what: Write, writers: usize, seconds: u64) -> Vec<Dur
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
+    sorted_latencies(tasks).await
 }
 
 /// ResolvePull by `clients` callers spread over `urls` for `seconds`.
@@ -189,12 +186,7 @@ async fn pulls(urls: &[String], token: &str, clients: usize, seconds: u64) -> Ve
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
+    sorted_latencies(tasks).await
 }
 
 /// Writes through `a` one after the other and times each until a watcher

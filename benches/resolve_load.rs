@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    agent_token, channel, create_environment, env_usize, pct, rss_kib, start_server, with_token,
+    agent_token, channel, create_environment, env_usize, pct, rss_kib, sorted_latencies,
+    start_server, with_token,
 };
 use registrar::pb;
 use tonic::transport::Channel;
@@ -111,12 +112,7 @@ async fn phase(
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
+    sorted_latencies(tasks).await
 }
 
 /// Panics unless the answer is the one `ask` must get.

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    agent_token, channel, create_environment, env_usize, pct, rss_kib, start_server, with_token,
+    agent_token, channel, create_environment, env_usize, pct, rss_kib, sorted_latencies,
+    start_server, with_token,
 };
 use registrar::pb;
 use tonic::transport::Channel;
@@ -72,12 +73,7 @@ async fn write(
             }
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
+    sorted_latencies(tasks).await
 }
 
 type WatchClient = pb::pull_service_client::PullServiceClient<Channel>;

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{channel, create_environment, env_usize, pct, start_server, with_token};
+use common::{
+    channel, create_environment, env_usize, pct, sorted_latencies, start_server, with_token,
+};
 use registrar::pb;
 use tonic::transport::Channel;
 
@@ -82,12 +84,7 @@ async fn phase(
             lat
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
+    sorted_latencies(tasks).await
 }
 
 async fn etcd_put(ch: &Channel, name: &str) {

@@ -142,6 +142,18 @@ pub async fn channel(url: &str) -> Channel {
         .unwrap()
 }
 
+/// Waits for closed-loop callers and returns all their latencies, sorted.
+pub async fn sorted_latencies(
+    callers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+) -> Vec<Duration> {
+    let mut all = Vec::new();
+    for caller in callers {
+        all.extend(caller.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
 /// Returns the `p` quantile of sorted latencies, in milliseconds.
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
