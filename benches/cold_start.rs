@@ -17,7 +17,9 @@
 //!    takes with nothing in it.
 //!
 //! `cargo bench --bench cold_start` (env as above; `SERVER_CPU` pins the
-//! server).
+//! server). `LOG_DIR=path` keeps the written log (and the ids it holds) in
+//! `path` and starts from it on the next run instead of writing it again,
+//! whatever the sizes then asked for.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,7 +79,7 @@ async fn generate(
     environments: usize,
     per_environment: usize,
     events: usize,
-) -> (Vec<String>, Vec<String>, Vec<usize>) {
+) -> Ids {
     let kek = Kek::load(&KeySource::File(data.with_extension("key")), true).unwrap();
     let store = SledStore::open(data).unwrap();
     let app = App::open(store.log() as Arc<dyn EventLog>, store.keys(), kek, None)
@@ -161,6 +163,34 @@ async fn generate(
         .map(|r| replacements / registries + usize::from(r < replacements % registries))
         .collect();
     (envs.to_vec(), regs.to_vec(), versions)
+}
+
+/// The ids a log holds: environments, registries, replacements of each.
+type Ids = (Vec<String>, Vec<String>, Vec<usize>);
+
+/// Records the ids of the log kept in `dir`, one line per list.
+fn write_ids(dir: &std::path::Path, (envs, regs, versions): &Ids) {
+    let versions: Vec<String> = versions.iter().map(usize::to_string).collect();
+    let text = format!(
+        "{}\n{}\n{}\n",
+        envs.join(" "),
+        regs.join(" "),
+        versions.join(" ")
+    );
+    std::fs::write(dir.join("ids"), text).unwrap();
+}
+
+/// Reads the ids of the log kept in `dir`, if one was written there.
+fn read_ids(dir: &std::path::Path) -> Option<Ids> {
+    let text = std::fs::read_to_string(dir.join("ids")).ok()?;
+    let mut lines = text.lines();
+    let mut words = || -> Vec<String> {
+        let line = lines.next().unwrap_or_default();
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    let (envs, regs) = (words(), words());
+    let versions = words().iter().map(|v| v.parse().unwrap()).collect();
+    Some((envs, regs, versions))
 }
 
 /// Reads every key and value of the log's tree; returns (records, bytes).
@@ -258,8 +288,22 @@ async fn main() {
     let per_environment = env_usize("REGISTRIES_PER_ENVIRONMENT", 100).max(1);
     let events = env_usize("EVENTS", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (envs, regs, versions) = generate(&data, environments, per_environment, events).await;
+    let kept = std::env::var_os("LOG_DIR").map(std::path::PathBuf::from);
+    let data = kept.as_deref().unwrap_or(dir.path()).join("data");
+    let (envs, regs, versions) = match kept.as_deref().and_then(read_ids) {
+        Some(ids) => {
+            println!("starting from the log kept in {}", data.display());
+            ids
+        }
+        None => {
+            let ids = generate(&data, environments, per_environment, events).await;
+            if let Some(kept) = &kept {
+                write_ids(kept, &ids);
+            }
+            ids
+        }
+    };
+    let per_environment = regs.len() / envs.len();
 
     let scans: Vec<_> = (0..2).map(|_| raw_scan(&data)).collect();
     let scan = scans.iter().map(|s| s.2).min().unwrap();

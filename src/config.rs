@@ -63,6 +63,15 @@ pub struct ServeConfig {
     /// Connections to the database each replica keeps at most.
     #[arg(long, env = "REGISTRAR_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
+    /// MiB of pages the embedded log (sled) keeps cached in memory; the
+    /// view the server answers from is in memory apart from it.
+    #[arg(
+        long,
+        env = "REGISTRAR_SLED_CACHE_MIB",
+        default_value_t = crate::store::sled::DEFAULT_CACHE_BYTES / (1024 * 1024),
+        value_parser = clap::value_parser!(u64).range(1..=1024 * 1024)
+    )]
+    pub sled_cache_mib: u64,
     /// File of the key-encryption key; created (0600) if missing. Defaults to
     /// `<data-dir>.key`, beside the data directory, never inside it.
     #[arg(long, env = "REGISTRAR_KEY_FILE")]

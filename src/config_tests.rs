@@ -20,6 +20,18 @@ fn for_dir_takes_the_defaults_the_flags_declare() {
         Interval(std::time::Duration::from_secs(6 * 3600))
     );
     assert_eq!(c.verify_timeout_secs, 15);
+    assert_eq!(c.sled_cache_mib, 64);
+}
+
+#[test]
+fn the_sled_cache_takes_mebibytes_from_one_to_a_tebibyte() {
+    let mib = |text: &str| parse(&[&format!("--sled-cache-mib={text}")]).map(|c| c.sled_cache_mib);
+    assert_eq!(mib("16").unwrap(), 16);
+    assert_eq!(mib("1048576").unwrap(), 1_048_576);
+    for bad in ["0", "-1", "1048577", "64M", ""] {
+        let e = mib(bad).unwrap_err().to_string();
+        assert!(e.contains("--sled-cache-mib"), "{bad}: {e}");
+    }
 }
 
 #[test]

@@ -350,3 +350,50 @@ async fn callers_racing_on_one_registry_all_get_their_credential_recorded() {
     f.app.close().await;
     f.store.unwrap().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_view_folded_as_the_store_opens_is_the_replayed_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::crypto::KeySource::File(dir.path().join("kek"));
+    let kek = || Kek::load(&key, true).unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = SledStore::open(&data).unwrap();
+        let app = App::open(store.log(), store.keys(), kek(), None)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let env = environment(&app).await;
+            let credential = format!("c-{i}");
+            app.execute(&admin(), "", &[], || {
+                create_registry(&env, &credential, "pw")
+            })
+            .await
+            .unwrap();
+        }
+        app.close().await;
+        drop(app);
+        store.close().await.unwrap();
+    }
+    let mut folded = crate::domain::state::State::default();
+    let store = SledStore::open_folding(&data, crate::store::sled::DEFAULT_CACHE_BYTES, &mut |r| {
+        folded.apply(&crate::store::payload::decode(r)?);
+        Ok(())
+    })
+    .unwrap();
+    let mut replayed = crate::domain::state::State::default();
+    crate::projection::catch_up(store.log().as_ref(), &mut replayed)
+        .await
+        .unwrap();
+    assert_eq!(folded.position(), 6);
+    assert_eq!(folded, replayed);
+    // The app opened from it serves it: each registry's credential.
+    let app = App::open_from(store.log(), store.keys(), kek(), None, folded)
+        .await
+        .unwrap();
+    let state = app.projection().read().clone();
+    assert_eq!(state, replayed);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}

@@ -39,7 +39,7 @@ use crate::crypto::Keyring;
 use crate::domain::error::Error as Rule;
 use crate::domain::quota::Quotas;
 use crate::domain::settings::Settings;
-use crate::domain::state::{Environment, Registry, Token};
+use crate::domain::state::{Environment, Registry, State, Token};
 use crate::metrics::Metrics;
 use crate::projection::Projection;
 use crate::store::{EventLog, KeyStore};
@@ -145,6 +145,19 @@ impl App {
         keys: impl Into<Keyring>,
         configured_admin: Option<&str>,
     ) -> Result<Self> {
+        Self::open_from(log, key_store, keys, configured_admin, State::default()).await
+    }
+
+    /// Opens the app as [`App::open`] does, from a view already folded up
+    /// to its position (the store's check at open builds it in the same
+    /// pass); only the records after it are replayed.
+    pub async fn open_from(
+        log: Arc<dyn EventLog>,
+        key_store: Arc<dyn KeyStore>,
+        keys: impl Into<Keyring>,
+        configured_admin: Option<&str>,
+        view: State,
+    ) -> Result<Self> {
         let kek = Arc::new(keys.into());
         // The recorded id is the key that was current when last recorded:
         // it must be held (current, or kept after a new one in a rotation);
@@ -157,7 +170,7 @@ impl App {
         if recorded.as_deref() != Some(current.as_bytes()) {
             key_store.set_meta("key_id", current.into_bytes()).await?;
         }
-        let projection = Projection::start(Arc::clone(&log)).await?;
+        let projection = Projection::start_from(Arc::clone(&log), view).await?;
         let keys = DataKeys::new(key_store, Arc::clone(&kek));
         keys.load(|| async {
             projection.wait_for(log.head()).await;

@@ -65,7 +65,13 @@ pub struct Projection {
 impl Projection {
     /// Replays the whole log, then starts the applier task that follows it.
     pub async fn start(log: Arc<dyn EventLog>) -> Result<Self> {
-        let mut state = State::default();
+        Self::start_from(log, State::default()).await
+    }
+
+    /// Folds the records after `state`'s position into it (none when it
+    /// was built from the whole log as the store opened), then starts the
+    /// applier task that follows the log.
+    pub async fn start_from(log: Arc<dyn EventLog>, mut state: State) -> Result<Self> {
         catch_up(log.as_ref(), &mut state).await?;
         let (tx, rx) = watch::channel(state.position());
         let state = Arc::new(RwLock::new(state));

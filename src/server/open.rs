@@ -14,6 +14,7 @@ use crate::config::ServeConfig;
 use crate::crypto::{KeySource, Keyring};
 use crate::domain::access::Principal;
 use crate::domain::event::Role;
+use crate::domain::state::State;
 use crate::metrics::Metrics;
 use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
@@ -135,10 +136,11 @@ async fn open_store(
         }
     };
     let kek = Keyring::load(&source, create_key && config.database_url.is_none())?;
-    let (log, keys, store): (
+    let (log, keys, store, view): (
         Arc<dyn crate::store::EventLog>,
         Arc<dyn crate::store::KeyStore>,
         Store,
+        State,
     ) = match &config.database_url {
         Some(url) => {
             let store = PgStore::connect(
@@ -147,22 +149,37 @@ async fn open_store(
                 config.database_ca.as_deref(),
             )
             .await?;
-            (store.log(), store.keys(), Store::Postgres(Box::new(store)))
+            let view = State::default();
+            (
+                store.log(),
+                store.keys(),
+                Store::Postgres(Box::new(store)),
+                view,
+            )
         }
         None => {
-            // Opening verifies every record: blocking work, off the async workers.
+            // Opening verifies every record: blocking work, off the async
+            // workers. The view is folded in the same pass over the log.
             let dir = dir.clone();
-            let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
-                .await
-                .map_err(|e| {
-                    crate::store::Error::storage(format!("opening the store failed: {e}"))
-                })??;
-            (store.log(), store.keys(), Store::Sled(store))
+            let cache_bytes = config.sled_cache_mib.saturating_mul(1024 * 1024);
+            let (store, view) = tokio::task::spawn_blocking(move || {
+                let mut view = State::default();
+                let store = SledStore::open_folding(&dir, cache_bytes, &mut |record| {
+                    view.apply(&crate::store::payload::decode(record)?);
+                    Ok(())
+                })?;
+                Ok::<_, crate::store::Error>((store, view))
+            })
+            .await
+            .map_err(|e| {
+                crate::store::Error::storage(format!("opening the store failed: {e}"))
+            })??;
+            (store.log(), store.keys(), Store::Sled(store), view)
         }
     };
     // Every commit counts, the first admin token's too.
     store.observe(metrics.store());
-    let app = App::open(log, keys, kek, config.admin_token.as_deref()).await?;
+    let app = App::open_from(log, keys, kek, config.admin_token.as_deref(), view).await?;
     let audit = match &config.audit_log {
         Some(path) => Audit::open(
             path,

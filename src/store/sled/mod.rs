@@ -90,13 +90,25 @@ impl SledStore {
     /// ends on `close` or when every `SledLog` handle is dropped. Corruption
     /// fails with `Error::Corrupt` rather than opening a partial log.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_folding(dir, DEFAULT_CACHE_BYTES, &mut |_| Ok(()))
+    }
+
+    /// Opens the store as [`SledStore::open`] does, with sled's page cache
+    /// bounded by `cache_bytes`, handing each record to `fold` in log order
+    /// as it is verified, so that a view of the whole log is built in the
+    /// same pass over it. An error from `fold` fails the open.
+    pub fn open_folding(
+        dir: &Path,
+        cache_bytes: u64,
+        fold: &mut dyn FnMut(&Envelope) -> Result<()>,
+    ) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::storage("the sled store must be opened inside a tokio runtime"))?;
-        let db = open_db(dir)?;
+        let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree(LOG_TREE)?;
         let keys_tree = db.open_tree(KEYS_TREE)?;
         let log_id = init_meta(&tree)?;
-        let state = verify(&tree)?;
+        let state = verify(&tree, fold)?;
         db.flush()?;
         tracing::info!(
             head = state.head,
@@ -176,6 +188,12 @@ impl SledStore {
     }
 }
 
+/// The bound of sled's page cache unless configured (sled's own default
+/// is 1 GiB, which a start that reads the whole log fills): the pages the
+/// writer and recent reads touch, not the whole log, which the projection
+/// holds folded in memory.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long `open` waits for the directory's lock to be released.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -184,10 +202,11 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// a dropped database, a moment after the drop, so an open right after a
 /// close in the same process could otherwise find the directory locked. A
 /// directory another live process holds still fails, after the wait.
-fn open_db(dir: &Path) -> Result<::sled::Db> {
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<::sled::Db> {
     let started = std::time::Instant::now();
     loop {
-        match ::sled::Config::new().path(dir).open() {
+        let config = ::sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        match config.open() {
             Err(::sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && started.elapsed() < LOCK_WAIT =>
@@ -588,7 +607,7 @@ pub(crate) fn tamper_record(
     position: u64,
     edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>,
 ) {
-    let db = open_db(dir).unwrap();
+    let db = open_db(dir, DEFAULT_CACHE_BYTES).unwrap();
     let tree = db.open_tree(LOG_TREE).unwrap();
     let key = record_key(position);
     let record = tree

@@ -316,3 +316,123 @@ async fn a_directory_a_live_store_holds_is_refused_after_the_lock_wait() {
     let again = SledStore::open(dir.path()).unwrap();
     again.close().await.unwrap();
 }
+
+/// Writes `a` events on stream "a" and `b` on "b", interleaved in commits
+/// of 100, then closes; returns the head.
+async fn many_records(dir: &Path, a: u64, b: u64) -> u64 {
+    let store = SledStore::open(dir).unwrap();
+    let log = store.log();
+    let (mut on_a, mut on_b) = (0, 0);
+    while on_a < a || on_b < b {
+        let (stream, version, left) = if (on_a <= on_b && on_a < a) || on_b >= b {
+            ("a", &mut on_a, a)
+        } else {
+            ("b", &mut on_b, b)
+        };
+        let count = 100.min(left - *version);
+        let events = usize::try_from(count).unwrap();
+        log.append(commit(vec![append(stream, *version, events)]))
+            .await
+            .unwrap();
+        *version += count;
+    }
+    let head = log.head();
+    drop(log);
+    store.close().await.unwrap();
+    head
+}
+
+/// Opens `dir` folding; returns the result and the (position, stream,
+/// version) of each record handed to the fold.
+fn open_folding(dir: &Path) -> (Result<SledStore>, Vec<(u64, String, u64)>) {
+    let mut seen = Vec::new();
+    let opened = SledStore::open_folding(dir, DEFAULT_CACHE_BYTES, &mut |env| {
+        seen.push((env.position, env.stream.clone(), env.stream_version));
+        Ok(())
+    });
+    (opened, seen)
+}
+
+#[tokio::test]
+async fn open_hands_every_record_to_the_fold_once_in_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // More records than one batch between the two threads of the check.
+    let head = many_records(dir.path(), 1_700, 1_300).await;
+    assert_eq!(head, 3_000);
+    let (opened, seen) = open_folding(dir.path());
+    let store = opened.unwrap();
+    let positions: Vec<u64> = seen.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(positions, (1..=head).collect::<Vec<_>>());
+    for stream in ["a", "b"] {
+        let versions: Vec<u64> = seen
+            .iter()
+            .filter(|(_, s, _)| s == stream)
+            .map(|(_, _, v)| *v)
+            .collect();
+        let last = store.log().stream_version(stream).await.unwrap();
+        assert_eq!(versions, (1..=last).collect::<Vec<_>>(), "{stream}");
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fault_past_the_first_batches_is_reported_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    many_records(dir.path(), 1_500, 1_000).await;
+    tamper_record(dir.path(), 2_222, |mut bytes| {
+        bytes[4] ^= 0x20;
+        Some(bytes)
+    });
+    let message = expect_corrupt(dir.path(), 2_222);
+    assert!(message.contains("checksum mismatch"), "{message}");
+    // The fold saw the records before the fault and none after it.
+    let (opened, seen) = open_folding(dir.path());
+    assert!(opened.is_err());
+    assert!(seen.iter().all(|(p, _, _)| *p < 2_222), "{:?}", seen.last());
+}
+
+#[tokio::test]
+async fn an_error_of_the_fold_fails_open_and_leaves_the_directory_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    many_records(dir.path(), 1_500, 1_000).await;
+    let err = SledStore::open_folding(dir.path(), DEFAULT_CACHE_BYTES, &mut |env| {
+        if env.position == 1_234 {
+            return Err(Error::storage("the view refused a record"));
+        }
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.log().head(), 2_500);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_index_entry_of_no_record_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(LOG_TREE).unwrap();
+        tree.insert(index_key("c", 1), &3u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(message.contains("4 entries for 3 records"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_index_entry_among_many_stops_open_at_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    many_records(dir.path(), 1_500, 1_000).await;
+    let position = {
+        let db = ::sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(LOG_TREE).unwrap();
+        let removed = tree.remove(index_key("b", 700)).unwrap().unwrap();
+        db.flush().unwrap();
+        be_u64(&removed).unwrap()
+    };
+    let message = expect_corrupt(dir.path(), position);
+    assert!(message.contains("stream index of \"b\""), "{message}");
+}
