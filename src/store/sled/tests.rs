@@ -23,6 +23,15 @@ fn expect_corrupt(dir: &Path, position: u64) -> String {
     message
 }
 
+/// Edits the raw log tree of a closed data directory.
+fn edit_log_tree<T>(dir: &Path, edit: impl FnOnce(&::sled::Tree) -> T) -> T {
+    let db = ::sled::open(dir).unwrap();
+    let tree = db.open_tree(LOG_TREE).unwrap();
+    let out = edit(&tree);
+    db.flush().unwrap();
+    out
+}
+
 /// Writes three commits of one event each, on two streams, then closes.
 async fn three_records(dir: &Path) {
     let store = SledStore::open(dir).unwrap();
@@ -119,13 +128,10 @@ async fn record_moved_to_another_position_stops_open() {
 async fn an_index_entry_that_points_elsewhere_stops_open() {
     let dir = tempfile::tempdir().unwrap();
     three_records(dir.path()).await;
-    {
-        let db = ::sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(LOG_TREE).unwrap();
-        // Stream a's version 2 is the record at position 3; point it at 1.
-        tree.insert(index_key("a", 2), &1u64.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-    }
+    // Stream a's version 2 is the record at position 3; point it at 1.
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(index_key("a", 2), &1u64.to_be_bytes()).unwrap()
+    });
     let message = expect_corrupt(dir.path(), 3);
     assert!(message.contains("stream index of \"a\""), "{message}");
 }
@@ -134,15 +140,12 @@ async fn an_index_entry_that_points_elsewhere_stops_open() {
 async fn a_record_without_its_index_entry_stops_open() {
     let dir = tempfile::tempdir().unwrap();
     three_records(dir.path()).await;
-    {
-        let db = ::sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(LOG_TREE).unwrap();
-        // Replaced by an entry for a version stream b never had: the
-        // record at position 2 has no entry of its own.
+    // Replaced by an entry for a version stream b never had: the record
+    // at position 2 has no entry of its own.
+    edit_log_tree(dir.path(), |tree| {
         tree.remove(index_key("b", 1)).unwrap();
         tree.insert(index_key("b", 7), &2u64.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-    }
+    });
     let message = expect_corrupt(dir.path(), 2);
     assert!(message.contains("stream index of \"b\""), "{message}");
 }
@@ -412,12 +415,9 @@ async fn an_error_of_the_fold_fails_open_and_leaves_the_directory_usable() {
 async fn an_index_entry_of_no_record_stops_open() {
     let dir = tempfile::tempdir().unwrap();
     three_records(dir.path()).await;
-    {
-        let db = ::sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(LOG_TREE).unwrap();
-        tree.insert(index_key("c", 1), &3u64.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-    }
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(index_key("c", 1), &3u64.to_be_bytes()).unwrap()
+    });
     let message = expect_corrupt(dir.path(), 3);
     assert!(message.contains("4 entries for 3 records"), "{message}");
 }
@@ -426,13 +426,8 @@ async fn an_index_entry_of_no_record_stops_open() {
 async fn a_missing_index_entry_among_many_stops_open_at_its_record() {
     let dir = tempfile::tempdir().unwrap();
     many_records(dir.path(), 1_500, 1_000).await;
-    let position = {
-        let db = ::sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(LOG_TREE).unwrap();
-        let removed = tree.remove(index_key("b", 700)).unwrap().unwrap();
-        db.flush().unwrap();
-        be_u64(&removed).unwrap()
-    };
+    let removed = edit_log_tree(dir.path(), |tree| tree.remove(index_key("b", 700)).unwrap());
+    let position = be_u64(&removed.unwrap()).unwrap();
     let message = expect_corrupt(dir.path(), position);
     assert!(message.contains("stream index of \"b\""), "{message}");
 }

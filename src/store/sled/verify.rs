@@ -55,10 +55,11 @@ const BATCHES: usize = 4;
 /// Verifies every record and the indexes derived from them, handing each
 /// verified record to `fold` in log order; returns the writer's state.
 ///
-/// Two threads share the pass: one reads the records in order and checks
-/// each on its own (position, checksum, decoding, its stream-index entry),
-/// the calling one checks the stream versions across records and folds.
-/// The first fault in log order is the one reported.
+/// Two threads share the pass over the records: one reads them in order
+/// and checks each on its own (position, checksum, decoding), the calling
+/// one checks the stream versions across records and folds. The first
+/// fault in log order is the one reported. The stream index is checked
+/// after, in one pass of its own ([`check_index`]).
 pub(super) fn verify(
     tree: &::sled::Tree,
     fold: &mut dyn FnMut(&Envelope) -> Result<()>,
