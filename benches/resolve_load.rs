@@ -20,8 +20,16 @@
 //!    kubelet's CredentialProviderResponse);
 //! 5. ResolvePull denied by the whitelist.
 //!
-//! Every answer is checked (the right decision and, when allowed, the right
-//! password), so a fast wrong answer fails the run.
+//! Every answer is checked: each of a phase's 50 calls is sent once before
+//! the load and its answer decoded and checked (the right decision and,
+//! when allowed, the right password and orchestrator shape); under load the
+//! generator sends pre-encoded requests and compares each answer's bytes
+//! with the checked answer's, so a fast wrong answer fails the run and the
+//! generator's own core goes to the transport, not to protobuf.
+//!
+//! Each phase prints the CPU time per call of the server and of the load
+//! generator (from `/proc`): with both on one core each, the throughput
+//! ratio is only the server's cost while the generator's core has room.
 //!
 //! `cargo bench --bench resolve_load` (env: `SECONDS` per phase, `CLIENTS`
 //! in flight, `CONNECTIONS`; `SERVER_CPU` pins both servers to that CPU).
@@ -30,14 +38,17 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::raw::Call;
 use common::{
-    agent_token, channel, create_environment, env_usize, pct, rss_kib, sorted_latencies,
-    start_server, with_token,
+    agent_token, channel, cpu_seconds, create_environment, env_usize, pct, rss_kib,
+    sorted_latencies, start_server, with_token,
 };
+use prost::Message as _;
 use registrar::pb;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// Registries per environment.
 const REGISTRIES: usize = 50;
@@ -51,62 +62,85 @@ enum Ask {
     Denied,
 }
 
+/// The calls of a phase, one per registry, with the answer each must get:
+/// every call is sent once, its answer decoded and checked, and its bytes
+/// kept, so that the load only compares bytes.
+type Calls = Vec<(Call, bytes::Bytes)>;
+
+/// Makes the calls of `ask` and checks their answers on `ch`.
+async fn calls(ch: &Channel, ask: Ask, tokens: (&str, &str)) -> Calls {
+    let mut grpc = Grpc::new(ch.clone());
+    let mut out = Vec::new();
+    for n in 0..REGISTRIES {
+        let call = match ask {
+            Ask::Health => Call::new(
+                "/grpc.health.v1.Health/Check",
+                None,
+                &HealthCheckRequest {
+                    service: String::new(),
+                },
+            ),
+            Ask::Cattle | Ask::Kubernetes | Ask::Denied => {
+                let image = if ask == Ask::Denied {
+                    format!("elsewhere.example.org/team/app{n}:1")
+                } else {
+                    format!("r{n}.example.com/team/app:{n}")
+                };
+                let token = if ask == Ask::Kubernetes {
+                    tokens.1
+                } else {
+                    tokens.0
+                };
+                Call::new(
+                    "/registrar.v1.PullService/ResolvePull",
+                    Some(token),
+                    &pb::ResolvePullRequest {
+                        min_revision: 0,
+                        environment_id: String::new(),
+                        target: Some(pb::resolve_pull_request::Target::Image(image)),
+                    },
+                )
+            }
+        };
+        let answer = call.send(&mut grpc).await.unwrap();
+        if ask == Ask::Health {
+            let r = HealthCheckResponse::decode(answer.clone()).unwrap();
+            assert_eq!(r.status(), ServingStatus::Serving);
+        } else {
+            check(
+                ask,
+                n,
+                &pb::ResolvePullResponse::decode(answer.clone()).unwrap(),
+            );
+        }
+        out.push((call, answer));
+    }
+    out
+}
+
 /// Runs `clients` closed-loop callers over `connections` connections for
-/// `seconds`; returns the sorted latencies.
-async fn phase(
-    channels: &[Channel],
-    clients: usize,
-    seconds: u64,
-    ask: Ask,
-    tokens: (&str, &str),
-) -> Vec<Duration> {
+/// `seconds`; returns the sorted latencies. Each answer must be the
+/// checked answer of its call, byte for byte.
+async fn phase(channels: &[Channel], clients: usize, seconds: u64, calls: &Calls) -> Vec<Duration> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let calls = std::sync::Arc::new(calls.clone());
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let ch = channels[c % channels.len()].clone();
-        let token = match ask {
-            Ask::Kubernetes => tokens.1.to_owned(),
-            _ => tokens.0.to_owned(),
-        };
+        let mut grpc = Grpc::new(channels[c % channels.len()].clone());
+        let calls = std::sync::Arc::clone(&calls);
         tasks.push(tokio::spawn(async move {
-            let mut health = HealthClient::new(ch.clone());
-            let mut pull = pb::pull_service_client::PullServiceClient::new(ch);
             let mut lat = Vec::new();
             let mut i = c;
             while Instant::now() < deadline {
                 i += clients;
-                let n = i % REGISTRIES;
+                let (call, expected) = &calls[i % calls.len()];
                 let started = Instant::now();
-                match ask {
-                    Ask::Health => {
-                        health
-                            .check(HealthCheckRequest {
-                                service: String::new(),
-                            })
-                            .await
-                            .unwrap();
-                    }
-                    Ask::Cattle | Ask::Kubernetes | Ask::Denied => {
-                        let image = if ask == Ask::Denied {
-                            format!("elsewhere.example.org/team/app{n}:1")
-                        } else {
-                            format!("r{n}.example.com/team/app:{i}")
-                        };
-                        let r = pull
-                            .resolve_pull(with_token(
-                                &token,
-                                pb::ResolvePullRequest {
-                                    min_revision: 0,
-                                    environment_id: String::new(),
-                                    target: Some(pb::resolve_pull_request::Target::Image(image)),
-                                },
-                            ))
-                            .await
-                            .unwrap()
-                            .into_inner();
-                        check(ask, n, &r);
-                    }
-                }
+                let answer = call.send(&mut grpc).await.unwrap();
+                assert!(
+                    answer == expected,
+                    "{}: an answer other than the checked one",
+                    call.path
+                );
                 lat.push(started.elapsed());
             }
             lat
@@ -267,28 +301,42 @@ async fn run() {
         bare_channels.push(channel(&bare.url).await);
     }
     let tokens = (cattle.as_str(), kubernetes.as_str());
-    // Warm up every path once.
-    phase(&bare_channels, clients, 1, Ask::Health, tokens).await;
+    let bare_calls = calls(&bare_channels[0], Ask::Health, tokens).await;
+    let mut asked = Vec::new();
     for ask in [Ask::Health, Ask::Cattle, Ask::Kubernetes, Ask::Denied] {
-        phase(&channels, clients, 1, ask, tokens).await;
+        asked.push(calls(&channels[0], ask, tokens).await);
+    }
+    // Warm up every path.
+    phase(&bare_channels, clients, 1, &bare_calls).await;
+    for calls in &asked {
+        phase(&channels, clients, 1, calls).await;
     }
     let rss_start = rss_kib(pid);
 
-    let mut results = vec![(
-        "bare tonic, Health/Check (baseline)",
-        phase(&bare_channels, clients, seconds, Ask::Health, tokens).await,
-    )];
+    let bare_pid = bare.child.id();
+    let before = (cpu_seconds(Some(bare_pid)), cpu_seconds(None));
+    let lat = phase(&bare_channels, clients, seconds, &bare_calls).await;
+    let cpu = (
+        cpu_seconds(Some(bare_pid)) - before.0,
+        cpu_seconds(None) - before.1,
+    );
+    let mut results = vec![("bare tonic, Health/Check (baseline)", lat, cpu)];
     drop(bare_channels);
     drop(bare);
     let phases = [
-        ("registrar, Health/Check", Ask::Health),
-        ("ResolvePull, Cattle", Ask::Cattle),
-        ("ResolvePull, Kubernetes", Ask::Kubernetes),
-        ("ResolvePull, denied", Ask::Denied),
+        "registrar, Health/Check",
+        "ResolvePull, Cattle",
+        "ResolvePull, Kubernetes",
+        "ResolvePull, denied",
     ];
-    for (name, ask) in phases {
-        let lat = phase(&channels, clients, seconds, ask, tokens).await;
-        results.push((name, lat));
+    for (name, calls) in phases.into_iter().zip(&asked) {
+        let before = (cpu_seconds(Some(pid)), cpu_seconds(None));
+        let lat = phase(&channels, clients, seconds, calls).await;
+        let cpu = (
+            cpu_seconds(Some(pid)) - before.0,
+            cpu_seconds(None) - before.1,
+        );
+        results.push((name, lat, cpu));
     }
     let rss_end = rss_kib(pid);
 
@@ -297,8 +345,11 @@ async fn run() {
     );
     let base = &results[0].1;
     let base_rate = base.len() as f64 / seconds as f64;
-    for (name, lat) in &results {
+    let per_call = |(cpu, lat): (f64, &Vec<Duration>)| cpu * 1e6 / lat.len().max(1) as f64;
+    let base_server = per_call((results[0].2 .0, base));
+    for (name, lat, cpu) in &results {
         let rate = lat.len() as f64 / seconds as f64;
+        let server = per_call((cpu.0, lat));
         println!(
             "{name:<36}: {rate:>8.0} calls/s  p50 {:>6.2} ms  p99 {:>6.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
             pct(lat, 0.5),
@@ -306,6 +357,12 @@ async fn run() {
             rate / base_rate,
             pct(lat, 0.5) / pct(base, 0.5),
             pct(lat, 0.99) / pct(base, 0.99),
+        );
+        println!(
+            "{:<36}  CPU per call: server {server:.1} us ({:.2}x the baseline's), load generator {:.1} us",
+            "",
+            server / base_server,
+            per_call((cpu.1, lat)),
         );
     }
     println!(

@@ -9,6 +9,7 @@ use registrar::pb;
 use tonic::transport::Channel;
 
 pub mod etcd;
+pub mod raw;
 
 /// Reads a count from the environment.
 pub fn env_usize(name: &str, default: usize) -> usize {
@@ -123,6 +124,30 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Returns the CPU time a process has used so far (user and system, all
+/// its threads), from `/proc/PID/stat` in the kernel's fixed 100 ticks per
+/// second; `None` for the process itself reads `/proc/self/stat`.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The command name may hold spaces: the fields counted start after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15, the 12th and 13th after ')'.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// Wraps a message with `authorization: Bearer <token>`.

@@ -7,6 +7,7 @@
 
 mod admission_http;
 mod bootstrap;
+mod conn;
 mod grpc_metrics;
 mod http1;
 mod metrics_http;
@@ -20,6 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+
+use conn::Conn;
 
 use crate::api::{Api, WatchSettings, FILE_DESCRIPTOR_SET};
 use crate::app::{App, Clock};
@@ -417,11 +420,17 @@ fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::R
 /// Accepts connections with TCP_NODELAY: small answers would otherwise wait
 /// for the peer's delayed ACK (about 40 ms per call).
 /// TCP keepalive finds peers that vanished without a word (the HTTP/2 pings
-/// need a live connection to be sent on).
-fn incoming(listener: TcpListener, limits: &Limits) -> tonic::transport::server::TcpIncoming {
+/// need a live connection to be sent on). Each connection is a [`Conn`],
+/// so that an answer and its trailers leave in one write.
+fn incoming(
+    listener: TcpListener,
+    limits: &Limits,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Conn>> {
+    use tokio_stream::StreamExt as _;
     tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(limits.keepalive_interval))
+        .map(|accepted| accepted.map(Conn::new))
 }
 
 /// Completes on SIGINT or SIGTERM.
