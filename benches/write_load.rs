@@ -15,6 +15,8 @@
 //!
 //! Every answer is checked (the environment's name; the registry's address,
 //! user name and a new credential id), so a fast wrong answer fails the run.
+//! Each phase also prints the CPU time per write of the server under test
+//! and of the load generator (from `/proc`).
 //!
 //! `cargo bench --bench write_load` (env: `SECONDS` per phase, `WRITERS` a
 //! comma-separated list of concurrencies; `SERVER_CPU` pins registrar and
@@ -27,7 +29,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    channel, create_environment, env_usize, pct, sorted_latencies, start_server, with_token,
+    channel, cpu_seconds, create_environment, env_usize, pct, sorted_latencies, start_server,
+    with_token,
 };
 use registrar::pb;
 use tonic::transport::Channel;
@@ -193,21 +196,34 @@ async fn main() {
                 _ => &server.url,
             };
             phase(url, &admin, &env, what, w, 1).await;
-            results.push(phase(url, &admin, &env, what, w, seconds).await);
+            let pid = match what {
+                Write::EtcdPut => etcd.pid(),
+                _ => server.child.id(),
+            };
+            let before = (cpu_seconds(Some(pid)), cpu_seconds(None));
+            let lat = phase(url, &admin, &env, what, w, seconds).await;
+            let cpu = (
+                cpu_seconds(Some(pid)) - before.0,
+                cpu_seconds(None) - before.1,
+            );
+            results.push((lat, cpu));
         }
         println!("{w} writers:");
-        line("  etcd 3.4 Put (reference)", &results[0], seconds, None);
-        line(
+        let names = [
+            "  etcd 3.4 Put (reference)",
             "  CreateEnvironment",
-            &results[1],
-            seconds,
-            Some(&results[0]),
-        );
-        line(
             "  credential (CreateRegistry)",
-            &results[2],
-            seconds,
-            Some(&results[0]),
-        );
+        ];
+        for (i, (name, (lat, cpu))) in names.iter().zip(&results).enumerate() {
+            let base = (i > 0).then(|| results[0].0.as_slice());
+            line(name, lat, seconds, base);
+            let per_write = |cpu: f64| cpu * 1e6 / lat.len().max(1) as f64;
+            println!(
+                "{:<30}  CPU per write: server {:.0} us, load generator {:.0} us",
+                "",
+                per_write(cpu.0),
+                per_write(cpu.1)
+            );
+        }
     }
 }

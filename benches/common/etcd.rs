@@ -34,6 +34,13 @@ pub struct Etcd {
     pub url: String,
 }
 
+impl Etcd {
+    /// The etcd process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
