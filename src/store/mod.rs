@@ -186,10 +186,12 @@ pub enum Error {
         max: u64,
     },
     /// The data directory was written in a format this build does not read.
-    #[error("unsupported data format {found:?}; this build reads format \"1\"")]
+    #[error("unsupported data format {found:?}; this build reads {reads}")]
     UnsupportedFormat {
         /// The format recorded in the data directory.
         found: String,
+        /// The formats this build reads.
+        reads: &'static str,
     },
 }
 

@@ -90,6 +90,7 @@ async fn migrate_locked(client: &mut deadpool_postgres::Client) -> Result<String
             if version > SCHEMA_VERSION {
                 return Err(Error::UnsupportedFormat {
                     found: format!("PostgreSQL schema {version}"),
+                    reads: "PostgreSQL schemas up to 1",
                 });
             }
         }

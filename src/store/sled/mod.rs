@@ -30,6 +30,8 @@ const KEYS_TREE: &str = "keys";
 
 // Prefixes of the `log` tree; see `SledStore` for the layout.
 const RECORD: u8 = b'e';
+/// Stream versions, kept by format 1 only: a stream's version is its last
+/// index entry's, and format 2 writes nothing more per event.
 const VERSION: u8 = b'v';
 const INDEX: u8 = b'i';
 const REQUEST: u8 = b'q';
@@ -38,7 +40,11 @@ const META: u8 = b'm';
 const DATA_KEY: u8 = b'k';
 const KEYS_META: u8 = b'm';
 
-const FORMAT: &[u8] = b"1";
+/// The format this build writes: 2, without the `v` keys of format 1,
+/// which it upgrades at open.
+const FORMAT: &[u8] = b"2";
+/// The format with a `v` key per stream.
+const FORMAT_VERSION_KEYS: &[u8] = b"1";
 /// Most commits one group (one batch, one flush) takes from the queue.
 const MAX_GROUP: usize = 512;
 /// Commits that may wait for the writer before `append` waits to queue.
@@ -58,10 +64,14 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// | key                                   | value                               |
 /// |---------------------------------------|-------------------------------------|
 /// | `e` position                          | the record (see `codec`)            |
-/// | `v` stream                            | the stream's version                |
 /// | `i` stream `0x00` version             | the position of that stream version |
 /// | `q` request_id                        | first position, last position, fingerprint |
-/// | `m` name                              | meta: `log_id` (random uuid), `format` (`1`) |
+/// | `m` name                              | meta: `log_id` (random uuid), `format` (`2`) |
+///
+/// A stream's version is the version of its last index entry. Format `1`
+/// also kept it under `v` stream, one more key written per event; a start
+/// verifies such a log with its `v` keys, then removes them and records
+/// format `2` in one batch.
 ///
 /// Tree `keys`: `k` credential_id → wrapped data key; `m` name → key-store meta.
 /// A request key is the caller's token id, a NUL and its request id.
@@ -107,8 +117,11 @@ impl SledStore {
         let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree(LOG_TREE)?;
         let keys_tree = db.open_tree(KEYS_TREE)?;
-        let log_id = init_meta(&tree)?;
-        let state = verify(&tree, fold)?;
+        let (log_id, version_keys) = init_meta(&tree)?;
+        let state = verify(&tree, fold, version_keys)?;
+        if version_keys {
+            verify::upgrade(&tree)?;
+        }
         db.flush()?;
         tracing::info!(
             head = state.head,
@@ -342,8 +355,8 @@ impl EventLog for SledLog {
 
     async fn stream_version(&self, stream: &str) -> Result<u64> {
         let head = self.head();
-        // The newest index entry not past the durable head: `v` may already
-        // hold a version whose flush has not returned yet.
+        // The newest index entry not past the durable head: the index may
+        // already hold a version whose flush has not returned yet.
         for entry in stream_index(&self.tree, stream).rev() {
             let (version, position) = entry?;
             if position <= head {
@@ -489,7 +502,9 @@ impl From<::sled::Error> for Error {
     }
 }
 
-/// Reads the writer's state from the tree, trusting it as written.
+/// Reads the writer's state from the tree, trusting it as written: the
+/// head from the last record, each stream's version from its last index
+/// entry (one pass over the index, after a failed write only).
 fn load(tree: &::sled::Tree) -> Result<WriterState> {
     let head = match tree.scan_prefix([RECORD]).next_back() {
         Some(item) => {
@@ -498,12 +513,18 @@ fn load(tree: &::sled::Tree) -> Result<WriterState> {
         }
         None => 0,
     };
-    let mut versions = HashMap::new();
-    for item in tree.scan_prefix([VERSION]) {
-        let (key, value) = item?;
-        let stream = key_name(&key).ok_or_else(|| malformed_key(head, "version"))?;
-        let version = be_u64(&value).ok_or_else(|| malformed_key(head, "version"))?;
-        versions.insert(stream.to_owned(), version);
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for item in tree.scan_prefix([INDEX]) {
+        let (key, _) = item?;
+        let (name, version) =
+            verify::split_index_key(&key).ok_or_else(|| malformed_key(head, "index"))?;
+        let name = std::str::from_utf8(name).map_err(|_| malformed_key(head, "index"))?;
+        match versions.get_mut(name) {
+            Some(last) => *last = (*last).max(version),
+            None => {
+                versions.insert(name.to_owned(), version);
+            }
+        }
     }
     Ok(WriterState { head, versions })
 }

@@ -431,3 +431,134 @@ async fn a_missing_index_entry_among_many_stops_open_at_its_record() {
     let message = expect_corrupt(dir.path(), position);
     assert!(message.contains("stream index of \"b\""), "{message}");
 }
+
+/// The actual version a commit at `expected` is refused with, or `None`
+/// when it is accepted.
+async fn refused_at(log: &SledLog, stream: &str, expected: u64) -> Option<u64> {
+    match log.append(one(stream, expected)).await {
+        Ok(_) => None,
+        Err(Error::Conflict { actual, .. }) => Some(actual),
+        Err(e) => panic!("append to {stream}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_write_stream_versions_are_read_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let log = store.log();
+    // "ab" extends "a": their index entries must not be taken for each other.
+    for (stream, expected) in [("a", 0), ("a", 1), ("ab", 0), ("b", 0), ("a", 2)] {
+        log.append(one(stream, expected)).await.unwrap();
+    }
+    log.fail_next_apply();
+    log.append(one("b", 1)).await.unwrap_err();
+    // The writer's versions were reloaded from the tree.
+    assert_eq!(refused_at(&log, "a", 2).await, Some(3));
+    assert_eq!(refused_at(&log, "ab", 0).await, Some(1));
+    assert_eq!(refused_at(&log, "b", 0).await, Some(1));
+    assert_eq!(refused_at(&log, "c", 1).await, Some(0));
+    assert_eq!(refused_at(&log, "a", 3).await, None);
+    assert_eq!(refused_at(&log, "b", 1).await, None);
+    assert_eq!(log.head(), 7);
+}
+
+/// Turns a closed format-2 directory into what format 1 wrote: a `v` key
+/// per stream with its last version, and format "1".
+fn as_format_1(dir: &Path, versions: &[(&str, u64)]) {
+    edit_log_tree(dir, |tree| {
+        for (stream, version) in versions {
+            tree.insert(prefixed(VERSION, stream), &version.to_be_bytes())
+                .unwrap();
+        }
+        tree.insert(prefixed(META, "format"), FORMAT_VERSION_KEYS)
+            .unwrap();
+    });
+}
+
+fn format_and_version_keys(dir: &Path) -> (Vec<u8>, usize) {
+    edit_log_tree(dir, |tree| {
+        let format = tree.get(prefixed(META, "format")).unwrap().unwrap();
+        (format.to_vec(), tree.scan_prefix([VERSION]).count())
+    })
+}
+
+#[tokio::test]
+async fn a_new_log_writes_no_version_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    assert_eq!(format_and_version_keys(dir.path()), (b"2".to_vec(), 0));
+}
+
+#[tokio::test]
+async fn a_format_1_log_is_verified_with_its_version_keys_then_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 2), ("b", 1)]);
+    let store = SledStore::open(dir.path()).unwrap();
+    let log = store.log();
+    assert_eq!(log.read(1, 10).await.unwrap().len(), 3);
+    assert_eq!(refused_at(&log, "a", 1).await, Some(2));
+    assert_eq!(refused_at(&log, "b", 1).await, None);
+    drop(log);
+    store.close().await.unwrap();
+    assert_eq!(format_and_version_keys(dir.path()), (b"2".to_vec(), 0));
+    // And it opens again as format 2.
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.log().head(), 4);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_format_1_log_whose_version_key_is_wrong_stops_open_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 1), ("b", 1)]);
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(
+        message.contains("is recorded at version 1 but its last record is version 2"),
+        "{message}"
+    );
+    assert_eq!(format_and_version_keys(dir.path()), (b"1".to_vec(), 2));
+}
+
+#[tokio::test]
+async fn a_format_1_log_missing_a_version_key_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 2)]);
+    let message = expect_corrupt(dir.path(), 2);
+    assert!(
+        message.contains("\"b\" has records but no version"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_key_in_a_format_2_log_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(prefixed(VERSION, "a"), &2u64.to_be_bytes())
+            .unwrap()
+    });
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(
+        message.contains("which format 2 does not write"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_format_this_build_does_not_know_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(prefixed(META, "format"), &b"3"[..]).unwrap()
+    });
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported data format \"3\"; this build reads formats \"1\" and \"2\" of the sled log"
+    );
+}

@@ -6,25 +6,33 @@ use std::sync::mpsc::SyncSender;
 
 use super::{
     be_u64, decode_request, index_key, key_name, malformed_key, prefixed, record_position,
-    Envelope, Error, Result, WriterState, FORMAT, INDEX, META, RECORD, REQUEST, VERSION,
+    Envelope, Error, Result, WriterState, FORMAT, FORMAT_VERSION_KEYS, INDEX, META, RECORD,
+    REQUEST, VERSION,
 };
 use crate::store::codec;
 
-/// Creates the log's metadata on first open, or checks it.
-pub(super) fn init_meta(tree: &::sled::Tree) -> Result<String> {
+/// Creates the log's metadata on first open, or checks it; returns the
+/// log's id and whether it is of format 1, with a `v` key per stream.
+pub(super) fn init_meta(tree: &::sled::Tree) -> Result<(String, bool)> {
     let format = tree.get(prefixed(META, "format"))?;
     let log_id = tree.get(prefixed(META, "log_id"))?;
     match (format, log_id) {
         (Some(format), Some(log_id)) => {
-            if &*format != FORMAT {
-                return Err(Error::UnsupportedFormat {
-                    found: String::from_utf8_lossy(&format).into_owned(),
-                });
-            }
-            String::from_utf8(log_id.to_vec()).map_err(|_| Error::Corrupt {
+            let version_keys = match &*format {
+                f if f == FORMAT => false,
+                f if f == FORMAT_VERSION_KEYS => true,
+                _ => {
+                    return Err(Error::UnsupportedFormat {
+                        found: String::from_utf8_lossy(&format).into_owned(),
+                        reads: "formats \"1\" and \"2\" of the sled log",
+                    })
+                }
+            };
+            let log_id = String::from_utf8(log_id.to_vec()).map_err(|_| Error::Corrupt {
                 position: 0,
                 reason: "log id is not utf-8".into(),
-            })
+            })?;
+            Ok((log_id, version_keys))
         }
         (None, None) => {
             if tree.first()?.is_some() {
@@ -38,7 +46,7 @@ pub(super) fn init_meta(tree: &::sled::Tree) -> Result<String> {
             batch.insert(prefixed(META, "format"), FORMAT);
             batch.insert(prefixed(META, "log_id"), log_id.as_bytes());
             tree.apply_batch(batch)?;
-            Ok(log_id)
+            Ok((log_id, false))
         }
         _ => Err(Error::Corrupt {
             position: 0,
@@ -54,6 +62,8 @@ const BATCHES: usize = 4;
 
 /// Verifies every record and the indexes derived from them, handing each
 /// verified record to `fold` in log order; returns the writer's state.
+/// A log of format 1 (`version_keys`) must hold one `v` key per stream,
+/// naming its last version; one of format 2 none.
 ///
 /// Two threads share the pass over the records: one reads them in order
 /// and checks each on its own (position, checksum, decoding), the calling
@@ -63,6 +73,7 @@ const BATCHES: usize = 4;
 pub(super) fn verify(
     tree: &::sled::Tree,
     fold: &mut dyn FnMut(&Envelope) -> Result<()>,
+    version_keys: bool,
 ) -> Result<WriterState> {
     let mut last: HashMap<String, Seen> = HashMap::new();
     // The number of the stream of each record, by position - 1.
@@ -116,6 +127,14 @@ pub(super) fn verify(
     for item in tree.scan_prefix([VERSION]) {
         let (key, value) = item?;
         let stream = key_name(&key).ok_or_else(|| malformed_key(head, "version"))?;
+        if !version_keys {
+            return Err(Error::Corrupt {
+                position: head,
+                reason: format!(
+                    "stream {stream:?} has a version key, which format 2 does not write"
+                ),
+            });
+        }
         let version = be_u64(&value).ok_or_else(|| malformed_key(head, "version"))?;
         match last.get_mut(stream) {
             Some(seen) if seen.version == version && !seen.recorded => seen.recorded = true,
@@ -136,7 +155,7 @@ pub(super) fn verify(
             }
         }
     }
-    if let Some((stream, seen)) = last.iter().find(|(_, seen)| !seen.recorded) {
+    if let Some((stream, seen)) = last.iter().find(|(_, seen)| version_keys && !seen.recorded) {
         return Err(Error::Corrupt {
             position: seen.position,
             reason: format!("stream {stream:?} has records but no version"),
@@ -165,6 +184,27 @@ pub(super) fn verify(
         }
     }
     Ok(WriterState { head, versions })
+}
+
+/// Upgrades a verified log of format 1 to format 2: removes its `v` keys
+/// and records the new format in one batch, which the flush after the
+/// start makes durable (a crash before it leaves format 1, upgraded again
+/// at the next start).
+pub(super) fn upgrade(tree: &::sled::Tree) -> Result<()> {
+    let mut batch = ::sled::Batch::default();
+    let mut removed = 0u64;
+    for item in tree.scan_prefix([VERSION]) {
+        let (key, _) = item?;
+        batch.remove(key);
+        removed += 1;
+    }
+    batch.insert(prefixed(META, "format"), FORMAT);
+    tree.apply_batch(batch)?;
+    tracing::info!(
+        version_keys = removed,
+        "event log upgraded to format 2 (stream versions from the index)"
+    );
+    Ok(())
 }
 
 /// A stream as the records show it.
@@ -276,7 +316,7 @@ fn index_in_order(
 }
 
 /// Splits a stream-index key into the stream's name and the version.
-fn split_index_key(key: &[u8]) -> Option<(&[u8], u64)> {
+pub(super) fn split_index_key(key: &[u8]) -> Option<(&[u8], u64)> {
     let (&prefix, rest) = key.split_first()?;
     let split = rest.len().checked_sub(9)?;
     let (name, tail) = rest.split_at(split);

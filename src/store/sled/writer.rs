@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use super::{
     decode_request, encode_request, flush, index_key, load, plan, prefixed, record_key,
     request_record, Commit, Envelope, Error, RequestRecord, Result, Space, DATA_KEY, MAX_GROUP,
-    REQUEST, VERSION,
+    REQUEST,
 };
 use crate::store::codec;
 
@@ -278,13 +278,11 @@ fn accept(
     };
     for env in &mut envelopes {
         let record = codec::encode(env);
-        let version = env.stream_version.to_be_bytes();
         batch.insert(&record_key(env.position)[..], record);
         batch.insert(
             index_key(&env.stream, env.stream_version),
             &env.position.to_be_bytes()[..],
         );
-        batch.insert(prefixed(VERSION, &env.stream), &version[..]);
         state
             .versions
             .insert(env.stream.clone(), env.stream_version);
