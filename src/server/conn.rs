@@ -37,13 +37,22 @@ pub(crate) const HOLD: usize = 16 * 1024;
 const KEEP: usize = 4 * 1024;
 
 /// A TCP connection that reports no vectored writes to HTTP/2 and sends a
-/// held write with the next one.
-#[derive(Debug)]
+/// held write with the next one. Its Debug shows how many bytes it holds,
+/// never the bytes: they are answers, credentials among them.
 pub(crate) struct Conn<T = TcpStream> {
     io: T,
     /// Bytes accepted but not yet written; `held[sent..]` is left.
     held: Vec<u8>,
     sent: usize,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Conn<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("io", &self.io)
+            .field("held_bytes", &(self.held.len() - self.sent))
+            .finish()
+    }
 }
 
 impl<T> Conn<T> {
@@ -293,6 +302,17 @@ mod tests {
                 assert!(conn.held.is_empty() && conn.sent == 0);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn debug_shows_how_much_is_held_never_the_bytes() {
+        let conn = Conn {
+            io: (),
+            held: br#"{"password":"s3cret"}"#.to_vec(),
+            sent: 2,
+        };
+        let shown = format!("{conn:?}");
+        assert_eq!(shown, "Conn { io: (), held_bytes: 19 }");
     }
 
     #[tokio::test]
