@@ -4,7 +4,6 @@
 //! names the sled crate. About 600 lines: the store, its two traits and
 //! its key layout belong together; the writer and verify are apart.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -500,33 +499,6 @@ impl From<::sled::Error> for Error {
             },
         }
     }
-}
-
-/// Reads the writer's state from the tree, trusting it as written: the
-/// head from the last record, each stream's version from its last index
-/// entry (one pass over the index, after a failed write only).
-fn load(tree: &::sled::Tree) -> Result<WriterState> {
-    let head = match tree.scan_prefix([RECORD]).next_back() {
-        Some(item) => {
-            let (key, _) = item?;
-            record_position(&key).ok_or_else(|| malformed_key(0, "record"))?
-        }
-        None => 0,
-    };
-    let mut versions: HashMap<String, u64> = HashMap::new();
-    for item in tree.scan_prefix([INDEX]) {
-        let (key, _) = item?;
-        let (name, version) =
-            verify::split_index_key(&key).ok_or_else(|| malformed_key(head, "index"))?;
-        let name = std::str::from_utf8(name).map_err(|_| malformed_key(head, "index"))?;
-        match versions.get_mut(name) {
-            Some(last) => *last = (*last).max(version),
-            None => {
-                versions.insert(name.to_owned(), version);
-            }
-        }
-    }
-    Ok(WriterState { head, versions })
 }
 
 /// Iterates a stream's index as (version, position), in version order.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{
-    decode_request, encode_request, flush, index_key, load, plan, prefixed, record_key,
-    request_record, Commit, Envelope, Error, RequestRecord, Result, Space, DATA_KEY, MAX_GROUP,
-    REQUEST,
+    decode_request, encode_request, flush, index_key, malformed_key, plan, prefixed, record_key,
+    record_position, request_record, verify, Commit, Envelope, Error, RequestRecord, Result, Space,
+    DATA_KEY, INDEX, MAX_GROUP, RECORD, REQUEST,
 };
 use crate::store::codec;
 
@@ -195,6 +195,33 @@ impl Writer {
                 TransactionError::Abort(()) => Error::storage("the key transaction aborted"),
             })
     }
+}
+
+/// Reads the writer's state from the tree, trusting it as written: the
+/// head from the last record, each stream's version from its last index
+/// entry (one pass over the index, after a failed write only).
+pub(super) fn load(tree: &::sled::Tree) -> Result<WriterState> {
+    let head = match tree.scan_prefix([RECORD]).next_back() {
+        Some(item) => {
+            let (key, _) = item?;
+            record_position(&key).ok_or_else(|| malformed_key(0, "record"))?
+        }
+        None => 0,
+    };
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for item in tree.scan_prefix([INDEX]) {
+        let (key, _) = item?;
+        let (name, version) =
+            verify::split_index_key(&key).ok_or_else(|| malformed_key(head, "index"))?;
+        let name = std::str::from_utf8(name).map_err(|_| malformed_key(head, "index"))?;
+        match versions.get_mut(name) {
+            Some(last) => *last = (*last).max(version),
+            None => {
+                versions.insert(name.to_owned(), version);
+            }
+        }
+    }
+    Ok(WriterState { head, versions })
 }
 
 /// Rounds of yielding to the runtime that `gather` does at most. One is
