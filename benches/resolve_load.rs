@@ -38,13 +38,13 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::raw::Call;
 use common::{
     agent_token, channel, cpu_seconds, create_environment, env_usize, pct, rss_kib,
     sorted_latencies, start_server, with_token,
 };
 use prost::Message as _;
 use registrar::pb;
+use registrar::testing::raw::Call;
 use tonic::client::Grpc;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;

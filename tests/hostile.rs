@@ -4,10 +4,9 @@
 
 mod common;
 
-use bytes::{Buf, BufMut};
 use common::{custom, Clients, TestServer};
 use registrar::pb;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use registrar::testing::raw::Call;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -37,63 +36,17 @@ const PATHS: &[&str] = &[
     "/registrar.v1.KeyService/GetKeyStatus",
 ];
 
-/// Sends and receives raw protobuf bytes.
-#[derive(Debug, Clone, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
-
 /// Calls `path` with raw request bytes and the admin token.
 async fn raw_call(
     channel: &Channel,
     token: &str,
     path: &'static str,
     body: Vec<u8>,
-) -> Result<Vec<u8>, Status> {
+) -> Result<bytes::Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone())
         .max_encoding_message_size(usize::MAX)
         .max_decoding_message_size(usize::MAX);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let mut request = tonic::Request::new(body);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    grpc.unary(request, http::uri::PathAndQuery::from_static(path), Raw)
-        .await
-        .map(|r| r.into_inner())
+    Call::raw(path, Some(token), body).send(&mut grpc).await
 }
 
 /// A call that must work after every refused one, on the same connection.

@@ -9,7 +9,6 @@ use registrar::pb;
 use tonic::transport::Channel;
 
 pub mod etcd;
-pub mod raw;
 
 /// Reads a count from the environment.
 pub fn env_usize(name: &str, default: usize) -> usize {

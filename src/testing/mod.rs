@@ -1,11 +1,13 @@
 //! Test support, built only with the `testing` feature (the crate's own
 //! tests, the integration tests and the fuzz crate turn it on; a release
 //! build contains none of it): the in-process server harness, a clock the
-//! test sets, a sealer without keys for `decide`, and the fuzz checks.
+//! test sets, a sealer without keys for `decide`, the fuzz checks, and
+//! gRPC calls as raw bytes.
 
 pub mod fuzzing;
 mod harness;
 pub mod postgres;
+pub mod raw;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

@@ -1,8 +1,7 @@
-//! A gRPC client without protobuf for load generators: each request is
-//! encoded once before the load, and each answer is compared byte for byte
-//! with an answer that was decoded and checked once, so the generator spends
-//! its core on the transport and not on encoding, decoding and checking
-//! fields, while a wrong answer still fails the run.
+//! gRPC calls as raw bytes: hostile-input tests send bytes no message
+//! encodes, and load generators encode each request once before the load
+//! and compare each answer byte for byte with an answer decoded and checked
+//! once, so that they spend their core on the transport, not on protobuf.
 
 use bytes::{Buf, BufMut, Bytes};
 use tonic::client::Grpc;
@@ -73,10 +72,15 @@ pub struct Call {
 impl Call {
     /// A call of `path` with `message` encoded, as `token` when given.
     pub fn new(path: &'static str, token: Option<&str>, message: &impl prost::Message) -> Self {
+        Self::raw(path, token, message.encode_to_vec())
+    }
+
+    /// A call of `path` with `body` as it is, as `token` when given.
+    pub fn raw(path: &'static str, token: Option<&str>, body: Vec<u8>) -> Self {
         Self {
             path,
             authorization: token.map(|t| format!("Bearer {t}").parse().unwrap()),
-            body: message.encode_to_vec().into(),
+            body: body.into(),
         }
     }
 
