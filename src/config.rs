@@ -85,8 +85,8 @@ pub struct ServeConfig {
     /// From `REGISTRAR_ADMIN_TOKEN` only, like `key_value`.
     #[arg(skip)]
     pub admin_token: Option<SecretText>,
-    /// Milliseconds a watch stream's full buffer may stay unread before the
-    /// stream ends with a status telling the client to resume.
+    /// Milliseconds a watch stream with changes to send may stay unread
+    /// before it ends with a status telling the client to resume.
     #[arg(
         long,
         env = "REGISTRAR_WATCH_STALL_MS",
@@ -94,14 +94,16 @@ pub struct ServeConfig {
         hide = true
     )]
     pub watch_stall_ms: u64,
-    /// Messages buffered per watch stream.
+    /// Most milliseconds between two wake-ups of the watch streams under a
+    /// stream of writes (40 µs per open stream up to this; 0: every applied
+    /// commit wakes them).
     #[arg(
         long,
-        env = "REGISTRAR_WATCH_BUFFER",
-        default_value_t = 256,
-        hide = true
+        env = "REGISTRAR_WATCH_PACE_MS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(0..=1000)
     )]
-    pub watch_buffer: usize,
+    pub watch_pace_ms: u64,
     /// Milliseconds between bookmarks on a quiet watch stream.
     #[arg(
         long,

@@ -251,7 +251,8 @@ async fn quiet_streams_get_bookmarks_that_resume() {
 async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
     let server = TestServer::start_with(|c| {
         c.watch_stall_ms = 300;
-        c.watch_buffer = 4;
+        // The stalled stream and the reader: no room for a third.
+        c.max_watches_per_token = 2;
     })
     .await;
     let mut admin = server.admin().await;
@@ -301,6 +302,23 @@ async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
     }
     assert_eq!(reading.await.unwrap(), TOGGLES);
     tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // The stalled stream was ended without being read, and so gave its slot
+    // back (as the finished reader did): the token may open two again.
+    let mut reopened = Vec::new();
+    for _ in 0..50 {
+        match watch(&mut admin, &env, "", false).await {
+            Ok(stream) => reopened.push(stream),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if reopened.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(reopened.len(), 2, "the stalled stream kept its slot");
 
     // The stalled stream holds a bounded backlog, then its end and the reason.
     let mut delivered = 0;

@@ -209,25 +209,15 @@ impl crate::pb_served::pull_service_server::PullService for Api {
         if *self.closing.borrow() {
             return Err(Status::unavailable("the server is shutting down"));
         }
-        let slot = self.watches.take(&who.token_id, self.watch.max_per_token)?;
-        let (tx, rx) = super::watch::queue(self.watch.buffer);
-        let stream = super::watch::run(
-            self.app.clone(),
+        let stream = self.watches.open(
+            &self.app,
             who,
             start.cursor,
             start.initial,
-            tx,
             self.watch,
             self.closing.clone(),
-        );
-        let open = self.app.metrics().watch_streams.clone();
-        open.inc();
-        tokio::spawn(async move {
-            stream.await;
-            drop(slot);
-            open.dec();
-        });
-        Ok(Response::new(rx))
+        )?;
+        Ok(Response::new(stream))
     }
 
     async fn get_host_config(

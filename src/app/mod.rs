@@ -32,7 +32,7 @@ pub use keys::DataKeys;
 pub use pull::{HostRegistry, OpenCredential, OpenRegistry, PullAnswer, PullOutcome};
 pub(crate) use verify::check_sendable;
 pub use verify::Trigger;
-pub use watch::{Change, Cursor, Item, WatchStart};
+pub use watch::{Change, Cursor, Item, ItemRef, WatchStart};
 
 use crate::audit::Audit;
 use crate::crypto::Keyring;

@@ -38,7 +38,62 @@ pub enum Item {
     },
 }
 
+/// A change as a cursor hands it over: borrowed, so that handing a shared
+/// change to a watcher touches no count of references that every other
+/// watcher touches too.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemRef<'a> {
+    /// From the recent window.
+    Shared(&'a Arc<Applied>),
+    /// Read and folded from the log by this cursor.
+    Own {
+        /// The position a resume token names.
+        position: u64,
+        /// The change.
+        change: &'a Change,
+    },
+}
+
+impl<'a> ItemRef<'a> {
+    /// Returns the position a resume token names.
+    pub fn position(self) -> u64 {
+        match self {
+            ItemRef::Shared(applied) => applied.recorded.position,
+            ItemRef::Own { position, .. } => position,
+        }
+    }
+
+    /// Returns the change for the environment `environment_id`.
+    pub fn change(self, environment_id: &str) -> Option<&'a Change> {
+        match self {
+            ItemRef::Shared(applied) => applied.change_for(environment_id),
+            ItemRef::Own { change, .. } => Some(change),
+        }
+    }
+
+    fn to_owned(self) -> Item {
+        match self {
+            ItemRef::Shared(applied) => Item::Shared(Arc::clone(applied)),
+            ItemRef::Own { position, change } => Item::Own {
+                position,
+                change: change.clone(),
+            },
+        }
+    }
+}
+
 impl Item {
+    /// Returns the item borrowed.
+    pub fn as_ref(&self) -> ItemRef<'_> {
+        match self {
+            Item::Shared(applied) => ItemRef::Shared(applied),
+            Item::Own { position, change } => ItemRef::Own {
+                position: *position,
+                change,
+            },
+        }
+    }
+
     /// Returns the position a resume token names.
     pub fn position(&self) -> u64 {
         match self {
@@ -206,42 +261,72 @@ impl Cursor {
     /// Records near the head come decoded from the projection's recent
     /// window, shared by all watchers; older ones are read from the log.
     pub async fn next(&mut self) -> Result<Vec<Item>> {
-        let from = self.position + 1;
-        if let Some(applied) = self.app.projection.recent_from(from, STEP) {
-            // The projection noted each change: no fold of this cursor's
-            // own, whose views would now fall behind, so they go.
-            self.views.clear();
-            let mut items = Vec::new();
-            for a in applied {
-                self.position = a.recorded.position;
-                if a.change_for(&self.environment_id).is_some() {
-                    items.push(Item::Shared(a));
-                }
-            }
-            return Ok(items);
+        let mut items = Vec::new();
+        let mut take = |item: ItemRef<'_>| {
+            items.push(item.to_owned());
+            true
+        };
+        if self.next_recent(&mut take).is_none() {
+            self.next_logged(&mut take).await?;
         }
+        Ok(items)
+    }
+
+    /// Hands the changes of the records after the cursor, in order, to
+    /// `take` until it returns false, passing each record handed over (and
+    /// every record that is no change for this environment); the cursor
+    /// stops before the first change not handed over. Reads the projection's
+    /// recent window only: `None` when it no longer holds the cursor's next
+    /// record, which [`Cursor::next_logged`] then reads from the log.
+    pub fn next_recent(&mut self, mut take: impl FnMut(ItemRef<'_>) -> bool) -> Option<()> {
+        let environment_id = &self.environment_id;
+        let mut position = self.position;
+        self.app
+            .projection
+            .visit_recent(self.position + 1, STEP, |a| {
+                position = a.recorded.position;
+                a.change_for(environment_id).is_none() || take(ItemRef::Shared(a))
+            })?;
+        self.position = position;
+        // The projection noted each change: no fold of this cursor's own,
+        // whose views would now fall behind, so they go.
+        self.views.clear();
+        Some(())
+    }
+
+    /// Like [`Cursor::next_recent`], from the log: reads at most a step of
+    /// records after the cursor (never past what the projection applied)
+    /// and folds the changes among them.
+    pub async fn next_logged(
+        &mut self,
+        mut take: impl FnMut(ItemRef<'_>) -> bool + Send,
+    ) -> Result<()> {
+        let from = self.position + 1;
         // Never past what the projection applied: the watch checks its
         // caller against the projection before sending, so a revocation
         // must be applied before what follows it is read.
         let applied = self.app.projection.position();
         if from > applied {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let max = usize::try_from(applied - from + 1)
             .unwrap_or(usize::MAX)
             .min(STEP);
-        let mut items = Vec::new();
         for envelope in self.app.log.read(from, max).await? {
             let recorded = payload::decode(&envelope)?;
-            if let Some(change) = self.change(&recorded).await? {
-                items.push(Item::Own {
-                    position: recorded.position,
-                    change,
-                });
-            }
+            let change = self.change(&recorded).await?;
             self.position = recorded.position;
+            if let Some(change) = change {
+                let more = take(ItemRef::Own {
+                    position: recorded.position,
+                    change: &change,
+                });
+                if !more {
+                    break;
+                }
+            }
         }
-        Ok(items)
+        Ok(())
     }
 
     /// Returns the change `recorded` makes for this cursor's environment,

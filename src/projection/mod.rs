@@ -120,22 +120,40 @@ impl Projection {
     /// Returns up to `max` applied records from `from` on, if the recent
     /// window still holds `from` (empty when `from` is past the last one);
     /// `None` when the caller must read the log instead.
+    #[cfg(test)]
     pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Applied>>> {
+        let mut out = Vec::new();
+        self.visit_recent(from, max, |a| {
+            out.push(Arc::clone(a));
+            true
+        })?;
+        Some(out)
+    }
+
+    /// Hands the applied records from `from` on to `visit`, in order, while
+    /// it returns true (at most `max` of them), if the recent window still
+    /// holds `from`; `None` when the caller must read the log instead.
+    /// Nothing is cloned: `visit` runs under the window's read lock.
+    pub fn visit_recent(
+        &self,
+        from: u64,
+        max: usize,
+        mut visit: impl FnMut(&Arc<Applied>) -> bool,
+    ) -> Option<()> {
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
         let first = recent.records.front()?.0.recorded.position;
         if from < first {
             return None;
         }
-        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
-        let end = skip.saturating_add(max).min(recent.records.len());
-        let skip = skip.min(end);
-        Some(
-            recent
-                .records
-                .range(skip..end)
-                .map(|(r, _)| Arc::clone(r))
-                .collect(),
-        )
+        let skip = usize::try_from(from - first)
+            .unwrap_or(usize::MAX)
+            .min(recent.records.len());
+        for (applied, _) in recent.records.range(skip..).take(max) {
+            if !visit(applied) {
+                break;
+            }
+        }
+        Some(())
     }
 
     /// Waits until the projection has applied `position`.

@@ -10,10 +10,10 @@ use crate::ecr::RefresherSettings;
 /// Returns the watch stream settings of a configuration.
 pub fn watch_settings(config: &ServeConfig) -> WatchSettings {
     WatchSettings {
-        buffer: config.watch_buffer.max(1),
         stall_timeout: Duration::from_millis(config.watch_stall_ms),
         bookmark_every: Duration::from_millis(config.watch_bookmark_ms.max(1)),
         max_per_token: config.max_watches_per_token.max(1),
+        pace: Duration::from_millis(config.watch_pace_ms),
     }
 }
 

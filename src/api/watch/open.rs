@@ -1,0 +1,285 @@
+//! The open watch streams: slots per token, the sweeper that ends the
+//! streams nobody reads, and the pacer that wakes them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tonic::Status;
+
+use super::{Batch, WatchSettings, WatchStream};
+use crate::app::{App, Change, Cursor};
+use crate::domain::access::Principal;
+
+/// The open watch streams: how many each token holds (to cap them), and
+/// what the sweeper reads of each.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OpenWatches(Arc<Opened>);
+
+#[derive(Debug, Default)]
+pub(super) struct Opened {
+    pub(super) per_token: Mutex<HashMap<String, usize>>,
+    pub(super) streams: Mutex<Vec<Weak<Shared>>>,
+    pub(super) sweeping: AtomicBool,
+    /// The projection's applied position, paced: what wakes the streams.
+    pub(super) head: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
+    /// Streams open.
+    pub(super) count: AtomicUsize,
+}
+
+/// One open stream of a token; dropping it closes the slot and counts the
+/// stream as closed.
+#[derive(Debug)]
+pub(crate) struct WatchSlot {
+    open: OpenWatches,
+    token_id: String,
+    gauge: Gauge,
+}
+
+impl OpenWatches {
+    /// Takes a slot for `token_id`, or fails when it holds `max` already.
+    fn take(&self, token_id: &str, max: usize, gauge: &Gauge) -> Result<WatchSlot, Status> {
+        let mut open = self.0.per_token.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(token_id.to_owned()).or_insert(0);
+        if *count >= max {
+            return Err(Status::resource_exhausted(format!(
+                "this token has {max} watch streams open, the most it may; close one first"
+            )));
+        }
+        *count += 1;
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+        gauge.inc();
+        Ok(WatchSlot {
+            open: self.clone(),
+            token_id: token_id.to_owned(),
+            gauge: gauge.clone(),
+        })
+    }
+
+    /// Opens a stream for `who` from `cursor` (after `initial` when given),
+    /// or fails when `who`'s token holds its most streams already.
+    pub(crate) fn open(
+        &self,
+        app: &App,
+        who: Principal,
+        cursor: Cursor,
+        initial: Option<Vec<Change>>,
+        settings: WatchSettings,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<WatchStream, Status> {
+        let slot = self.take(
+            &who.token_id,
+            settings.max_per_token,
+            &app.metrics().watch_streams,
+        )?;
+        let shared = Arc::new(Shared {
+            polls: AtomicU64::new(0),
+            seen_polls: AtomicU64::new(u64::MAX),
+            seen_at_ms: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            position: AtomicU64::new(cursor.position()),
+            last: AtomicU64::new(cursor.position()),
+            cut: Mutex::new(None),
+            slot: Mutex::new(Some(slot)),
+            who,
+        });
+        {
+            let mut streams = self.0.streams.lock().unwrap_or_else(|p| p.into_inner());
+            streams.retain(|s| s.strong_count() > 0);
+            streams.push(Arc::downgrade(&shared));
+        }
+        if !self.0.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(
+                Arc::downgrade(&self.0),
+                app.clone(),
+                settings.stall_timeout,
+                closing.clone(),
+            ));
+        }
+        let at = cursor.position();
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + settings.bookmark_every,
+            settings.bookmark_every,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let head = self
+            .0
+            .head
+            .get_or_init(|| {
+                let (tx, rx) = tokio::sync::watch::channel(app.projection().position());
+                tokio::spawn(pace(
+                    app.projection().watch_applied(),
+                    tx,
+                    Arc::downgrade(&self.0),
+                    settings.pace,
+                ));
+                rx
+            })
+            .clone();
+        let head = tokio_stream::wrappers::WatchStream::from_changes(head);
+        Ok(WatchStream {
+            app: app.clone(),
+            initial: initial.map(|i| (at, i.into_iter())),
+            pending: Batch::default(),
+            cursor: Some(cursor),
+            reading: None,
+            head,
+            closing: tokio_stream::wrappers::WatchStream::new(closing),
+            ticker,
+            shared,
+            polls: 0,
+            done: false,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.open.0.count.fetch_sub(1, Ordering::Relaxed);
+        let mut open = self
+            .open
+            .0
+            .per_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.token_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.token_id);
+            }
+        }
+    }
+}
+
+/// What a stream shares with the sweeper.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// How many times the transport asked the stream for more.
+    pub(super) polls: AtomicU64,
+    /// The sweeper's: `polls` when it last saw them change, and when that
+    /// was (milliseconds from the sweeper's start).
+    pub(super) seen_polls: AtomicU64,
+    pub(super) seen_at_ms: AtomicU64,
+    /// Whether the stream had sent everything up to `position` and waited
+    /// for the head to move.
+    pub(super) waiting: AtomicBool,
+    /// The cursor's position.
+    pub(super) position: AtomicU64,
+    /// The position of the last message handed to the transport: its
+    /// token is where the client resumes.
+    pub(super) last: AtomicU64,
+    /// The status the sweeper ended the stream with, for the client to read
+    /// after what it was sent.
+    pub(super) cut: Mutex<Option<Status>>,
+    /// The stream's slot, until the stream or the sweeper closes it.
+    pub(super) slot: Mutex<Option<WatchSlot>>,
+    /// Who watches.
+    pub(super) who: Principal,
+}
+
+impl Shared {
+    /// Ends the stream with `status` (unless it ended already), and gives
+    /// its slot back now.
+    fn cut(&self, status: Status) {
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if slot.is_some() {
+            *self.cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        }
+    }
+
+    pub(super) fn take_cut(&self) -> Option<Status> {
+        self.cut.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The pace per open stream: a round of wake-ups costs each stream's
+/// task, its connection's task and a write (about 10 µs of CPU, and as
+/// much for the client on the same host), so spacing rounds by 40 µs per
+/// stream keeps them to about a quarter of a core under any stream of
+/// writes. A few watchers wake at once for every commit; 500 wake at most
+/// every 20 ms.
+pub(super) const PACE_PER_STREAM: Duration = Duration::from_micros(40);
+
+/// Passes the projection's applied position on to the streams: at once
+/// after a quiet spell, then, while writes keep coming, once per pace with
+/// everything applied meanwhile, so that a wake-up of a watcher sends many
+/// changes in one write. The pace is [`PACE_PER_STREAM`] per open stream,
+/// at most `most`. Ends when the projection closes, which ends the
+/// streams.
+pub(super) async fn pace(
+    mut applied: tokio::sync::watch::Receiver<u64>,
+    head: tokio::sync::watch::Sender<u64>,
+    open: Weak<Opened>,
+    most: Duration,
+) {
+    while applied.changed().await.is_ok() {
+        let at = *applied.borrow_and_update();
+        head.send_replace(at);
+        let streams = open
+            .upgrade()
+            .map_or(0, |o| o.count.load(Ordering::Relaxed));
+        let every = PACE_PER_STREAM
+            .saturating_mul(u32::try_from(streams).unwrap_or(u32::MAX))
+            .min(most);
+        if !every.is_zero() {
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// Every so often (at most every second, and four times per stall
+/// timeout), ends the streams whose client stopped reading for the stall
+/// timeout while they had changes to send, and those whose caller's token
+/// was revoked or whose environment was deleted: a stream the transport
+/// does not ask for more cannot see either itself. Stops with the server
+/// or when the last handle on the open streams goes.
+async fn sweep(
+    open: Weak<Opened>,
+    app: App,
+    stall_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (stall_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        let Some(open) = open.upgrade() else { return };
+        let streams: Vec<Arc<Shared>> = {
+            let mut streams = open.streams.lock().unwrap_or_else(|p| p.into_inner());
+            streams.retain(|s| s.strong_count() > 0);
+            streams.iter().filter_map(Weak::upgrade).collect()
+        };
+        drop(open);
+        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let head = app.projection().position();
+        for s in streams {
+            // Unread since the first sweep that found no new ask.
+            let polls = s.polls.load(Ordering::Relaxed);
+            if s.seen_polls.swap(polls, Ordering::Relaxed) != polls {
+                s.seen_at_ms.store(now_ms, Ordering::Relaxed);
+                continue;
+            }
+            let unread = Duration::from_millis(now_ms - s.seen_at_ms.load(Ordering::Relaxed));
+            // A stream the transport stopped asking: it has changes at hand
+            // (it was not waiting), or the head moved past it, which wakes
+            // a stream whose client reads.
+            let behind =
+                !s.waiting.load(Ordering::Acquire) || s.position.load(Ordering::Acquire) < head;
+            if let Err(e) = app.check_still_valid(&s.who) {
+                s.cut(Status::from(e));
+            } else if behind && unread >= stall_timeout {
+                let last = app.token(s.last.load(Ordering::Relaxed));
+                s.cut(Status::resource_exhausted(format!(
+                    "the stream was not read for {}s; resume with the token of the last message processed ({last})",
+                    stall_timeout.as_secs()
+                )));
+            }
+        }
+    }
+}

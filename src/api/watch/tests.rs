@@ -1,0 +1,267 @@
+//! The watch stream's parts: its batches, its cursor's stops, its pacer.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use super::open::{pace, Opened, PACE_PER_STREAM};
+use super::*;
+use crate::app::new_id;
+use crate::app::Item;
+use crate::crypto::{Kek, KeySource};
+use crate::domain::access::Principal;
+use crate::domain::address::RegistryKind;
+use crate::domain::command::Command;
+use crate::domain::credential::NewCredential;
+use crate::domain::event::Orchestration;
+use crate::store::{EventLog, SledStore};
+
+const PASSWORD: &str = "Never-In-A-Watch-7";
+
+async fn open(dir: &std::path::Path) -> (App, SledStore) {
+    let kek = Kek::load(&KeySource::File(dir.with_extension("key")), true).unwrap();
+    let store = SledStore::open(dir).unwrap();
+    let app = App::open(store.log() as Arc<dyn EventLog>, store.keys(), kek, None)
+        .await
+        .unwrap();
+    (app, store)
+}
+
+/// Reads the cursor up to what the projection applied.
+async fn drain(app: &App, cursor: &mut Cursor) -> Vec<Item> {
+    let head = app.projection().position();
+    let mut all = Vec::new();
+    while cursor.position() < head {
+        all.extend(cursor.next().await.unwrap());
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_batch_takes_messages_up_to_its_bytes_and_one_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, store) = open(&tmp.path().join("data")).await;
+    // Messages of about 1 KiB each.
+    let change = Change::RegistryRemoved {
+        id: "x".repeat(1000),
+        address: "reg.example.com".into(),
+    };
+    let mut batch = Batch::default();
+    let mut taken = 0;
+    for position in 1.. {
+        taken += 1;
+        let item = ItemRef::Own {
+            position,
+            change: &change,
+        };
+        if !batch.take(&app, item, "env") {
+            break;
+        }
+        assert!(taken < 1000, "the batch never filled");
+    }
+    let one = batch.buf.len() / taken;
+    assert_eq!(taken, QUEUE_BYTES.div_ceil(one + PER_MESSAGE), "{one}");
+    assert!(batch.bytes >= QUEUE_BYTES);
+    assert!(batch.bytes < QUEUE_BYTES + one + PER_MESSAGE);
+    // Each message comes out whole, in order, with its position.
+    for position in 1..=taken as u64 {
+        let (p, m) = batch.pop_message().unwrap();
+        assert_eq!(p, position);
+        let decoded = pb::WatchResponse::decode(m.0).unwrap();
+        assert_eq!(decoded.token, app.token(position));
+    }
+    assert!(batch.pop_message().is_none());
+    assert_eq!(batch.bytes, 0);
+    // The end of the environment ends the batch with a status.
+    assert!(!batch.take(
+        &app,
+        ItemRef::Own {
+            position: 99,
+            change: &Change::EnvironmentDeleted
+        },
+        "env"
+    ));
+    assert_eq!(batch.end.unwrap().code(), tonic::Code::NotFound);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cursor_stops_before_the_first_change_not_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, store) = open(&tmp.path().join("data")).await;
+    let admin = Principal::system();
+    let env = new_id();
+    app.execute(&admin, "", &[], || Command::CreateEnvironment {
+        environment_id: env.clone(),
+        name: "prod".into(),
+        orchestration: Some(Orchestration::Cattle),
+    })
+    .await
+    .unwrap();
+    let mut cursor = app.watch(&admin, &env, "", false).unwrap().cursor;
+    for name in ["a", "b", "c"] {
+        app.execute(&admin, "", &[], || Command::UpdateSettings {
+            default_registry: Some(format!("{name}.example.com")),
+            whitelist: None,
+        })
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    cursor
+        .next_recent(|item| {
+            seen.push(item.position());
+            false
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(cursor.position(), seen[0], "stopped at the change taken");
+    cursor
+        .next_recent(|item| {
+            seen.push(item.position());
+            true
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(cursor.position(), app.projection().position());
+    drop(cursor);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchers_wake_at_once_after_a_quiet_spell_then_once_per_pace() {
+    let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
+    let (head_tx, mut head) = tokio::sync::watch::channel(0u64);
+    let open = Arc::new(Opened::default());
+    // 100 open streams: 4 ms between rounds, under a 10 ms most.
+    open.count.store(100, Ordering::Relaxed);
+    let pacer = tokio::spawn(pace(
+        applied,
+        head_tx,
+        Arc::downgrade(&open),
+        Duration::from_millis(10),
+    ));
+    applied_tx.send_replace(1);
+    head.changed().await.unwrap();
+    assert_eq!(*head.borrow_and_update(), 1);
+    let woken = tokio::time::Instant::now();
+    // Changes right after wait for the pace, then leave together.
+    applied_tx.send_replace(2);
+    applied_tx.send_replace(3);
+    head.changed().await.unwrap();
+    assert_eq!(*head.borrow_and_update(), 3);
+    assert_eq!(woken.elapsed(), PACE_PER_STREAM * 100);
+    // After a quiet spell the next change wakes them at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let quiet = tokio::time::Instant::now();
+    applied_tx.send_replace(4);
+    head.changed().await.unwrap();
+    assert_eq!(quiet.elapsed(), Duration::ZERO);
+    // 1,000 streams: the most the pace may be.
+    open.count.store(1000, Ordering::Relaxed);
+    applied_tx.send_replace(5);
+    head.changed().await.unwrap();
+    let woken = tokio::time::Instant::now();
+    applied_tx.send_replace(6);
+    head.changed().await.unwrap();
+    assert_eq!(woken.elapsed(), Duration::from_millis(10));
+    // The projection closing ends the pacer, and so the streams.
+    drop(applied_tx);
+    pacer.await.unwrap();
+    assert!(head.changed().await.is_err());
+}
+
+#[tokio::test]
+async fn a_change_is_encoded_once_for_every_watcher_and_reads_as_the_log_folds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (app, store) = open(&dir).await;
+    let admin = Principal::system();
+    let env = new_id();
+    app.execute(&admin, "", &[], || Command::CreateEnvironment {
+        environment_id: env.clone(),
+        name: "prod".into(),
+        orchestration: Some(Orchestration::Cattle),
+    })
+    .await
+    .unwrap();
+    let before = app.projection().position();
+    let mut first = app.watch(&admin, &env, "", false).unwrap().cursor;
+    let mut second = app.watch(&admin, &env, "", false).unwrap().cursor;
+    app.execute(&admin, "", &[], || Command::CreateRegistry {
+        environment_id: env.clone(),
+        registry_id: new_id(),
+        credential_id: new_id(),
+        kind: Some(RegistryKind::Custom),
+        address: "reg.example.com".into(),
+        credential: NewCredential {
+            email: "a@example.com".into(),
+            username: "alice".into(),
+            password: SecretString::from(PASSWORD.to_owned()),
+            expire_time: None,
+            ecr: None,
+        },
+        insecure: false,
+        ca_certificate_pem: String::new(),
+        verified: None,
+    })
+    .await
+    .unwrap();
+    app.execute(&admin, "", &[], || Command::UpdateSettings {
+        default_registry: Some("reg.example.com".into()),
+        whitelist: None,
+    })
+    .await
+    .unwrap();
+
+    let a = drain(&app, &mut first).await;
+    let b = drain(&app, &mut second).await;
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(a.iter().all(|i| matches!(i, Item::Shared(_))), "{a:?}");
+    let shared: Vec<_> = a
+        .iter()
+        .map(|i| encoded(&app, i.as_ref(), &env).unwrap())
+        .collect();
+    for (i, item) in b.iter().enumerate() {
+        let again = encoded(&app, item.as_ref(), &env).unwrap();
+        assert_eq!(again, shared[i]);
+        assert_eq!(
+            again.as_ptr(),
+            shared[i].as_ptr(),
+            "the second watcher sends the first one's bytes"
+        );
+    }
+    let decoded = pb::WatchResponse::decode(&shared[0][..]).unwrap();
+    let Some(pb::watch_response::Event::RegistryChanged(r)) = decoded.event else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(r.address, "reg.example.com");
+    assert_eq!(r.username, "alice");
+    assert_eq!(decoded.token, app.token(a[0].position()));
+    assert!(!String::from_utf8_lossy(&shared[0]).contains(PASSWORD));
+    let token = app.token(before);
+    drop((first, second));
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+
+    // Reopened, the window is empty: a resumed cursor folds the log
+    // itself, and sends the same messages.
+    let (app, store) = open(&dir).await;
+    let mut resumed = app.watch(&admin, &env, &token, false).unwrap().cursor;
+    let own = drain(&app, &mut resumed).await;
+    assert_eq!(own.len(), 2, "{own:?}");
+    for (i, item) in own.iter().enumerate() {
+        assert!(matches!(item, Item::Own { .. }), "{item:?}");
+        assert_eq!(encoded(&app, item.as_ref(), &env).unwrap(), shared[i]);
+    }
+    drop(resumed);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}
