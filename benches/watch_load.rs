@@ -3,44 +3,73 @@
 //! Starts the real `registrar` binary on loopback, measures write latency
 //! alone (the baseline), then again while 500 watchers are connected, half of
 //! which never read. Checks that every reading watcher receives every change
-//! in order, and samples the server's resident memory throughout.
+//! in order (the first reader to receive a change decodes and checks it, the
+//! others must receive the same bytes), notes how long a change took to
+//! reach a reader, prints the CPU per write of the server and of this
+//! generator, and samples the server's resident memory throughout.
 //!
 //! Three phases of `CHANGES` writes each: no watcher (the baseline), half of
 //! the watchers connected and never reading, then the other half reading too.
 //!
 //! `cargo bench --bench watch_load` (env: `WATCHERS`, `CHANGES`, `WRITERS`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 mod common;
 
+use bytes::Bytes;
 use common::{
-    agent_token, channel, create_environment, env_usize, pct, rss_kib, sorted_latencies,
-    start_server, with_token,
+    agent_token, channel, cpu_seconds, create_environment, env_usize, pct, rss_kib,
+    sorted_latencies, start_server, with_token,
 };
+use prost::Message as _;
 use registrar::pb;
+use registrar::testing::raw::Call;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
 
-/// Writes `count` changes from `writers` tasks; returns sorted latencies.
+/// When each write of a phase was sent, in nanoseconds from `epoch`.
+struct Sent {
+    epoch: Instant,
+    at: Vec<AtomicU64>,
+}
+
+impl Sent {
+    fn new(count: usize) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            at: (0..count).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Writes `count` changes from `writers` tasks, noting when each was sent
+/// (write `i` sets the username `u{i}`); returns sorted latencies.
 async fn write(
     url: &str,
     token: &str,
     env: &str,
     registries: &[String],
-    count: usize,
+    sent: Arc<Sent>,
     writers: usize,
 ) -> Vec<Duration> {
+    let count = sent.at.len();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..writers {
-        let (url, token, env, regs, next) = (
+        let (url, token, env, regs, next, sent) = (
             url.to_owned(),
             token.to_owned(),
             env.to_owned(),
             registries.to_vec(),
             next.clone(),
+            sent.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut client =
@@ -54,6 +83,7 @@ async fn write(
                 // Each change replaces a credential: the heaviest common write.
                 let reg = &regs[i % regs.len()];
                 let started = Instant::now();
+                sent.at[i].store(sent.now(), Ordering::Relaxed);
                 client
                     .create_registry(with_token(
                         &token,
@@ -86,19 +116,76 @@ async fn open_watch(
 ) -> (WatchClient, tonic::Streaming<pb::WatchResponse>) {
     let mut client = pb::pull_service_client::PullServiceClient::new(channel(url).await);
     let stream = client
-        .watch(with_token(
-            token,
-            pb::WatchRequest {
-                min_revision: 0,
-                environment_id: env.to_owned(),
-                resume_token: String::new(),
-                send_initial_state: false,
-            },
-        ))
+        .watch(with_token(token, watch_request(env)))
         .await
         .unwrap()
         .into_inner();
     (client, stream)
+}
+
+fn watch_request(env: &str) -> pb::WatchRequest {
+    pb::WatchRequest {
+        min_revision: 0,
+        environment_id: env.to_owned(),
+        resume_token: String::new(),
+        send_initial_state: false,
+    }
+}
+
+/// The changes of the reading phase, in order, each as the first reader to
+/// receive it decoded and checked it: every other reader must receive the
+/// same bytes (the server encodes a change once for all its watchers), so
+/// a wrong, missing, repeated or reordered message fails the run while the
+/// generator's core goes to the transport rather than to protobuf.
+struct Reference {
+    changes: Vec<OnceLock<(u64, Bytes)>>,
+    registries: Vec<String>,
+}
+
+impl Reference {
+    /// Checks the `i`th change a reader received, after one at `previous`;
+    /// returns its position. `None` for a bookmark, which readers skip.
+    fn check(&self, i: usize, previous: u64, message: &Bytes) -> Option<u64> {
+        if let Some((position, bytes)) = self.changes[i].get() {
+            if bytes == message {
+                return Some(*position);
+            }
+        }
+        let m = pb::WatchResponse::decode(message.clone()).expect("a WatchResponse");
+        let r = match m.event {
+            Some(pb::watch_response::Event::Bookmark(_)) => return None,
+            Some(pb::watch_response::Event::RegistryChanged(r)) => r,
+            other => panic!("change {i}: expected a registry change, got {other:?}"),
+        };
+        assert!(self.registries.contains(&r.address), "{}", r.address);
+        assert!(r.username.starts_with('u'), "{}", r.username);
+        let position = position_of(&m.token);
+        assert!(
+            position > previous,
+            "change {i} at {position} after {previous}: out of order"
+        );
+        let (p, bytes) = self.changes[i].get_or_init(|| (position, message.clone()));
+        assert_eq!(
+            (*p, bytes),
+            (position, message),
+            "change {i} differs between readers"
+        );
+        Some(position)
+    }
+}
+
+/// The log position a resume token names (`v1:<log>:<position>`, base64url).
+fn position_of(token: &str) -> u64 {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .expect("a token");
+    let text = String::from_utf8(text).unwrap();
+    text.rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a position")
 }
 
 #[tokio::main]
@@ -114,11 +201,35 @@ async fn main() {
     let registries: Vec<String> = (0..50).map(|i| format!("r{i}.example.com")).collect();
 
     // Warm up, then the baseline: the same writes with no watcher connected.
-    write(&server.url, &token, &env, &registries, 500, writers).await;
+    write(
+        &server.url,
+        &token,
+        &env,
+        &registries,
+        Sent::new(500),
+        writers,
+    )
+    .await;
     let rss_start = rss_kib(pid);
+    // CPU seconds of the server and of this generator, per phase.
+    let cpu = || (cpu_seconds(Some(pid)), cpu_seconds(None));
+    let spent = |before: (f64, f64)| {
+        let now = cpu();
+        (now.0 - before.0, now.1 - before.1)
+    };
     let started = Instant::now();
-    let baseline = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let before = cpu();
+    let baseline = write(
+        &server.url,
+        &token,
+        &env,
+        &registries,
+        Sent::new(changes),
+        writers,
+    )
+    .await;
     let baseline_secs = started.elapsed().as_secs_f64();
+    let baseline_cpu = spent(before);
 
     // Every watcher is an agent with its own token, as on real hosts.
     let mut agent_tokens = Vec::new();
@@ -143,51 +254,94 @@ async fn main() {
         })
     };
     let started = Instant::now();
-    let with_stalled = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let before = cpu();
+    let with_stalled = write(
+        &server.url,
+        &token,
+        &env,
+        &registries,
+        Sent::new(changes),
+        writers,
+    )
+    .await;
     let stalled_secs = started.elapsed().as_secs_f64();
+    let stalled_cpu = spent(before);
 
     // Phase 3: the reading half joins; every reader must see every change.
+    // One of them also notes when each change arrived.
+    let reference = Arc::new(Reference {
+        changes: (0..changes).map(|_| OnceLock::new()).collect(),
+        registries: registries.clone(),
+    });
+    let sent = Sent::new(changes);
     let mut readers = Vec::new();
-    for agent in &agent_tokens[watchers / 2..] {
-        let (client, mut stream) = open_watch(&server.url, agent, &env).await;
+    for (n, agent) in agent_tokens[watchers / 2..].iter().enumerate() {
+        let mut grpc = Grpc::new(channel(&server.url).await);
+        let call = Call::new(
+            "/registrar.v1.PullService/Watch",
+            Some(agent),
+            &watch_request(&env),
+        );
+        let mut stream = call.stream(&mut grpc).await.unwrap();
+        let (reference, sent) = (reference.clone(), sent.clone());
         readers.push(tokio::spawn(async move {
-            let _client = client;
+            let _grpc = grpc;
+            let mut delays = Vec::new();
+            let mut previous = 0;
             let mut got = 0usize;
-            let mut last = String::new();
             while got < changes {
                 let m = stream.message().await.unwrap().expect("open");
-                if let Some(pb::watch_response::Event::RegistryChanged(_)) = m.event {
-                    // Each change has its own position, hence its own token.
-                    assert_ne!(m.token, last);
-                    last = m.token;
-                    got += 1;
+                let Some(position) = reference.check(got, previous, &m) else {
+                    continue;
+                };
+                if n == 0 {
+                    let arrived = sent.now();
+                    let r = pb::WatchResponse::decode(m).unwrap();
+                    let Some(pb::watch_response::Event::RegistryChanged(r)) = r.event else {
+                        unreachable!("checked")
+                    };
+                    let i: usize = r.username[1..].parse().unwrap();
+                    let at = sent.at[i].load(Ordering::Relaxed);
+                    delays.push(Duration::from_nanos(arrived.saturating_sub(at)));
                 }
+                previous = position;
+                got += 1;
             }
-            got
+            (got, delays)
         }));
     }
+    eprintln!("watch_load: the reading phase starts");
     let started = Instant::now();
-    let with_all = write(&server.url, &token, &env, &registries, changes, writers).await;
+    let before = cpu();
+    let with_all = write(&server.url, &token, &env, &registries, sent, writers).await;
     let all_secs = started.elapsed().as_secs_f64();
     let mut complete = 0;
+    let mut delays = Vec::new();
     for r in readers {
-        if r.await.unwrap() == changes {
+        let (got, d) = r.await.unwrap();
+        if got == changes {
             complete += 1;
         }
+        delays.extend(d);
     }
+    delays.sort();
+    // Until every reader has every change: the fan-out's whole cost.
+    let all_cpu = spent(before);
     sampler.abort();
     let rss_end = rss_kib(pid);
     drop(stalled);
 
-    let line = |name: &str, lat: &[Duration], secs: f64| {
+    let line = |name: &str, lat: &[Duration], secs: f64, cpu: (f64, f64)| {
         println!(
-            "{name:<28}: {:>7.0} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            "{name:<28}: {:>7.0} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x  | CPU per write: server {:.0} us, generator {:.0} us",
             changes as f64 / secs,
             pct(lat, 0.5),
             pct(lat, 0.99),
             baseline_secs / secs,
             pct(lat, 0.5) / pct(&baseline, 0.5),
             pct(lat, 0.99) / pct(&baseline, 0.99),
+            cpu.0 * 1e6 / changes as f64,
+            cpu.1 * 1e6 / changes as f64,
         )
     };
     println!(
@@ -195,12 +349,19 @@ async fn main() {
         watchers / 2,
         watchers.div_ceil(2)
     );
-    line("no watchers (baseline)", &baseline, baseline_secs);
-    line("stalled watchers", &with_stalled, stalled_secs);
-    line("stalled + reading watchers", &with_all, all_secs);
+    line(
+        "no watchers (baseline)",
+        &baseline,
+        baseline_secs,
+        baseline_cpu,
+    );
+    line("stalled watchers", &with_stalled, stalled_secs, stalled_cpu);
+    line("stalled + reading watchers", &with_all, all_secs, all_cpu);
     println!(
-        "readers: {complete}/{} received all {changes} changes in order",
-        watchers.div_ceil(2)
+        "readers: {complete}/{} received all {changes} changes in order; a change reached a reader {:.2} ms (p50) / {:.2} ms (p99) after its write was sent",
+        watchers.div_ceil(2),
+        pct(&delays, 0.5),
+        pct(&delays, 0.99),
     );
     println!(
         "server RSS: {} MiB before watchers, {} MiB with the stalled ones, peak {} MiB, {} MiB at end",

@@ -9,7 +9,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tonic::{Request, Status, Streaming};
 
 /// Messages as their encoded bytes, both ways.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,6 +86,23 @@ impl Call {
 
     /// Sends the call on `grpc`; returns the answer's bytes.
     pub async fn send(&self, grpc: &mut Grpc<Channel>) -> Result<Bytes, Status> {
+        let request = self.request(grpc).await?;
+        let path = PathAndQuery::from_static(self.path);
+        Ok(grpc.unary(request, path, Raw).await?.into_inner())
+    }
+
+    /// Opens the call as a server stream on `grpc`; yields each message's
+    /// bytes.
+    pub async fn stream(&self, grpc: &mut Grpc<Channel>) -> Result<Streaming<Bytes>, Status> {
+        let request = self.request(grpc).await?;
+        let path = PathAndQuery::from_static(self.path);
+        Ok(grpc
+            .server_streaming(request, path, Raw)
+            .await?
+            .into_inner())
+    }
+
+    async fn request(&self, grpc: &mut Grpc<Channel>) -> Result<Request<Bytes>, Status> {
         grpc.ready()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -95,7 +112,6 @@ impl Call {
                 .metadata_mut()
                 .insert("authorization", value.clone());
         }
-        let path = PathAndQuery::from_static(self.path);
-        Ok(grpc.unary(request, path, Raw).await?.into_inner())
+        Ok(request)
     }
 }
