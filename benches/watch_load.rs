@@ -266,6 +266,8 @@ async fn main() {
     .await;
     let stalled_secs = started.elapsed().as_secs_f64();
     let stalled_cpu = spent(before);
+    // The stalled watchers' windows are full by now: what they hold.
+    let rss_stalled_full = rss_kib(pid);
 
     // Phase 3: the reading half joins; every reader must see every change.
     // One of them also notes when each change arrived.
@@ -364,9 +366,11 @@ async fn main() {
         pct(&delays, 0.99),
     );
     println!(
-        "server RSS: {} MiB before watchers, {} MiB with the stalled ones, peak {} MiB, {} MiB at end",
+        "server RSS: {} MiB before watchers, {} MiB with the stalled ones, {} MiB after their phase ({} KiB per stalled watcher), peak {} MiB, {} MiB at end",
         rss_start / 1024,
         rss_stalled / 1024,
+        rss_stalled_full / 1024,
+        rss_stalled_full.saturating_sub(rss_start) / (watchers as u64 / 2).max(1),
         peak.load(Ordering::Relaxed) / 1024,
         rss_end / 1024
     );

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message as _;
 use tokio_stream::Stream as _;
 use tonic::Status;
@@ -107,13 +107,11 @@ pub(crate) const QUEUE_BYTES: usize = 64 * 1024;
 const PER_MESSAGE: usize = 64;
 
 /// Messages taken from the cursor and not yet handed to the transport,
-/// each with the position its token names; a status ends them. The bytes
-/// are copied into the stream's own buffer: a copy costs less than a count
-/// of references on bytes that every watcher of the change counts too.
+/// each with the position its token names; a status ends them. A shared
+/// change's bytes are the projection's own, counted once more.
 #[derive(Debug, Default)]
 struct Batch {
-    buf: BytesMut,
-    messages: VecDeque<(u64, usize)>,
+    messages: VecDeque<(u64, Encoded)>,
     end: Option<Status>,
     bytes: usize,
 }
@@ -123,7 +121,7 @@ impl Batch {
     fn take(&mut self, app: &App, item: ItemRef<'_>, environment_id: &str) -> bool {
         match encoded(app, item, environment_id) {
             Some(m) => {
-                self.push(item.position(), &m);
+                self.push(item.position(), m);
                 self.bytes < QUEUE_BYTES
             }
             None => {
@@ -135,10 +133,9 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, position: u64, m: &[u8]) {
-        self.bytes += m.len() + PER_MESSAGE;
-        self.buf.extend_from_slice(m);
-        self.messages.push_back((position, m.len()));
+    fn push(&mut self, position: u64, m: Encoded) {
+        self.bytes += m.0.len() + PER_MESSAGE;
+        self.messages.push_back((position, m));
     }
 
     fn is_empty(&self) -> bool {
@@ -146,9 +143,9 @@ impl Batch {
     }
 
     fn pop_message(&mut self) -> Option<(u64, Encoded)> {
-        let (position, len) = self.messages.pop_front()?;
-        self.bytes -= len + PER_MESSAGE;
-        Some((position, Encoded(self.buf.split_to(len).freeze())))
+        let (position, m) = self.messages.pop_front()?;
+        self.bytes -= m.0.len() + PER_MESSAGE;
+        Some((position, m))
     }
 }
 
@@ -227,14 +224,14 @@ impl WatchStream {
             let at = *at;
             for change in initial.by_ref() {
                 if let Some(m) = message(&self.app, at, &change) {
-                    self.pending.push(at, &m.encode_to_vec());
+                    self.pending.push(at, Encoded::of(&m));
                     if self.pending.bytes >= QUEUE_BYTES {
                         return Poll::Ready(true);
                     }
                 }
             }
             self.initial = None;
-            self.pending.push(at, &bookmark(&self.app, at, true).0);
+            self.pending.push(at, bookmark(&self.app, at, true));
             return Poll::Ready(true);
         }
         if let Some(reading) = &mut self.reading {
@@ -399,11 +396,7 @@ fn message(app: &App, position: u64, change: &Change) -> Option<pb::WatchRespons
 
 /// Returns an item's message for the environment, encoded (once for all
 /// watchers when it is shared); `None` for the end of the environment.
-fn encoded<'a>(
-    app: &App,
-    item: ItemRef<'a>,
-    environment_id: &str,
-) -> Option<std::borrow::Cow<'a, [u8]>> {
+fn encoded(app: &App, item: ItemRef<'_>, environment_id: &str) -> Option<Encoded> {
     let change = item.change(environment_id)?;
     let message = || message(app, item.position(), change);
     match item {
@@ -414,9 +407,9 @@ fn encoded<'a>(
             let bytes = applied
                 .encoded
                 .get_or_init(|| message().map(|m| Encoded::of(&m).0).unwrap_or_default());
-            Some(std::borrow::Cow::Borrowed(&bytes[..]))
+            Some(Encoded(bytes.clone()))
         }
-        ItemRef::Own { .. } => message().map(|m| m.encode_to_vec().into()),
+        ItemRef::Own { .. } => message().map(|m| Encoded::of(&m)),
     }
 }
 
