@@ -102,8 +102,9 @@ impl prost::Message for Encoded {
 /// Bytes of messages a stream takes from its cursor at a time: the
 /// messages' encodings, each charged [`PER_MESSAGE`] more. It stops taking
 /// once this is reached, so it holds at most this much and one message
-/// more (usually bytes it shares with the projection's window).
-pub(crate) const QUEUE_BYTES: usize = 64 * 1024;
+/// more (usually bytes it shares with the projection's window). As much as
+/// tonic gathers into one chunk before it hands the chunk to HTTP/2.
+pub(crate) const QUEUE_BYTES: usize = 32 * 1024;
 const PER_MESSAGE: usize = 64;
 
 /// Messages taken from the cursor and not yet handed to the transport,
