@@ -49,25 +49,64 @@ impl Sent {
     }
 }
 
-/// Writes `count` changes from `writers` tasks, noting when each was sent
-/// (write `i` sets the username `u{i}`); returns sorted latencies.
-async fn write(
-    url: &str,
-    token: &str,
-    env: &str,
-    registries: &[String],
-    sent: Arc<Sent>,
+/// Where a phase writes: the server, its admin token, the environment and
+/// its registries, and how many writers run at once.
+struct Writes {
+    url: String,
+    token: String,
+    env: String,
+    registries: Vec<String>,
     writers: usize,
-) -> Vec<Duration> {
+    /// The server's process, whose CPU time each phase reads.
+    pid: u32,
+}
+
+/// A phase's writes: their sorted latencies, the seconds they took, and
+/// the CPU seconds (server, generator) from the phase's start.
+struct Phase {
+    latencies: Vec<Duration>,
+    secs: f64,
+    cpu_from: (f64, f64),
+}
+
+impl Writes {
+    /// CPU seconds used so far by the server and by this generator.
+    fn cpu(&self) -> (f64, f64) {
+        (cpu_seconds(Some(self.pid)), cpu_seconds(None))
+    }
+
+    /// Runs a phase of writes, one per slot of `sent`.
+    async fn phase(&self, sent: Arc<Sent>) -> Phase {
+        let cpu_from = self.cpu();
+        let started = Instant::now();
+        let latencies = write(self, sent).await;
+        Phase {
+            latencies,
+            secs: started.elapsed().as_secs_f64(),
+            cpu_from,
+        }
+    }
+
+    /// The CPU seconds (server, generator) used since the phase started.
+    fn spent(&self, phase: &Phase) -> (f64, f64) {
+        let now = self.cpu();
+        (now.0 - phase.cpu_from.0, now.1 - phase.cpu_from.1)
+    }
+}
+
+/// Writes one change per slot of `sent` from the target's writers, noting
+/// when each was sent (write `i` sets the username `u{i}`); returns sorted
+/// latencies.
+async fn write(target: &Writes, sent: Arc<Sent>) -> Vec<Duration> {
     let count = sent.at.len();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..writers {
+    for _ in 0..target.writers {
         let (url, token, env, regs, next, sent) = (
-            url.to_owned(),
-            token.to_owned(),
-            env.to_owned(),
-            registries.to_vec(),
+            target.url.clone(),
+            target.token.clone(),
+            target.env.clone(),
+            target.registries.clone(),
             next.clone(),
             sent.clone(),
         );
@@ -200,36 +239,20 @@ async fn main() {
     let env = create_environment(&ch, &token, "bench", pb::Orchestration::Cattle).await;
     let registries: Vec<String> = (0..50).map(|i| format!("r{i}.example.com")).collect();
 
-    // Warm up, then the baseline: the same writes with no watcher connected.
-    write(
-        &server.url,
-        &token,
-        &env,
-        &registries,
-        Sent::new(500),
+    let target = Writes {
+        url: server.url.clone(),
+        token: token.clone(),
+        env: env.clone(),
+        registries: registries.clone(),
         writers,
-    )
-    .await;
-    let rss_start = rss_kib(pid);
-    // CPU seconds of the server and of this generator, per phase.
-    let cpu = || (cpu_seconds(Some(pid)), cpu_seconds(None));
-    let spent = |before: (f64, f64)| {
-        let now = cpu();
-        (now.0 - before.0, now.1 - before.1)
+        pid,
     };
-    let started = Instant::now();
-    let before = cpu();
-    let baseline = write(
-        &server.url,
-        &token,
-        &env,
-        &registries,
-        Sent::new(changes),
-        writers,
-    )
-    .await;
-    let baseline_secs = started.elapsed().as_secs_f64();
-    let baseline_cpu = spent(before);
+
+    // Warm up, then the baseline: the same writes with no watcher connected.
+    target.phase(Sent::new(500)).await;
+    let rss_start = rss_kib(pid);
+    let baseline = target.phase(Sent::new(changes)).await;
+    let baseline_cpu = target.spent(&baseline);
 
     // Every watcher is an agent with its own token, as on real hosts.
     let mut agent_tokens = Vec::new();
@@ -253,19 +276,8 @@ async fn main() {
             }
         })
     };
-    let started = Instant::now();
-    let before = cpu();
-    let with_stalled = write(
-        &server.url,
-        &token,
-        &env,
-        &registries,
-        Sent::new(changes),
-        writers,
-    )
-    .await;
-    let stalled_secs = started.elapsed().as_secs_f64();
-    let stalled_cpu = spent(before);
+    let with_stalled = target.phase(Sent::new(changes)).await;
+    let stalled_cpu = target.spent(&with_stalled);
     // The stalled watchers' windows are full by now: what they hold.
     let rss_stalled_full = rss_kib(pid);
 
@@ -313,10 +325,7 @@ async fn main() {
         }));
     }
     eprintln!("watch_load: the reading phase starts");
-    let started = Instant::now();
-    let before = cpu();
-    let with_all = write(&server.url, &token, &env, &registries, sent, writers).await;
-    let all_secs = started.elapsed().as_secs_f64();
+    let with_all = target.phase(sent).await;
     let mut complete = 0;
     let mut delays = Vec::new();
     for r in readers {
@@ -328,20 +337,21 @@ async fn main() {
     }
     delays.sort();
     // Until every reader has every change: the fan-out's whole cost.
-    let all_cpu = spent(before);
+    let all_cpu = target.spent(&with_all);
     sampler.abort();
     let rss_end = rss_kib(pid);
     drop(stalled);
 
-    let line = |name: &str, lat: &[Duration], secs: f64, cpu: (f64, f64)| {
+    let line = |name: &str, phase: &Phase, cpu: (f64, f64)| {
+        let (lat, base) = (&phase.latencies, &baseline.latencies);
         println!(
             "{name:<28}: {:>7.0} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  | vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x  | CPU per write: server {:.0} us, generator {:.0} us",
-            changes as f64 / secs,
+            changes as f64 / phase.secs,
             pct(lat, 0.5),
             pct(lat, 0.99),
-            baseline_secs / secs,
-            pct(lat, 0.5) / pct(&baseline, 0.5),
-            pct(lat, 0.99) / pct(&baseline, 0.99),
+            baseline.secs / phase.secs,
+            pct(lat, 0.5) / pct(base, 0.5),
+            pct(lat, 0.99) / pct(base, 0.99),
             cpu.0 * 1e6 / changes as f64,
             cpu.1 * 1e6 / changes as f64,
         )
@@ -351,14 +361,9 @@ async fn main() {
         watchers / 2,
         watchers.div_ceil(2)
     );
-    line(
-        "no watchers (baseline)",
-        &baseline,
-        baseline_secs,
-        baseline_cpu,
-    );
-    line("stalled watchers", &with_stalled, stalled_secs, stalled_cpu);
-    line("stalled + reading watchers", &with_all, all_secs, all_cpu);
+    line("no watchers (baseline)", &baseline, baseline_cpu);
+    line("stalled watchers", &with_stalled, stalled_cpu);
+    line("stalled + reading watchers", &with_all, all_cpu);
     println!(
         "readers: {complete}/{} received all {changes} changes in order; a change reached a reader {:.2} ms (p50) / {:.2} ms (p99) after its write was sent",
         watchers.div_ceil(2),

@@ -194,26 +194,14 @@ impl std::fmt::Debug for WatchStream {
 impl Drop for WatchStream {
     fn drop(&mut self) {
         // The client went away, or the stream ended: the slot is free.
-        drop(
-            self.shared
-                .slot
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        self.shared.release_slot();
     }
 }
 
 impl WatchStream {
     fn end(&mut self, status: Status) -> Poll<Option<Result<Encoded, Status>>> {
         self.done = true;
-        drop(
-            self.shared
-                .slot
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        self.shared.release_slot();
         Poll::Ready(Some(Err(status)))
     }
 

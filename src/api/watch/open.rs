@@ -184,10 +184,15 @@ impl Shared {
     /// Ends the stream with `status` (unless it ended already), and gives
     /// its slot back now.
     fn cut(&self, status: Status) {
-        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if slot.is_some() {
+        if self.release_slot() {
             *self.cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
         }
+    }
+
+    /// Gives the stream's slot back; returns whether it still held it.
+    pub(super) fn release_slot(&self) -> bool {
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        slot.is_some()
     }
 
     pub(super) fn take_cut(&self) -> Option<Status> {

@@ -27,6 +27,20 @@ async fn open(dir: &std::path::Path) -> (App, SledStore) {
     (app, store)
 }
 
+/// Creates a Cattle environment as the system; returns who and its id.
+async fn environment(app: &App) -> (Principal, String) {
+    let admin = Principal::system();
+    let env = new_id();
+    app.execute(&admin, "", &[], || Command::CreateEnvironment {
+        environment_id: env.clone(),
+        name: "prod".into(),
+        orchestration: Some(Orchestration::Cattle),
+    })
+    .await
+    .unwrap();
+    (admin, env)
+}
+
 /// Reads the cursor up to what the projection applied.
 async fn drain(app: &App, cursor: &mut Cursor) -> Vec<Item> {
     let head = app.projection().position();
@@ -91,15 +105,7 @@ async fn a_batch_takes_messages_up_to_its_bytes_and_one_more() {
 async fn a_cursor_stops_before_the_first_change_not_taken() {
     let tmp = tempfile::tempdir().unwrap();
     let (app, store) = open(&tmp.path().join("data")).await;
-    let admin = Principal::system();
-    let env = new_id();
-    app.execute(&admin, "", &[], || Command::CreateEnvironment {
-        environment_id: env.clone(),
-        name: "prod".into(),
-        orchestration: Some(Orchestration::Cattle),
-    })
-    .await
-    .unwrap();
+    let (admin, env) = environment(&app).await;
     let mut cursor = app.watch(&admin, &env, "", false).unwrap().cursor;
     for name in ["a", "b", "c"] {
         app.execute(&admin, "", &[], || Command::UpdateSettings {
@@ -181,15 +187,7 @@ async fn a_change_is_encoded_once_for_every_watcher_and_reads_as_the_log_folds_i
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (app, store) = open(&dir).await;
-    let admin = Principal::system();
-    let env = new_id();
-    app.execute(&admin, "", &[], || Command::CreateEnvironment {
-        environment_id: env.clone(),
-        name: "prod".into(),
-        orchestration: Some(Orchestration::Cattle),
-    })
-    .await
-    .unwrap();
+    let (admin, env) = environment(&app).await;
     let before = app.projection().position();
     let mut first = app.watch(&admin, &env, "", false).unwrap().cursor;
     let mut second = app.watch(&admin, &env, "", false).unwrap().cursor;
