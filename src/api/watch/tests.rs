@@ -139,6 +139,75 @@ async fn a_cursor_stops_before_the_first_change_not_taken() {
     store.close().await.unwrap();
 }
 
+/// Counts the times a task was woken.
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_the_transport_stops_asking_is_woken_at_most_once_more() {
+    use tokio_stream::Stream as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, store) = open(&tmp.path().join("data")).await;
+    let (admin, env) = environment(&app).await;
+    // A watcher whose credential is a client certificate: not a token of
+    // the log, so it stays valid.
+    let agent = Principal {
+        token_id: "cert:agent".into(),
+        role: crate::domain::event::Role::Agent,
+        environment_id: Some(env.clone()),
+    };
+    let start = app.watch(&agent, &env, "", false).unwrap();
+    let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut stream = OpenWatches::default()
+        .open(
+            &app,
+            agent,
+            start.cursor,
+            None,
+            WatchSettings::default(),
+            closing,
+        )
+        .unwrap();
+    let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    // At the head: the stream waits for it to move.
+    assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+    // The client stops reading: HTTP/2 no longer asks the stream, whatever
+    // changes. One wake-up, then none for the 19 changes after.
+    for n in 0..20 {
+        app.execute(&admin, "", &[], || Command::UpdateSettings {
+            default_registry: Some(format!("r{n}.example.com")),
+            whitelist: None,
+        })
+        .await
+        .unwrap();
+    }
+    app.projection().wait_for(app.projection().position()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    // Asked again, it sends the changes in order.
+    let mut positions = Vec::new();
+    while let Poll::Ready(Some(m)) = Pin::new(&mut stream).poll_next(&mut cx) {
+        let m = pb::WatchResponse::decode(m.unwrap().0).unwrap();
+        assert!(matches!(
+            m.event,
+            Some(pb::watch_response::Event::SettingsChanged(_))
+        ));
+        positions.push(m.token);
+    }
+    assert_eq!(positions.len(), 20);
+    drop(stream);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn watchers_wake_at_once_after_a_quiet_spell_then_once_per_pace() {
     let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
