@@ -101,6 +101,19 @@ pub struct Token {
     pub create_time: SystemTime,
 }
 
+/// Sets a stream's version in a table of versions, allocating its name
+/// only for a stream the table has not seen: most events extend a stream
+/// it already holds, and folding a large log at start sets one version
+/// per event.
+pub(crate) fn set_version(versions: &mut HashMap<String, u64>, stream: &str, version: u64) {
+    match versions.get_mut(stream) {
+        Some(v) => *v = version,
+        None => {
+            versions.insert(stream.to_owned(), version);
+        }
+    }
+}
+
 /// The fold of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
@@ -239,7 +252,7 @@ impl State {
     /// never emits one.
     pub fn apply(&mut self, r: &Recorded) {
         self.position = r.position;
-        self.streams.insert(r.stream.clone(), r.stream_version);
+        set_version(&mut self.streams, &r.stream, r.stream_version);
         match &r.event {
             Event::EnvironmentCreated {
                 environment_id,
@@ -445,5 +458,22 @@ impl State {
         self.registries
             .values()
             .map(|r| r.credential.credential_id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_version_adds_a_new_stream_and_moves_a_known_one() {
+        let mut versions = HashMap::new();
+        set_version(&mut versions, "env/e1", 1);
+        set_version(&mut versions, "reg/e1/r.example.com", 1);
+        set_version(&mut versions, "env/e1", 2);
+        set_version(&mut versions, "env/e1", 3);
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions["env/e1"], 3);
+        assert_eq!(versions["reg/e1/r.example.com"], 1);
     }
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::domain::state::set_version;
+
 use super::{
     codec, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore, RequestRecord, Result,
 };
@@ -87,9 +89,7 @@ impl EventLog for MemoryLog {
         for env in &mut envelopes {
             // Encoding sets the CRC, so records match what the sled log returns.
             codec::encode(env);
-            state
-                .versions
-                .insert(env.stream.clone(), env.stream_version);
+            set_version(&mut state.versions, &env.stream, env.stream_version);
             state
                 .streams
                 .entry(env.stream.clone())

@@ -14,6 +14,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{codec, pg_error, pool_error, publish, signed, unsigned, Reachable, CHANNEL};
+use crate::domain::state::set_version;
 use crate::store::{plan, request_record, Commit, Envelope, Error, RequestRecord, Result};
 
 /// A statement parameter.
@@ -200,7 +201,7 @@ async fn write_group(
             rows.streams.push(env.stream.as_bytes().to_vec());
             rows.versions.push(signed(env.stream_version)?);
             rows.records.push(codec::encode(env));
-            versions.insert(env.stream.clone(), env.stream_version);
+            set_version(&mut versions, &env.stream, env.stream_version);
         }
         head = envelopes.last().map_or(head, |e| e.position);
         if let Some(record) = request_record(commit, &envelopes) {

@@ -13,6 +13,7 @@ use super::{
     record_position, request_record, verify, Commit, Envelope, Error, RequestRecord, Result, Space,
     DATA_KEY, INDEX, MAX_GROUP, RECORD, REQUEST,
 };
+use crate::domain::state::set_version;
 use crate::store::codec;
 
 /// A commit waiting for the writer, with where to send its outcome.
@@ -310,9 +311,7 @@ fn accept(
             index_key(&env.stream, env.stream_version),
             &env.position.to_be_bytes()[..],
         );
-        state
-            .versions
-            .insert(env.stream.clone(), env.stream_version);
+        set_version(&mut state.versions, &env.stream, env.stream_version);
         state.head = env.position;
     }
     if let Some(record) = request_record(commit, &envelopes) {
