@@ -13,8 +13,13 @@
 //!    until `grpc.health.v1.Health/Check` answers SERVING; checks that the
 //!    view is whole (every registry of the first and last environment
 //!    listed, each with its latest credential); reads its resident memory.
-//! 4. Does the same on an empty data directory, for the memory a server
-//!    takes with nothing in it.
+//! 4. On the second start, replaces credentials across the log for
+//!    `WRITE_SECONDS` (default 10; 0 for none) from 64 callers, on
+//!    registries of every environment but the first and the last, and
+//!    prints the rate, the server's CPU per write and its memory after:
+//!    what a bounded page cache costs a write on a large log.
+//! 5. Does the same as 3 on an empty data directory, for the memory a
+//!    server takes with nothing in it.
 //!
 //! `cargo bench --bench cold_start` (env as above; `SERVER_CPU` pins the
 //! server). `LOG_DIR=path` keeps the written log (and the ids it holds) in
@@ -233,6 +238,73 @@ async fn serve(data: &std::path::Path) -> (Serving, Duration) {
     (serving, started.elapsed())
 }
 
+/// Replaces credentials across the whole log for `seconds` from `WRITERS`
+/// callers, each on a connection of its own, on registries of every
+/// environment but the first and the last (whose registries the start's
+/// checks read); a stride spreads them over the log. Checks every answer;
+/// returns the writes acknowledged.
+async fn write_across(
+    url: &str,
+    token: &str,
+    envs: &[String],
+    per_environment: usize,
+    seconds: u64,
+) -> usize {
+    let inner = envs.len().saturating_sub(2);
+    if inner == 0 {
+        return 0;
+    }
+    let slots = inner * per_environment;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let envs = Arc::new(envs.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (next, envs, token) = (Arc::clone(&next), Arc::clone(&envs), token.to_owned());
+        let ch = common::channel(url).await;
+        tasks.push(tokio::spawn(async move {
+            let mut client = pb::registry_service_client::RegistryServiceClient::new(ch);
+            let mut done = 0;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                // 7,919 is prime, so the stride visits every slot.
+                let slot = (i * 7919) % slots;
+                let (env, n) = (1 + slot / per_environment, slot % per_environment);
+                let user = format!("writer-{i}");
+                let reg = client
+                    .create_registry(with_token(
+                        &token,
+                        pb::CreateRegistryRequest {
+                            environment_id: envs[env].clone(),
+                            kind: pb::RegistryKind::Custom as i32,
+                            address: format!("r{n}.example.com"),
+                            email: "ops@example.com".into(),
+                            username: user.clone(),
+                            password: format!("secret-{i}"),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .expect("CreateRegistry")
+                    .into_inner()
+                    .registry
+                    .expect("a registry");
+                assert_eq!(
+                    (reg.address, reg.username, reg.environment_id.as_str()),
+                    (format!("r{n}.example.com"), user, envs[env].as_str())
+                );
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.unwrap();
+    }
+    done
+}
+
 /// Mints an admin token offline, as an operator would.
 fn admin_token(data: &std::path::Path) -> String {
     let out = std::process::Command::new(common::registrar_program())
@@ -287,6 +359,7 @@ async fn main() {
     let environments = env_usize("ENVIRONMENTS", 1000).max(1);
     let per_environment = env_usize("REGISTRIES_PER_ENVIRONMENT", 100).max(1);
     let events = env_usize("EVENTS", 1_000_000);
+    let write_seconds = env_usize("WRITE_SECONDS", 10) as u64;
     let dir = tempfile::tempdir().unwrap();
     let kept = std::env::var_os("LOG_DIR").map(std::path::PathBuf::from);
     let data = kept.as_deref().unwrap_or(dir.path()).join("data");
@@ -365,6 +438,18 @@ async fn main() {
             rss / 1024
         );
         starts.push(took);
+        if run == 2 && write_seconds > 0 {
+            let cpu = common::cpu_seconds(Some(server.child.id()));
+            let done =
+                write_across(&server.url, &token, &envs, per_environment, write_seconds).await;
+            let cpu = common::cpu_seconds(Some(server.child.id())) - cpu;
+            println!(
+                "credential writes across the log ({WRITERS} callers, {write_seconds} s): {:.0} /s, server CPU {:.0} µs per write, RSS after {} MiB",
+                done as f64 / write_seconds as f64,
+                cpu * 1e6 / done.max(1) as f64,
+                rss_kib(server.child.id()) / 1024
+            );
+        }
     }
 
     let empty = dir.path().join("empty");
