@@ -263,36 +263,22 @@ async fn write_across(
         let (next, envs, token) = (Arc::clone(&next), Arc::clone(&envs), token.to_owned());
         let ch = common::channel(url).await;
         tasks.push(tokio::spawn(async move {
-            let mut client = pb::registry_service_client::RegistryServiceClient::new(ch);
             let mut done = 0;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                // 7,919 is prime, so the stride visits every slot.
+                // A prime stride visits every slot unless their count is a
+                // multiple of it.
                 let slot = (i * 7919) % slots;
                 let (env, n) = (1 + slot / per_environment, slot % per_environment);
-                let user = format!("writer-{i}");
-                let reg = client
-                    .create_registry(with_token(
-                        &token,
-                        pb::CreateRegistryRequest {
-                            environment_id: envs[env].clone(),
-                            kind: pb::RegistryKind::Custom as i32,
-                            address: format!("r{n}.example.com"),
-                            email: "ops@example.com".into(),
-                            username: user.clone(),
-                            password: format!("secret-{i}"),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .expect("CreateRegistry")
-                    .into_inner()
-                    .registry
-                    .expect("a registry");
-                assert_eq!(
-                    (reg.address, reg.username, reg.environment_id.as_str()),
-                    (format!("r{n}.example.com"), user, envs[env].as_str())
-                );
+                let address = format!("r{n}.example.com");
+                common::replace_credential(
+                    &ch,
+                    &token,
+                    &envs[env],
+                    &address,
+                    &format!("writer-{i}"),
+                )
+                .await;
                 done += 1;
             }
             done

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    channel, cpu_seconds, create_environment, env_usize, pct, sorted_latencies, start_server,
-    with_token,
+    channel, cpu_seconds, create_environment, env_usize, pct, replace_credential, sorted_latencies,
+    start_server, with_token,
 };
 use registrar::pb;
 use tonic::transport::Channel;
@@ -74,7 +74,14 @@ async fn phase(
                     Write::EtcdPut => etcd_put(&ch, &name).await,
                     Write::CreateEnvironment => create(&ch, &token, &name).await,
                     Write::Credential => {
-                        let id = credential(&ch, &token, &env, (w + i) % REGISTRIES, &name).await;
+                        let id = replace_credential(
+                            &ch,
+                            &token,
+                            &env,
+                            &address((w + i) % REGISTRIES),
+                            &name,
+                        )
+                        .await;
                         assert!(
                             credentials.lock().unwrap().insert(id),
                             "a credential write answered a credential id seen before"
@@ -113,33 +120,6 @@ async fn create(ch: &Channel, token: &str, name: &str) {
     let env = r.environment.expect("an environment");
     assert_eq!(env.name, name);
     assert!(!env.id.is_empty() && r.revision > 0);
-}
-
-/// Replaces the credential of registry `n`; returns the new credential id.
-async fn credential(ch: &Channel, token: &str, env: &str, n: usize, user: &str) -> String {
-    let r = pb::registry_service_client::RegistryServiceClient::new(ch.clone())
-        .create_registry(with_token(
-            token,
-            pb::CreateRegistryRequest {
-                environment_id: env.to_owned(),
-                kind: pb::RegistryKind::Custom as i32,
-                address: address(n),
-                email: "ops@example.com".into(),
-                username: user.to_owned(),
-                password: format!("secret-{user}"),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("CreateRegistry")
-        .into_inner();
-    let reg = r.registry.expect("a registry");
-    assert_eq!(
-        (reg.address.as_str(), reg.username.as_str()),
-        (address(n).as_str(), user)
-    );
-    assert!(r.revision > 0 && !reg.credential_id.is_empty());
-    reg.credential_id
 }
 
 fn address(n: usize) -> String {
@@ -182,7 +162,7 @@ async fn main() {
     let ch = channel(&server.url).await;
     let env = create_environment(&ch, &admin, "credentials", pb::Orchestration::Cattle).await;
     for n in 0..REGISTRIES {
-        credential(&ch, &admin, &env, n, "setup").await;
+        replace_credential(&ch, &admin, &env, &address(n), "setup").await;
     }
     println!(
         "write_load: {seconds} s per phase; server CPU {}",

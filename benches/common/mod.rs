@@ -208,6 +208,45 @@ pub async fn create_environment(
         .id
 }
 
+/// Creates the registry at `address` in `env`, or replaces its credential
+/// when it is there (user `user`, password `secret-<user>`), and checks the
+/// answer; returns the new credential id.
+pub async fn replace_credential(
+    ch: &Channel,
+    token: &str,
+    env: &str,
+    address: &str,
+    user: &str,
+) -> String {
+    let r = pb::registry_service_client::RegistryServiceClient::new(ch.clone())
+        .create_registry(with_token(
+            token,
+            pb::CreateRegistryRequest {
+                environment_id: env.to_owned(),
+                kind: pb::RegistryKind::Custom as i32,
+                address: address.to_owned(),
+                email: "ops@example.com".into(),
+                username: user.to_owned(),
+                password: format!("secret-{user}"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("CreateRegistry")
+        .into_inner();
+    let reg = r.registry.expect("a registry");
+    assert_eq!(
+        (
+            reg.address.as_str(),
+            reg.username.as_str(),
+            reg.environment_id.as_str()
+        ),
+        (address, user, env)
+    );
+    assert!(r.revision > 0 && !reg.credential_id.is_empty());
+    reg.credential_id
+}
+
 /// Issues an agent token of `env` as `admin`.
 pub async fn agent_token(ch: &Channel, admin: &str, env: &str) -> String {
     pb::token_service_client::TokenServiceClient::new(ch.clone())
