@@ -116,13 +116,16 @@ pub fn resolve<'s>(
             let registry = Address::parse(image.domain())
                 .map_err(|e| Error::invalid("image", format!("registry part: {e}")))?;
             let allowed = settings.whitelist.allows(&registry, image.path());
-            let repository = format!("{}/{}", registry.as_str(), image.path());
+            // The repository scope, only when the whitelist admits this
+            // registry for some repositories and not all of them.
+            let repository = (!settings.whitelist.admits_whole(&registry))
+                .then(|| format!("{}/{}", registry.as_str(), image.path()));
             (
                 image.to_string(),
                 registry,
                 allowed,
                 default_applied,
-                Some(repository),
+                repository,
             )
         }
         Target::Registry(input) => {
@@ -156,11 +159,10 @@ pub fn resolve<'s>(
             Some(reg) => Decision::Allowed(Some(reg)),
         }
     };
-    let repository_scope = repository.filter(|_| !settings.whitelist.admits_whole(&registry));
     Ok(Resolution {
         resolved_image,
         registry,
-        repository_scope,
+        repository_scope: repository,
         decision,
     })
 }

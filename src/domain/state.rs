@@ -120,7 +120,8 @@ pub struct State {
     position: u64,
     environments: BTreeMap<String, Environment>,
     registries: HashMap<String, Registry>,
-    by_address: BTreeMap<(String, Address), String>,
+    /// Registry ids by environment, then by canonical address.
+    by_address: BTreeMap<String, BTreeMap<Address, String>>,
     settings: Settings,
     tokens: BTreeMap<String, Token>,
     streams: HashMap<String, u64>,
@@ -161,7 +162,8 @@ impl State {
     /// Returns the registry of an environment for a canonical address.
     pub fn registry_at(&self, environment_id: &str, address: &Address) -> Option<&Registry> {
         self.by_address
-            .get(&(environment_id.to_owned(), address.clone()))
+            .get(environment_id)
+            .and_then(|registries| registries.get(address))
             .and_then(|id| self.registries.get(id))
     }
 
@@ -173,18 +175,16 @@ impl State {
         after: &str,
     ) -> impl Iterator<Item = &'a Registry> + 'a {
         use std::ops::Bound;
-        let start = (
-            environment_id.to_owned(),
-            Address::from_canonical_unchecked(after.to_owned()),
-        );
+        let start = Address::from_canonical_unchecked(after.to_owned());
         let lower = if after.is_empty() {
             Bound::Included(start)
         } else {
             Bound::Excluded(start)
         };
         self.by_address
-            .range((lower, Bound::Unbounded))
-            .take_while(move |((env, _), _)| env == environment_id)
+            .get(environment_id)
+            .into_iter()
+            .flat_map(move |registries| registries.range((lower.clone(), Bound::Unbounded)))
             .filter_map(|(_, id)| self.registries.get(id))
     }
 
@@ -281,10 +281,13 @@ impl State {
                 ca_certificate_pem,
                 credential,
             } => {
-                self.by_address.insert(
-                    (environment_id.clone(), address.clone()),
-                    registry_id.clone(),
-                );
+                if !self.by_address.contains_key(environment_id) {
+                    self.by_address
+                        .insert(environment_id.clone(), BTreeMap::new());
+                }
+                if let Some(registries) = self.by_address.get_mut(environment_id) {
+                    registries.insert(address.clone(), registry_id.clone());
+                }
                 self.registries.insert(
                     registry_id.clone(),
                     Registry {
@@ -333,7 +336,12 @@ impl State {
             }
             Event::RegistryDeleted { registry_id, .. } => {
                 if let Some(reg) = self.registries.remove(registry_id) {
-                    self.by_address.remove(&(reg.environment_id, reg.address));
+                    if let Some(registries) = self.by_address.get_mut(&reg.environment_id) {
+                        registries.remove(&reg.address);
+                        if registries.is_empty() {
+                            self.by_address.remove(&reg.environment_id);
+                        }
+                    }
                 }
             }
             Event::EcrTokenRefreshed {
@@ -464,6 +472,87 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::credential::SealedSecret;
+
+    fn fold(state: &mut State, event: Event) {
+        let position = state.position() + 1;
+        state.apply(&Recorded {
+            position,
+            stream: format!("s{position}"),
+            stream_version: 1,
+            time: SystemTime::UNIX_EPOCH,
+            actor: "t".into(),
+            request_id: String::new(),
+            event,
+        });
+    }
+
+    fn create(state: &mut State, env: &str, id: &str, address: &str) {
+        fold(
+            state,
+            Event::RegistryCreated {
+                registry_id: id.into(),
+                environment_id: env.into(),
+                kind: RegistryKind::Custom,
+                address: Address::parse(address).unwrap(),
+                insecure: false,
+                ca_certificate_pem: String::new(),
+                credential: CredentialRecord {
+                    credential_id: format!("c-{id}"),
+                    email: String::new(),
+                    username: "u".into(),
+                    password: SealedSecret {
+                        nonce: vec![],
+                        ciphertext: vec![],
+                    },
+                    expire_time: None,
+                    ecr: None,
+                },
+            },
+        );
+    }
+
+    fn ids<'a>(registries: impl Iterator<Item = &'a Registry>) -> Vec<&'a str> {
+        registries.map(|r| r.id.as_str()).collect()
+    }
+
+    #[test]
+    fn registries_are_found_by_environment_and_address_and_listed_in_address_order() {
+        let mut state = State::default();
+        create(&mut state, "e2", "r4", "b.example.com");
+        create(&mut state, "e1", "r1", "c.example.com");
+        create(&mut state, "e1", "r2", "a.example.com");
+        create(&mut state, "e2", "r3", "a.example.com");
+        let a = Address::parse("a.example.com").unwrap();
+        assert_eq!(
+            state.registry_at("e1", &a).map(|r| r.id.as_str()),
+            Some("r2")
+        );
+        assert_eq!(
+            state.registry_at("e2", &a).map(|r| r.id.as_str()),
+            Some("r3")
+        );
+        assert!(state.registry_at("e3", &a).is_none());
+        assert_eq!(ids(state.registries_in("e1", "")), ["r2", "r1"]);
+        assert_eq!(ids(state.registries_in("e1", "a.example.com")), ["r1"]);
+        assert_eq!(ids(state.registries_in("e2", "")), ["r3", "r4"]);
+        assert!(ids(state.registries_in("e3", "")).is_empty());
+
+        for id in ["r2", "r1"] {
+            fold(
+                &mut state,
+                Event::RegistryDeleted {
+                    registry_id: id.into(),
+                    credential_id: format!("c-{id}"),
+                },
+            );
+        }
+        assert!(state.registry_at("e1", &a).is_none());
+        assert!(ids(state.registries_in("e1", "")).is_empty());
+        assert_eq!(ids(state.registries_in("e2", "")), ["r3", "r4"]);
+        // An environment whose last registry is gone leaves no entry.
+        assert_eq!(state.by_address.keys().collect::<Vec<_>>(), ["e2"]);
+    }
 
     #[test]
     fn set_version_adds_a_new_stream_and_moves_a_known_one() {
