@@ -3,9 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::domain::address::RegistryKind;
-use crate::domain::credential::{CredentialRecord, SealedSecret};
-use crate::domain::event::{Event, Orchestration, Recorded};
+use crate::domain::event::{Event, Orchestration};
+use crate::domain::state::test_events;
 use crate::domain::whitelist::Whitelist;
 
 const ENV: &str = "e1";
@@ -29,39 +28,12 @@ impl Given {
     }
 
     fn event(&mut self, event: Event) -> &mut Self {
-        let position = self.0.position() + 1;
-        self.0.apply(&Recorded {
-            position,
-            stream: format!("s{position}"),
-            stream_version: 1,
-            time: now(),
-            actor: "t".into(),
-            request_id: String::new(),
-            event,
-        });
+        test_events::fold(&mut self.0, event, now());
         self
     }
 
     fn registry(&mut self, id: &str, address: &str, expire: Option<SystemTime>) -> &mut Self {
-        self.event(Event::RegistryCreated {
-            registry_id: id.into(),
-            environment_id: ENV.into(),
-            kind: RegistryKind::Custom,
-            address: Address::parse(address).unwrap(),
-            insecure: false,
-            ca_certificate_pem: String::new(),
-            credential: CredentialRecord {
-                credential_id: format!("c-{id}"),
-                email: "a@b.c".into(),
-                username: "u".into(),
-                password: SealedSecret {
-                    nonce: vec![],
-                    ciphertext: vec![],
-                },
-                expire_time: expire,
-                ecr: None,
-            },
-        })
+        self.event(test_events::registry_created(ENV, id, address, expire))
     }
 
     fn settings(&mut self, default: &str, whitelist: &[&str]) -> &mut Self {

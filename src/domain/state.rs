@@ -469,47 +469,68 @@ impl State {
     }
 }
 
+/// Events for the domain's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_events {
     use super::*;
     use crate::domain::credential::SealedSecret;
 
-    fn fold(state: &mut State, event: Event) {
+    /// Folds `event` into `state` at the next position, on a stream of
+    /// its own.
+    pub(crate) fn fold(state: &mut State, event: Event, time: SystemTime) {
         let position = state.position() + 1;
         state.apply(&Recorded {
             position,
             stream: format!("s{position}"),
             stream_version: 1,
-            time: SystemTime::UNIX_EPOCH,
+            time,
             actor: "t".into(),
             request_id: String::new(),
             event,
         });
     }
 
-    fn create(state: &mut State, env: &str, id: &str, address: &str) {
-        fold(
-            state,
-            Event::RegistryCreated {
-                registry_id: id.into(),
-                environment_id: env.into(),
-                kind: RegistryKind::Custom,
-                address: Address::parse(address).unwrap(),
-                insecure: false,
-                ca_certificate_pem: String::new(),
-                credential: CredentialRecord {
-                    credential_id: format!("c-{id}"),
-                    email: String::new(),
-                    username: "u".into(),
-                    password: SealedSecret {
-                        nonce: vec![],
-                        ciphertext: vec![],
-                    },
-                    expire_time: None,
-                    ecr: None,
+    /// A custom registry `id` at `address` in `env`, its credential
+    /// `c-<id>` (sealed to nothing) expiring at `expire`.
+    pub(crate) fn registry_created(
+        env: &str,
+        id: &str,
+        address: &str,
+        expire: Option<SystemTime>,
+    ) -> Event {
+        Event::RegistryCreated {
+            registry_id: id.into(),
+            environment_id: env.into(),
+            kind: RegistryKind::Custom,
+            address: Address::parse(address).unwrap(),
+            insecure: false,
+            ca_certificate_pem: String::new(),
+            credential: CredentialRecord {
+                credential_id: format!("c-{id}"),
+                email: "a@b.c".into(),
+                username: "u".into(),
+                password: SealedSecret {
+                    nonce: vec![],
+                    ciphertext: vec![],
                 },
+                expire_time: expire,
+                ecr: None,
             },
-        );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_events::registry_created;
+    use super::*;
+
+    fn fold(state: &mut State, event: Event) {
+        super::test_events::fold(state, event, SystemTime::UNIX_EPOCH);
+    }
+
+    fn create(state: &mut State, env: &str, id: &str, address: &str) {
+        fold(state, registry_created(env, id, address, None));
     }
 
     fn ids<'a>(registries: impl Iterator<Item = &'a Registry>) -> Vec<&'a str> {
