@@ -636,7 +636,7 @@ async fn killed_servers_lose_no_acknowledged_write_and_always_restart() {
 /// Edits one raw record of a stopped server's log, to simulate a torn or
 /// damaged write (the key layout is documented on `SledStore`).
 fn tamper(data: &Path, position: u64, edit: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::Config::new().path(data).open().expect("open sled");
+    let db = registrar::testing::open_sled(data, registrar::store::sled::DEFAULT_CACHE_BYTES);
     let tree = db.open_tree("log").expect("log tree");
     let mut key = vec![b'e'];
     key.extend_from_slice(&position.to_be_bytes());

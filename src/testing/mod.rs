@@ -65,3 +65,11 @@ impl Sealer for ContextSealer {
         }
     }
 }
+
+/// Opens a stopped data directory's sled database raw, with a page cache
+/// of `cache_bytes`, to read or damage its trees. Waits, like the store,
+/// for the lock that a store closed a moment ago still holds while sled's
+/// threads let go of it.
+pub fn open_sled(dir: &std::path::Path, cache_bytes: u64) -> ::sled::Db {
+    crate::store::sled::open_db(dir, cache_bytes).expect("open sled")
+}

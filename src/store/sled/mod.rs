@@ -214,7 +214,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// a dropped database, a moment after the drop, so an open right after a
 /// close in the same process could otherwise find the directory locked. A
 /// directory another live process holds still fails, after the wait.
-fn open_db(dir: &Path, cache_bytes: u64) -> Result<::sled::Db> {
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<::sled::Db> {
     let started = std::time::Instant::now();
     loop {
         let config = ::sled::Config::new().path(dir).cache_capacity(cache_bytes);

@@ -25,7 +25,7 @@ fn expect_corrupt(dir: &Path, position: u64) -> String {
 
 /// Edits the raw log tree of a closed data directory.
 fn edit_log_tree<T>(dir: &Path, edit: impl FnOnce(&::sled::Tree) -> T) -> T {
-    let db = ::sled::open(dir).unwrap();
+    let db = super::open_db(dir, super::DEFAULT_CACHE_BYTES).unwrap();
     let tree = db.open_tree(LOG_TREE).unwrap();
     let out = edit(&tree);
     db.flush().unwrap();
