@@ -15,16 +15,19 @@ use super::{
     RequestRecord, Result,
 };
 
+mod format;
 mod verify;
 mod writer;
 
-use verify::{init_meta, verify};
+use format::init_meta;
+use verify::verify;
 
 #[cfg(test)]
 use writer::Probe;
 use writer::{Pending, Writer, WriterState};
 
 const LOG_TREE: &str = "log";
+/// The tree of the data keys in formats 1 and 2 (see `format.rs`).
 const KEYS_TREE: &str = "keys";
 
 // Prefixes of the `log` tree; see `SledStore` for the layout.
@@ -35,15 +38,13 @@ const VERSION: u8 = b'v';
 const INDEX: u8 = b'i';
 const REQUEST: u8 = b'q';
 const META: u8 = b'm';
-// Prefixes of the `keys` tree.
+/// The key store's: a credential's wrapped data key, and its meta.
 const DATA_KEY: u8 = b'k';
-const KEYS_META: u8 = b'm';
+const KEYS_META: u8 = b'w';
 
-/// The format this build writes: 2, without the `v` keys of format 1,
-/// which it upgrades at open.
-const FORMAT: &[u8] = b"2";
-/// The format with a `v` key per stream.
-const FORMAT_VERSION_KEYS: &[u8] = b"1";
+/// The format this build writes: 3, the data keys in the log's tree,
+/// upgraded at open from formats 1 and 2 (see `format.rs`).
+const FORMAT: &[u8] = b"3";
 /// Most commits one group (one batch, one flush) takes from the queue.
 const MAX_GROUP: usize = 512;
 /// Commits that may wait for the writer before `append` waits to queue.
@@ -57,7 +58,7 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The sled database of a data directory: the event log and the key store.
 ///
-/// One `sled::Db` holds two trees. Tree `log` (integers are u64 big-endian, so
+/// One `sled::Db` holds one tree, `log` (integers are u64 big-endian, so
 /// keys sort by number):
 ///
 /// | key                                   | value                               |
@@ -65,19 +66,18 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// | `e` position                          | the record (see `codec`)            |
 /// | `i` stream `0x00` version             | the position of that stream version |
 /// | `q` request_id                        | first position, last position, fingerprint |
-/// | `m` name                              | meta: `log_id` (random uuid), `format` (`2`) |
+/// | `m` name                              | meta: `log_id` (random uuid), `format` (`3`) |
+/// | `k` credential_id                     | the credential's wrapped data key   |
+/// | `w` name                              | the key store's meta                |
 ///
-/// A stream's version is the version of its last index entry. Format `1`
-/// also kept it under `v` stream, one more key written per event; a start
-/// verifies such a log with its `v` keys, then removes them and records
-/// format `2` in one batch.
+/// A stream's version is the version of its last index entry. A request
+/// key is the caller's token id, a NUL and its request id. A commit's data
+/// keys are written in the same batch as its records, made durable by the
+/// same flush; the key store's own writes (rotation, shredding) touch the
+/// `k` and `w` keys only. Formats 1 and 2 kept more, and a start upgrades
+/// them (`format.rs`).
 ///
-/// Tree `keys`: `k` credential_id → wrapped data key; `m` name → key-store meta.
-/// A request key is the caller's token id, a NUL and its request id.
-/// A commit's data keys are written to `keys` in one sled transaction with
-/// its records, made durable by the same flush.
-///
-/// One writer task owns every write to `log`. It takes a queued commit and
+/// One writer task owns every write of records to `log`. It takes a queued commit and
 /// whatever else is queued or joins the queue while the runtime runs the
 /// tasks that are ready (up to 512), checks them in order, writes
 /// the accepted ones as one `sled::Batch`, flushes, and only then publishes the
@@ -115,12 +115,9 @@ impl SledStore {
             .map_err(|_| Error::storage("the sled store must be opened inside a tokio runtime"))?;
         let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree(LOG_TREE)?;
-        let keys_tree = db.open_tree(KEYS_TREE)?;
-        let (log_id, version_keys) = init_meta(&tree)?;
-        let state = verify(&tree, fold, version_keys)?;
-        if version_keys {
-            verify::upgrade(&tree)?;
-        }
+        let (log_id, found) = init_meta(&tree)?;
+        let state = verify(&tree, fold, found.version_keys())?;
+        format::upgrade(&db, &tree, found)?;
         db.flush()?;
         tracing::info!(
             head = state.head,
@@ -140,7 +137,6 @@ impl SledStore {
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
-            keys_tree: keys_tree.clone(),
             durable: state.head,
             state: Some(state),
             head: Arc::clone(&head),
@@ -151,17 +147,14 @@ impl SledStore {
         };
         let writer = runtime.spawn(writer.run(rx, Arc::clone(&stop)));
         let log = Arc::new(SledLog {
-            tree,
+            tree: tree.clone(),
             tx,
             head,
             log_id,
             #[cfg(test)]
             probe,
         });
-        let keys = Arc::new(SledKeys {
-            tree: keys_tree,
-            space,
-        });
+        let keys = Arc::new(SledKeys { tree, space });
         Ok(SledStore {
             db,
             log,
@@ -425,7 +418,8 @@ impl SledLog {
     }
 }
 
-/// The sled key store, in the `keys` tree beside the log.
+/// The sled key store: the `k` and `w` keys of the log's tree, beside the
+/// log's records.
 #[derive(Debug)]
 pub struct SledKeys {
     tree: ::sled::Tree,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::super::conformance::{append, commit, one, with_keys, with_request};
 use super::*;
 
-fn expect_corrupt(dir: &Path, position: u64) -> String {
+pub(super) fn expect_corrupt(dir: &Path, position: u64) -> String {
     let err = SledStore::open(dir).unwrap_err();
     assert!(
         matches!(&err, Error::Corrupt { position: p, .. } if *p == position),
@@ -24,7 +24,7 @@ fn expect_corrupt(dir: &Path, position: u64) -> String {
 }
 
 /// Edits the raw log tree of a closed data directory.
-fn edit_log_tree<T>(dir: &Path, edit: impl FnOnce(&::sled::Tree) -> T) -> T {
+pub(super) fn edit_log_tree<T>(dir: &Path, edit: impl FnOnce(&::sled::Tree) -> T) -> T {
     let db = super::open_db(dir, super::DEFAULT_CACHE_BYTES).unwrap();
     let tree = db.open_tree(LOG_TREE).unwrap();
     let out = edit(&tree);
@@ -33,7 +33,7 @@ fn edit_log_tree<T>(dir: &Path, edit: impl FnOnce(&::sled::Tree) -> T) -> T {
 }
 
 /// Writes three commits of one event each, on two streams, then closes.
-async fn three_records(dir: &Path) {
+pub(super) async fn three_records(dir: &Path) {
     let store = SledStore::open(dir).unwrap();
     let log = store.log();
     log.append(one("a", 0)).await.unwrap();
@@ -434,7 +434,7 @@ async fn a_missing_index_entry_among_many_stops_open_at_its_record() {
 
 /// The actual version a commit at `expected` is refused with, or `None`
 /// when it is accepted.
-async fn refused_at(log: &SledLog, stream: &str, expected: u64) -> Option<u64> {
+pub(super) async fn refused_at(log: &SledLog, stream: &str, expected: u64) -> Option<u64> {
     match log.append(one(stream, expected)).await {
         Ok(_) => None,
         Err(Error::Conflict { actual, .. }) => Some(actual),
@@ -461,104 +461,4 @@ async fn after_a_failed_write_stream_versions_are_read_from_the_index() {
     assert_eq!(refused_at(&log, "a", 3).await, None);
     assert_eq!(refused_at(&log, "b", 1).await, None);
     assert_eq!(log.head(), 7);
-}
-
-/// Turns a closed format-2 directory into what format 1 wrote: a `v` key
-/// per stream with its last version, and format "1".
-fn as_format_1(dir: &Path, versions: &[(&str, u64)]) {
-    edit_log_tree(dir, |tree| {
-        for (stream, version) in versions {
-            tree.insert(prefixed(VERSION, stream), &version.to_be_bytes())
-                .unwrap();
-        }
-        tree.insert(prefixed(META, "format"), FORMAT_VERSION_KEYS)
-            .unwrap();
-    });
-}
-
-fn format_and_version_keys(dir: &Path) -> (Vec<u8>, usize) {
-    edit_log_tree(dir, |tree| {
-        let format = tree.get(prefixed(META, "format")).unwrap().unwrap();
-        (format.to_vec(), tree.scan_prefix([VERSION]).count())
-    })
-}
-
-#[tokio::test]
-async fn a_new_log_writes_no_version_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    assert_eq!(format_and_version_keys(dir.path()), (b"2".to_vec(), 0));
-}
-
-#[tokio::test]
-async fn a_format_1_log_is_verified_with_its_version_keys_then_upgraded() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    as_format_1(dir.path(), &[("a", 2), ("b", 1)]);
-    let store = SledStore::open(dir.path()).unwrap();
-    let log = store.log();
-    assert_eq!(log.read(1, 10).await.unwrap().len(), 3);
-    assert_eq!(refused_at(&log, "a", 1).await, Some(2));
-    assert_eq!(refused_at(&log, "b", 1).await, None);
-    drop(log);
-    store.close().await.unwrap();
-    assert_eq!(format_and_version_keys(dir.path()), (b"2".to_vec(), 0));
-    // And it opens again as format 2.
-    let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(store.log().head(), 4);
-    store.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_format_1_log_whose_version_key_is_wrong_stops_open_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    as_format_1(dir.path(), &[("a", 1), ("b", 1)]);
-    let message = expect_corrupt(dir.path(), 3);
-    assert!(
-        message.contains("is recorded at version 1 but its last record is version 2"),
-        "{message}"
-    );
-    assert_eq!(format_and_version_keys(dir.path()), (b"1".to_vec(), 2));
-}
-
-#[tokio::test]
-async fn a_format_1_log_missing_a_version_key_stops_open() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    as_format_1(dir.path(), &[("a", 2)]);
-    let message = expect_corrupt(dir.path(), 2);
-    assert!(
-        message.contains("\"b\" has records but no version"),
-        "{message}"
-    );
-}
-
-#[tokio::test]
-async fn a_version_key_in_a_format_2_log_stops_open() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    edit_log_tree(dir.path(), |tree| {
-        tree.insert(prefixed(VERSION, "a"), &2u64.to_be_bytes())
-            .unwrap()
-    });
-    let message = expect_corrupt(dir.path(), 3);
-    assert!(
-        message.contains("which format 2 does not write"),
-        "{message}"
-    );
-}
-
-#[tokio::test]
-async fn a_format_this_build_does_not_know_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    three_records(dir.path()).await;
-    edit_log_tree(dir.path(), |tree| {
-        tree.insert(prefixed(META, "format"), &b"3"[..]).unwrap()
-    });
-    let err = SledStore::open(dir.path()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unsupported data format \"3\"; this build reads formats \"1\" and \"2\" of the sled log"
-    );
 }

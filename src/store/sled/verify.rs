@@ -1,59 +1,15 @@
-//! The sled log's checks at open: its metadata (log id, format) and every
-//! record, position, checksum, stream version, index and request entry.
+//! The sled log's checks at open: every record, position, checksum,
+//! stream version, index and request entry (its metadata and format are
+//! `format.rs`'s).
 
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
 
 use super::{
-    be_u64, decode_request, index_key, key_name, malformed_key, prefixed, record_position,
-    Envelope, Error, Result, WriterState, FORMAT, FORMAT_VERSION_KEYS, INDEX, META, RECORD,
-    REQUEST, VERSION,
+    be_u64, decode_request, index_key, key_name, malformed_key, record_position, Envelope, Error,
+    Result, WriterState, INDEX, RECORD, REQUEST, VERSION,
 };
 use crate::store::codec;
-
-/// Creates the log's metadata on first open, or checks it; returns the
-/// log's id and whether it is of format 1, with a `v` key per stream.
-pub(super) fn init_meta(tree: &::sled::Tree) -> Result<(String, bool)> {
-    let format = tree.get(prefixed(META, "format"))?;
-    let log_id = tree.get(prefixed(META, "log_id"))?;
-    match (format, log_id) {
-        (Some(format), Some(log_id)) => {
-            let version_keys = match &*format {
-                f if f == FORMAT => false,
-                f if f == FORMAT_VERSION_KEYS => true,
-                _ => {
-                    return Err(Error::UnsupportedFormat {
-                        found: String::from_utf8_lossy(&format).into_owned(),
-                        reads: "formats \"1\" and \"2\" of the sled log",
-                    })
-                }
-            };
-            let log_id = String::from_utf8(log_id.to_vec()).map_err(|_| Error::Corrupt {
-                position: 0,
-                reason: "log id is not utf-8".into(),
-            })?;
-            Ok((log_id, version_keys))
-        }
-        (None, None) => {
-            if tree.first()?.is_some() {
-                return Err(Error::Corrupt {
-                    position: 0,
-                    reason: "log holds data but no metadata".into(),
-                });
-            }
-            let log_id = uuid::Uuid::new_v4().to_string();
-            let mut batch = ::sled::Batch::default();
-            batch.insert(prefixed(META, "format"), FORMAT);
-            batch.insert(prefixed(META, "log_id"), log_id.as_bytes());
-            tree.apply_batch(batch)?;
-            Ok((log_id, false))
-        }
-        _ => Err(Error::Corrupt {
-            position: 0,
-            reason: "log metadata is incomplete".into(),
-        }),
-    }
-}
 
 /// Records the scanning thread hands to the folding one at a time.
 const BATCH: usize = 1024;
@@ -63,7 +19,7 @@ const BATCHES: usize = 4;
 /// Verifies every record and the indexes derived from them, handing each
 /// verified record to `fold` in log order; returns the writer's state.
 /// A log of format 1 (`version_keys`) must hold one `v` key per stream,
-/// naming its last version; one of format 2 none.
+/// naming its last version; one of a later format none.
 ///
 /// Two threads share the pass over the records: one reads them in order
 /// and checks each on its own (position, checksum, decoding), the calling
@@ -131,7 +87,7 @@ pub(super) fn verify(
             return Err(Error::Corrupt {
                 position: head,
                 reason: format!(
-                    "stream {stream:?} has a version key, which format 2 does not write"
+                    "stream {stream:?} has a version key, which formats after 1 do not write"
                 ),
             });
         }
@@ -184,27 +140,6 @@ pub(super) fn verify(
         }
     }
     Ok(WriterState { head, versions })
-}
-
-/// Upgrades a verified log of format 1 to format 2: removes its `v` keys
-/// and records the new format in one batch, which the flush after the
-/// start makes durable (a crash before it leaves format 1, upgraded again
-/// at the next start).
-pub(super) fn upgrade(tree: &::sled::Tree) -> Result<()> {
-    let mut batch = ::sled::Batch::default();
-    let mut removed = 0u64;
-    for item in tree.scan_prefix([VERSION]) {
-        let (key, _) = item?;
-        batch.remove(key);
-        removed += 1;
-    }
-    batch.insert(prefixed(META, "format"), FORMAT);
-    tree.apply_batch(batch)?;
-    tracing::info!(
-        version_keys = removed,
-        "event log upgraded to format 2 (stream versions from the index)"
-    );
-    Ok(())
 }
 
 /// A stream as the records show it.

@@ -43,9 +43,9 @@ pub(super) struct Probe {
 /// The one task that writes the log.
 pub(super) struct Writer {
     pub(super) db: ::sled::Db,
+    /// The log's tree, which holds the data keys too: a commit's data keys
+    /// are written in its batch.
     pub(super) tree: ::sled::Tree,
-    /// The key store's tree: commits' data keys are written with their events.
-    pub(super) keys_tree: ::sled::Tree,
     /// `None` after a failed reload: reloaded again before the next group.
     pub(super) state: Option<WriterState>,
     /// The published head: flushed, visible to readers.
@@ -112,15 +112,13 @@ impl Writer {
         }
         let state = self.state.as_mut().expect("state was loaded above");
         let mut batch = ::sled::Batch::default();
-        let mut keys = ::sled::Batch::default();
-        let mut touches_keys = false;
         let mut requests = HashMap::new();
         let mut created = std::collections::HashSet::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut accepted = false;
         for pending in group {
             let outcome = accept(
-                (&self.tree, &self.keys_tree),
+                &self.tree,
                 state,
                 &mut batch,
                 (&mut requests, &created),
@@ -129,13 +127,12 @@ impl Writer {
             if outcome.is_ok() {
                 accepted = true;
                 let changes = &pending.commit.keys;
-                touches_keys |= !changes.is_empty();
                 for (id, wrapped) in &changes.created {
-                    keys.insert(prefixed(DATA_KEY, id), wrapped.as_slice());
+                    batch.insert(prefixed(DATA_KEY, id), wrapped.as_slice());
                     created.insert(id.clone());
                 }
                 for id in &changes.destroyed {
-                    keys.remove(prefixed(DATA_KEY, id));
+                    batch.remove(prefixed(DATA_KEY, id));
                 }
             }
             outcomes.push(outcome);
@@ -151,8 +148,9 @@ impl Writer {
             {
                 return Err(Error::storage("injected apply failure"));
             }
-            self.apply(batch, touches_keys.then_some(keys))
-                .map_err(|e| self.space.explain(e))?;
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| self.space.explain(Error::from(e)))?;
         }
         // Also flushes when an earlier group applied but failed to flush, so a
         // duplicate found in such a batch is durable before it is reported.
@@ -174,27 +172,6 @@ impl Writer {
             self.head.send_replace(applied);
         }
         Ok(outcomes)
-    }
-
-    /// Applies a group's log batch, and its key batch when it has one, as
-    /// one atomic write: a sled transaction over both trees, which the next
-    /// flush makes durable together.
-    fn apply(&self, log: ::sled::Batch, keys: Option<::sled::Batch>) -> Result<()> {
-        use ::sled::transaction::{TransactionError, Transactional};
-        let Some(keys) = keys else {
-            self.tree.apply_batch(log)?;
-            return Ok(());
-        };
-        (&self.tree, &self.keys_tree)
-            .transaction(|(log_tree, keys_tree)| {
-                log_tree.apply_batch(&log)?;
-                keys_tree.apply_batch(&keys)?;
-                Ok::<(), ::sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => Error::from(e),
-                TransactionError::Abort(()) => Error::storage("the key transaction aborted"),
-            })
     }
 }
 
@@ -269,7 +246,7 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
 /// The outer error is a storage failure (fails the group); the inner one is
 /// this commit's rejection.
 fn accept(
-    (tree, keys_tree): (&::sled::Tree, &::sled::Tree),
+    tree: &::sled::Tree,
     state: &mut WriterState,
     batch: &mut ::sled::Batch,
     (requests, created): (
@@ -293,7 +270,7 @@ fn accept(
     }
     // A commit never replaces a data key: that would lose a live credential.
     for (id, _) in &commit.keys.created {
-        if created.contains(id) || keys_tree.contains_key(prefixed(DATA_KEY, id))? {
+        if created.contains(id) || tree.contains_key(prefixed(DATA_KEY, id))? {
             return Ok(Err(Error::KeyExists(id.clone())));
         }
     }

@@ -1,0 +1,242 @@
+//! Tests of the formats of a data directory and their upgrade at open.
+
+use std::path::Path;
+
+use super::super::super::conformance::{one, with_keys};
+use super::super::tests::{edit_log_tree, expect_corrupt, refused_at, three_records};
+use super::super::{
+    open_db, prefixed, SledStore, DATA_KEY, DEFAULT_CACHE_BYTES, KEYS_META, KEYS_TREE, META,
+    VERSION,
+};
+use crate::store::{EventLog as _, KeyStore as _};
+
+/// Opens a closed data directory's sled database as it is.
+fn edit_db<T>(dir: &Path, edit: impl FnOnce(&::sled::Db) -> T) -> T {
+    let db = open_db(dir, DEFAULT_CACHE_BYTES).unwrap();
+    let out = edit(&db);
+    db.flush().unwrap();
+    out
+}
+
+/// Writes three records on two streams, creating data keys `c1` and `c2`
+/// and destroying `c2`, and the key store's meta `kek_id`; then closes.
+async fn records_and_keys(dir: &Path) {
+    let store = SledStore::open(dir).unwrap();
+    let (log, keys) = (store.log(), store.keys());
+    log.append(with_keys(
+        one("a", 0),
+        &[("c1", &[1, 2, 3]), ("c2", &[4])],
+        &[],
+    ))
+    .await
+    .unwrap();
+    log.append(one("b", 0)).await.unwrap();
+    log.append(with_keys(one("a", 1), &[], &["c2"]))
+        .await
+        .unwrap();
+    keys.set_meta("kek_id", b"k1".to_vec()).await.unwrap();
+    drop((log, keys));
+    store.close().await.unwrap();
+}
+
+/// Turns a closed directory of the current format into what format 2
+/// wrote: the key store's entries in a `keys` tree (its meta under `m`),
+/// and format "2".
+fn as_format_2(dir: &Path) {
+    edit_db(dir, |db| {
+        let log = db.open_tree(super::super::LOG_TREE).unwrap();
+        let keys = db.open_tree(KEYS_TREE).unwrap();
+        for prefix in [DATA_KEY, KEYS_META] {
+            for item in log.scan_prefix([prefix]) {
+                let (key, value) = item.unwrap();
+                let mut moved = key.to_vec();
+                if prefix == KEYS_META {
+                    moved[0] = b'm';
+                }
+                keys.insert(moved, value).unwrap();
+                log.remove(key).unwrap();
+            }
+        }
+        log.insert(prefixed(META, "format"), &b"2"[..]).unwrap();
+    });
+}
+
+/// Turns a closed directory of the current format into what format 1
+/// wrote: format 2's layout, a `v` key per stream with its last version,
+/// and format "1".
+fn as_format_1(dir: &Path, versions: &[(&str, u64)]) {
+    as_format_2(dir);
+    edit_log_tree(dir, |tree| {
+        for (stream, version) in versions {
+            tree.insert(prefixed(VERSION, stream), &version.to_be_bytes())
+                .unwrap();
+        }
+        tree.insert(prefixed(META, "format"), &b"1"[..]).unwrap();
+    });
+}
+
+/// What a closed directory holds: its format, its `v` keys, its data keys
+/// and key store meta in the log tree, and its `keys` tree's entries
+/// (`None` when there is no such tree).
+#[derive(Debug, PartialEq)]
+struct Layout {
+    format: String,
+    version_keys: usize,
+    data_keys: usize,
+    key_meta: usize,
+    keys_tree: Option<usize>,
+}
+
+fn layout(dir: &Path) -> Layout {
+    edit_db(dir, |db| {
+        let log = db.open_tree(super::super::LOG_TREE).unwrap();
+        let format = log.get(prefixed(META, "format")).unwrap().unwrap();
+        let keys_tree = db
+            .tree_names()
+            .iter()
+            .any(|name| &**name == KEYS_TREE.as_bytes())
+            .then(|| db.open_tree(KEYS_TREE).unwrap().len());
+        Layout {
+            format: String::from_utf8(format.to_vec()).unwrap(),
+            version_keys: log.scan_prefix([VERSION]).count(),
+            data_keys: log.scan_prefix([DATA_KEY]).count(),
+            key_meta: log.scan_prefix([KEYS_META]).count(),
+            keys_tree,
+        }
+    })
+}
+
+fn current(data_keys: usize, key_meta: usize) -> Layout {
+    Layout {
+        format: "3".into(),
+        version_keys: 0,
+        data_keys,
+        key_meta,
+        keys_tree: None,
+    }
+}
+
+/// Opens the directory and checks what `records_and_keys` wrote (the
+/// records and the streams' versions, `c1` alone among the data keys, and
+/// the meta), writing nothing.
+async fn check_records_and_keys(dir: &Path) {
+    let store = SledStore::open(dir).unwrap();
+    let (log, keys) = (store.log(), store.keys());
+    assert_eq!(log.read(1, 10).await.unwrap().len(), 3);
+    assert_eq!(refused_at(&log, "a", 1).await, Some(2));
+    assert_eq!(refused_at(&log, "b", 0).await, Some(1));
+    assert_eq!(keys.get("c1").await.unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(keys.get("c2").await.unwrap(), None);
+    assert_eq!(keys.list().await.unwrap(), vec!["c1".to_owned()]);
+    assert_eq!(keys.meta("kek_id").await.unwrap(), Some(b"k1".to_vec()));
+    drop((log, keys));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_directory_keeps_its_data_keys_in_the_log_tree_and_no_version_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+    check_records_and_keys(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_format_2_directory_has_its_key_store_moved_into_the_log_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_2(dir.path());
+    let before = layout(dir.path());
+    assert_eq!((before.format.as_str(), before.keys_tree), ("2", Some(2)));
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+    // And it opens again as format 3.
+    check_records_and_keys(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_format_1_log_is_verified_with_its_version_keys_then_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 2), ("b", 1)]);
+    assert_eq!(layout(dir.path()).version_keys, 2);
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+    check_records_and_keys(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_format_1_log_whose_version_key_is_wrong_stops_open_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 1), ("b", 1)]);
+    let before = layout(dir.path());
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(
+        message.contains("is recorded at version 1 but its last record is version 2"),
+        "{message}"
+    );
+    assert_eq!(layout(dir.path()), before);
+}
+
+#[tokio::test]
+async fn a_format_1_log_missing_a_version_key_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    as_format_1(dir.path(), &[("a", 2)]);
+    let message = expect_corrupt(dir.path(), 2);
+    assert!(
+        message.contains("\"b\" has records but no version"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_key_in_a_current_log_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(prefixed(VERSION, "a"), &2u64.to_be_bytes())
+            .unwrap()
+    });
+    let message = expect_corrupt(dir.path(), 3);
+    assert!(
+        message.contains("which formats after 1 do not write"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_keys_tree_beside_a_current_log_is_dropped_and_one_holding_data_stops_open() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    // A crash between an upgrade and the drop of the emptied tree.
+    edit_db(dir.path(), |db| db.open_tree(KEYS_TREE).unwrap());
+    assert_eq!(layout(dir.path()).keys_tree, Some(0));
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+    // A key store entry outside the log tree is not the current format's.
+    edit_db(dir.path(), |db| {
+        let keys = db.open_tree(KEYS_TREE).unwrap();
+        keys.insert(prefixed(DATA_KEY, "c9"), &[9u8][..]).unwrap()
+    });
+    let message = expect_corrupt(dir.path(), 0);
+    assert!(
+        message.contains("a `keys` tree holds data beside a log of format 3"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_format_this_build_does_not_know_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path()).await;
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(prefixed(META, "format"), &b"4"[..]).unwrap()
+    });
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported data format \"4\"; this build reads formats \"1\", \"2\" and \"3\" of the sled log"
+    );
+}
