@@ -7,7 +7,7 @@
 //! - Format 2: no `v` keys (a stream's version is its last index entry's).
 //! - Format 3, written now: the data keys in the `log` tree under their own
 //!   prefixes (`k`, `w`), so that a commit and its data keys are one plain
-//!   batch on one tree.
+//!   batch on one tree, and a start upgrades the older formats in one.
 
 use super::{prefixed, Error, Result, DATA_KEY, FORMAT, KEYS_META, KEYS_TREE, META, VERSION};
 
@@ -74,61 +74,59 @@ pub(super) fn init_meta(tree: &::sled::Tree) -> Result<(String, Found)> {
     }
 }
 
-/// Brings a verified log of an older format to the current one in one
-/// atomic write (a sled transaction over the `log` and `keys` trees),
-/// which the flush after the start makes durable: removes format 1's `v`
-/// keys, moves every entry of the `keys` tree into the `log` tree (data
-/// keys under `k`, the key store's meta under `w`), and records the
-/// format. A crash before the flush leaves the old format, upgraded again
-/// at the next start. The emptied `keys` tree is then dropped; a start
-/// that finds it empty beside a current log (a crash in between) drops it
-/// then, and one that finds it holding anything refuses to start.
+/// Entries copied from the old `keys` tree per batch.
+const COPY_BATCH: usize = 4096;
+
+/// Brings a verified log of an older format to the current one:
+///
+/// 1. copies every entry of the `keys` tree into the log's tree (data keys
+///    under `k`, the key store's meta under `w`), in batches, after
+///    removing from the log's tree any such copy the `keys` tree no longer
+///    holds (left by an earlier upgrade cut short, if an older build wrote
+///    to the directory since);
+/// 2. in one batch, removes format 1's `v` keys and records the format,
+///    then flushes: a crash before the flush leaves the old format, whose
+///    start upgrades it again;
+/// 3. drops the old tree. A crash before that leaves it beside a current
+///    log, and the next start drops it once it has checked that the log's
+///    tree holds each of its entries (anything else refuses the start).
+///
+/// Until step 2 the directory is of its old format, which keeps its data
+/// keys in the `keys` tree; the copies are never read before it.
 pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Result<()> {
-    use ::sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
     if found == Found::Current {
-        return drop_keys_tree(db);
+        return drop_keys_tree(db, tree);
     }
     let keys_tree = db.open_tree(KEYS_TREE)?;
-    let mut log = ::sled::Batch::default();
-    let mut keys = ::sled::Batch::default();
+    let mut stale = ::sled::Batch::default();
+    for prefix in [DATA_KEY, KEYS_META] {
+        for item in tree.scan_prefix([prefix]) {
+            let (key, _) = item?;
+            if !keys_tree.contains_key(old_key(&key))? {
+                stale.remove(key);
+            }
+        }
+    }
+    tree.apply_batch(stale)?;
+    let mut batch = ::sled::Batch::default();
+    let (mut moved, mut in_batch) = (0u64, 0);
+    for item in keys_tree.iter() {
+        let (key, value) = item?;
+        batch.insert(moved_key(&key)?, value);
+        (moved, in_batch) = (moved + 1, in_batch + 1);
+        if in_batch == COPY_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
     let mut version_keys = 0u64;
     for item in tree.scan_prefix([VERSION]) {
         let (key, _) = item?;
-        log.remove(key);
+        batch.remove(key);
         version_keys += 1;
     }
-    let mut moved = 0u64;
-    for item in keys_tree.iter() {
-        let (key, value) = item?;
-        let new_key = match key.first() {
-            Some(&DATA_KEY) => key.to_vec(),
-            Some(&b'm') => {
-                let mut k = key.to_vec();
-                k[0] = KEYS_META;
-                k
-            }
-            _ => {
-                return Err(Error::Corrupt {
-                    position: 0,
-                    reason: "the key store holds an entry of no known kind".into(),
-                })
-            }
-        };
-        log.insert(new_key, value);
-        keys.remove(key);
-        moved += 1;
-    }
-    log.insert(prefixed(META, "format"), FORMAT);
-    (tree, &keys_tree)
-        .transaction(|(log_tree, keys_tree)| {
-            log_tree.apply_batch(&log)?;
-            keys_tree.apply_batch(&keys)?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        })
-        .map_err(|e| match e {
-            TransactionError::Storage(e) => Error::from(e),
-            TransactionError::Abort(()) => Error::storage("the format upgrade aborted"),
-        })?;
+    batch.insert(prefixed(META, "format"), FORMAT);
+    tree.apply_batch(batch)?;
     db.flush()?;
     drop(keys_tree);
     db.drop_tree(KEYS_TREE)?;
@@ -141,9 +139,35 @@ pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Res
     Ok(())
 }
 
-/// Drops the `keys` tree a current log may still have beside it, empty,
-/// after a crash between an upgrade and the drop.
-fn drop_keys_tree(db: &::sled::Db) -> Result<()> {
+/// The old `keys` tree's key for a key store entry of the log's tree.
+fn old_key(key: &[u8]) -> Vec<u8> {
+    let mut old = key.to_vec();
+    if old.first() == Some(&KEYS_META) {
+        old[0] = b'm';
+    }
+    old
+}
+
+/// The log tree's key for an entry of the old `keys` tree.
+fn moved_key(key: &[u8]) -> Result<Vec<u8>> {
+    let mut moved = key.to_vec();
+    match moved.first_mut() {
+        Some(&mut DATA_KEY) => {}
+        Some(prefix @ &mut b'm') => *prefix = KEYS_META,
+        _ => {
+            return Err(Error::Corrupt {
+                position: 0,
+                reason: "the key store holds an entry of no known kind".into(),
+            })
+        }
+    }
+    Ok(moved)
+}
+
+/// Drops the `keys` tree an upgrade left beside the current log when it
+/// was cut short before the drop, once the log's tree is found to hold
+/// each of its entries.
+fn drop_keys_tree(db: &::sled::Db, tree: &::sled::Tree) -> Result<()> {
     if !db
         .tree_names()
         .iter()
@@ -151,11 +175,16 @@ fn drop_keys_tree(db: &::sled::Db) -> Result<()> {
     {
         return Ok(());
     }
-    if !db.open_tree(KEYS_TREE)?.is_empty() {
-        return Err(Error::Corrupt {
-            position: 0,
-            reason: "a `keys` tree holds data beside a log of format 3, which keeps its data keys in the log tree".into(),
-        });
+    for item in db.open_tree(KEYS_TREE)?.iter() {
+        let (key, value) = item?;
+        if tree.get(moved_key(&key)?)?.as_ref() != Some(&value) {
+            return Err(Error::Corrupt {
+                position: 0,
+                reason:
+                    "a `keys` tree beside a log of format 3 holds an entry the log's tree does not"
+                        .into(),
+            });
+        }
     }
     db.drop_tree(KEYS_TREE)?;
     Ok(())

@@ -155,6 +155,21 @@ async fn a_format_2_directory_has_its_key_store_moved_into_the_log_tree() {
 }
 
 #[tokio::test]
+async fn an_upgrade_cut_short_is_redone_without_copies_the_keys_tree_no_longer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_2(dir.path());
+    // Copies an upgrade made before it was cut short, then an older build
+    // destroyed `c2` and the copy of `c1` is of an earlier value.
+    edit_log_tree(dir.path(), |tree| {
+        tree.insert(prefixed(DATA_KEY, "c2"), &[4u8][..]).unwrap();
+        tree.insert(prefixed(DATA_KEY, "c1"), &[0u8][..]).unwrap();
+    });
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+}
+
+#[tokio::test]
 async fn a_format_1_log_is_verified_with_its_version_keys_then_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     records_and_keys(dir.path()).await;
@@ -206,25 +221,50 @@ async fn a_version_key_in_a_current_log_stops_open() {
     );
 }
 
+/// Gives a closed directory of the current format the `keys` tree an
+/// upgrade cut short before its drop leaves: a copy of the key store's
+/// entries as format 2 kept them.
+fn leave_keys_tree(dir: &Path) {
+    edit_db(dir, |db| {
+        let log = db.open_tree(super::super::LOG_TREE).unwrap();
+        let keys = db.open_tree(KEYS_TREE).unwrap();
+        for (prefix, old) in [(DATA_KEY, DATA_KEY), (KEYS_META, b'm')] {
+            for item in log.scan_prefix([prefix]) {
+                let (key, value) = item.unwrap();
+                let mut copied = key.to_vec();
+                copied[0] = old;
+                keys.insert(copied, value).unwrap();
+            }
+        }
+    });
+}
+
 #[tokio::test]
-async fn an_empty_keys_tree_beside_a_current_log_is_dropped_and_one_holding_data_stops_open() {
+async fn a_keys_tree_left_beside_a_current_log_is_dropped_when_the_log_holds_its_entries() {
     let dir = tempfile::tempdir().unwrap();
     records_and_keys(dir.path()).await;
-    // A crash between an upgrade and the drop of the emptied tree.
-    edit_db(dir.path(), |db| db.open_tree(KEYS_TREE).unwrap());
-    assert_eq!(layout(dir.path()).keys_tree, Some(0));
+    leave_keys_tree(dir.path());
+    assert_eq!(layout(dir.path()).keys_tree, Some(2));
     check_records_and_keys(dir.path()).await;
     assert_eq!(layout(dir.path()), current(1, 1));
-    // A key store entry outside the log tree is not the current format's.
-    edit_db(dir.path(), |db| {
-        let keys = db.open_tree(KEYS_TREE).unwrap();
-        keys.insert(prefixed(DATA_KEY, "c9"), &[9u8][..]).unwrap()
-    });
-    let message = expect_corrupt(dir.path(), 0);
-    assert!(
-        message.contains("a `keys` tree holds data beside a log of format 3"),
-        "{message}"
-    );
+    // One holding an entry the log's tree does not hold stops the start:
+    // a data key the log has no copy of, or another value of one it has.
+    for (id, value) in [("c9", [9u8]), ("c1", [7u8])] {
+        leave_keys_tree(dir.path());
+        edit_db(dir.path(), |db| {
+            let keys = db.open_tree(KEYS_TREE).unwrap();
+            keys.insert(prefixed(DATA_KEY, id), &value[..]).unwrap()
+        });
+        let message = expect_corrupt(dir.path(), 0);
+        assert!(
+            message.contains(
+                "a `keys` tree beside a log of format 3 holds an entry the log's tree does not"
+            ),
+            "{message}"
+        );
+        edit_db(dir.path(), |db| db.drop_tree(KEYS_TREE).unwrap());
+    }
+    check_records_and_keys(dir.path()).await;
 }
 
 #[tokio::test]
