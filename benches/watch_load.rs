@@ -10,8 +10,13 @@
 //!
 //! Three phases of `CHANGES` writes each: no watcher (the baseline), half of
 //! the watchers connected and never reading, then the other half reading too.
+//! A fourth, once those are gone: `OTHER_WATCHERS` (default 500) reading
+//! watchers of `OTHER_ENVIRONMENTS` (default 50) other environments, which
+//! must receive nothing but bookmarks: what writes cost when the watchers
+//! are of environments the writes do not touch.
 //!
-//! `cargo bench --bench watch_load` (env: `WATCHERS`, `CHANGES`, `WRITERS`).
+//! `cargo bench --bench watch_load` (env: `WATCHERS`, `CHANGES`, `WRITERS`,
+//! `OTHER_WATCHERS`, `OTHER_ENVIRONMENTS`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -342,6 +347,47 @@ async fn main() {
     let rss_end = rss_kib(pid);
     drop(stalled);
 
+    // Phase 4: readers of other environments only.
+    let others = env_usize("OTHER_WATCHERS", 500);
+    let other_envs = env_usize("OTHER_ENVIRONMENTS", 50).max(1);
+    let mut environments = Vec::new();
+    for i in 0..other_envs {
+        let name = format!("other-{i}");
+        environments.push(create_environment(&ch, &token, &name, pb::Orchestration::Cattle).await);
+    }
+    let mut elsewhere = Vec::new();
+    for i in 0..others {
+        let other = &environments[i % other_envs];
+        let agent = agent_token(&ch, &token, other).await;
+        let mut grpc = Grpc::new(channel(&server.url).await);
+        let call = Call::new(
+            "/registrar.v1.PullService/Watch",
+            Some(&agent),
+            &watch_request(other),
+        );
+        let mut stream = call.stream(&mut grpc).await.unwrap();
+        elsewhere.push(tokio::spawn(async move {
+            let _grpc = grpc;
+            let mut bookmarks = 0usize;
+            while let Some(m) = stream.message().await.unwrap() {
+                let m = pb::WatchResponse::decode(m).unwrap();
+                let Some(pb::watch_response::Event::Bookmark(_)) = m.event else {
+                    panic!("a watcher of another environment received {m:?}");
+                };
+                bookmarks += 1;
+            }
+            bookmarks
+        }));
+    }
+    let with_others = target.phase(Sent::new(changes)).await;
+    let others_cpu = target.spent(&with_others);
+    for w in &elsewhere {
+        assert!(!w.is_finished(), "a watcher of another environment ended");
+    }
+    for w in elsewhere {
+        w.abort();
+    }
+
     let line = |name: &str, phase: &Phase, cpu: (f64, f64)| {
         let (lat, base) = (&phase.latencies, &baseline.latencies);
         println!(
@@ -364,6 +410,11 @@ async fn main() {
     line("no watchers (baseline)", &baseline, baseline_cpu);
     line("stalled watchers", &with_stalled, stalled_cpu);
     line("stalled + reading watchers", &with_all, all_cpu);
+    line(
+        &format!("{others} elsewhere ({other_envs} envs)"),
+        &with_others,
+        others_cpu,
+    );
     println!(
         "readers: {complete}/{} received all {changes} changes in order; a change reached a reader {:.2} ms (p50) / {:.2} ms (p99) after its write was sent",
         watchers.div_ceil(2),

@@ -480,3 +480,48 @@ async fn an_ended_watch_gives_its_slot_back() {
     }
     assert!(reopened.is_some(), "the slot was never given back");
 }
+
+#[tokio::test]
+async fn a_quiet_environments_watcher_is_not_ended_while_others_change() {
+    // Streams left unread for 300 ms with changes for them are ended; a
+    // quiet one gets no bookmark in this test's time to show it is read.
+    let server = TestServer::start_with(|c| {
+        c.watch_stall_ms = 300;
+        c.watch_bookmark_ms = 60_000;
+    })
+    .await;
+    let mut admin = server.admin().await;
+    let quiet = admin.create_env("quiet", pb::Orchestration::Cattle).await;
+    let busy = admin.create_env("busy", pb::Orchestration::Cattle).await;
+    let reg = admin.add_registry(custom(&busy, "b.io", "u", "p")).await;
+    let mut watcher = server.admin().await;
+    let mut s = watch(&mut watcher, &quiet, "", false).await.unwrap();
+    // Five stall timeouts of changes in the other environment.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut active = true;
+    while tokio::time::Instant::now() < until {
+        let id = reg.id.clone();
+        if active {
+            let r = pb::DeactivateRegistryRequest {
+                id,
+                request_id: String::new(),
+            };
+            admin.reg.deactivate_registry(r).await.unwrap();
+        } else {
+            let r = pb::ActivateRegistryRequest {
+                id,
+                request_id: String::new(),
+            };
+            admin.reg.activate_registry(r).await.unwrap();
+        }
+        active = !active;
+    }
+    // The stream is still open, and its environment's next change is the
+    // first thing it sends.
+    admin.add_registry(custom(&quiet, "q.io", "u", "p")).await;
+    let m = next(&mut s).await;
+    let Some(Event::RegistryChanged(r)) = m.event else {
+        panic!("{m:?}")
+    };
+    assert_eq!(r.address, "q.io");
+}

@@ -275,19 +275,19 @@ impl Cursor {
     /// Hands the changes of the records after the cursor, in order, to
     /// `take` until it returns false, passing each record handed over (and
     /// every record that is no change for this environment); the cursor
-    /// stops before the first change not handed over. Reads the projection's
-    /// recent window only: `None` when it no longer holds the cursor's next
-    /// record, which [`Cursor::next_logged`] then reads from the log.
+    /// stops after the change `take` refused more after. Reads the
+    /// projection's recent window only, and only its changes for this
+    /// environment, through the window's index: `None` when the window
+    /// cannot tell what follows the cursor, which [`Cursor::next_logged`]
+    /// then reads from the log.
     pub fn next_recent(&mut self, mut take: impl FnMut(ItemRef<'_>) -> bool) -> Option<()> {
-        let environment_id = &self.environment_id;
-        let mut position = self.position;
-        self.app
-            .projection
-            .visit_recent(self.position + 1, STEP, |a| {
-                position = a.recorded.position;
-                a.change_for(environment_id).is_none() || take(ItemRef::Shared(a))
-            })?;
-        self.position = position;
+        let passed = self.app.projection.visit_changes(
+            &self.environment_id,
+            self.position + 1,
+            STEP,
+            |a| take(ItemRef::Shared(a)),
+        )?;
+        self.position = self.position.max(passed);
         // The projection noted each change: no fold of this cursor's own,
         // whose views would now fall behind, so they go.
         self.views.clear();

@@ -3,55 +3,28 @@
 //! hold them across an await.
 
 mod applied;
+mod window;
 
-use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
 pub use applied::{watched, Applied, Audience, Change};
+use window::Window;
 
 use crate::domain::state::State;
 use crate::store::{payload, EventLog, Result};
 
 /// Records read from the log per step of the applier.
 const BATCH: usize = 1024;
-/// Recent records kept decoded, with what watchers see of them, for watch
-/// cursors near the head, so that many watchers do not each read, decode,
-/// fold and encode every record: at most
-/// this many records...
-const RECENT: usize = 8192;
-/// ...and at most this many bytes of them (their encoded size), whichever
-/// bound is reached first, so large records (CA bundles) cannot make the
-/// window hold hundreds of MiB.
-const RECENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The first and the longest wait before the applier reads the log again
 /// after a failed read.
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The most recent applied records, contiguous by position.
+/// The recent window, shared by the applier and the watchers.
 type Recent = Arc<RwLock<Window>>;
-
-/// The recent records with their sizes.
-#[derive(Debug, Default)]
-struct Window {
-    records: VecDeque<(Arc<Applied>, usize)>,
-    bytes: usize,
-}
-
-impl Window {
-    fn push(&mut self, record: Applied, size: usize) {
-        self.records.push_back((Arc::new(record), size));
-        self.bytes += size;
-        while self.records.len() > RECENT || (self.bytes > RECENT_BYTES && self.records.len() > 1) {
-            if let Some((_, size)) = self.records.pop_front() {
-                self.bytes -= size;
-            }
-        }
-    }
-}
 
 /// The shared read model.
 #[derive(Debug, Clone)]
@@ -122,38 +95,53 @@ impl Projection {
     /// `None` when the caller must read the log instead.
     #[cfg(test)]
     pub fn recent_from(&self, from: u64, max: usize) -> Option<Vec<Arc<Applied>>> {
-        let mut out = Vec::new();
-        self.visit_recent(from, max, |a| {
-            out.push(Arc::clone(a));
-            true
-        })?;
-        Some(out)
-    }
-
-    /// Hands the applied records from `from` on to `visit`, in order, while
-    /// it returns true (at most `max` of them), if the recent window still
-    /// holds `from`; `None` when the caller must read the log instead.
-    /// Nothing is cloned: `visit` runs under the window's read lock.
-    pub fn visit_recent(
-        &self,
-        from: u64,
-        max: usize,
-        mut visit: impl FnMut(&Arc<Applied>) -> bool,
-    ) -> Option<()> {
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
         let first = recent.records.front()?.0.recorded.position;
         if from < first {
             return None;
         }
-        let skip = usize::try_from(from - first)
-            .unwrap_or(usize::MAX)
-            .min(recent.records.len());
-        for (applied, _) in recent.records.range(skip..).take(max) {
-            if !visit(applied) {
-                break;
-            }
-        }
-        Some(())
+        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        let records = recent.records.iter().skip(skip).take(max);
+        Some(records.map(|(a, _)| Arc::clone(a)).collect())
+    }
+
+    /// Hands `visit` the recent window's changes for the watchers of
+    /// `environment_id` (its own and the settings) from `from` on, in
+    /// order, while it returns true (at most `max` of them), under the
+    /// window's read lock. Returns the position a cursor has then passed:
+    /// the last change handed over when `visit` stopped or `max` was
+    /// reached, else the last applied record (the records between are no
+    /// change for that environment); `None` when the window cannot tell,
+    /// and the caller must read the log instead.
+    pub fn visit_changes(
+        &self,
+        environment_id: &str,
+        from: u64,
+        max: usize,
+        visit: impl FnMut(&Arc<Applied>) -> bool,
+    ) -> Option<u64> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        recent.visit_changes(environment_id, from, max, visit)
+    }
+
+    /// Whether a change for the watchers of `environment_id` was applied
+    /// after `position`, or the recent window cannot tell.
+    pub fn changed_after(&self, environment_id: &str, position: u64) -> bool {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        recent.changed_after(environment_id, position)
+    }
+
+    /// The environments whose watchers see a change among the applied
+    /// records after `after` up to `to`; `None` when every watcher is to
+    /// be woken (a change for all, a token's record, or records the recent
+    /// window no longer holds).
+    pub fn environments_changed(
+        &self,
+        after: u64,
+        to: u64,
+    ) -> Option<std::collections::HashSet<String>> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        recent.environments_changed(after, to)
     }
 
     /// Waits until the projection has applied `position`.
@@ -257,50 +245,8 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::{Event, Recorded, Stream};
+    use crate::domain::event::{Event, Stream};
     use crate::store::{Commit, MemoryLog, StreamAppend};
-
-    fn recorded(position: u64) -> Recorded {
-        Recorded {
-            position,
-            stream: Stream::Tokens.name(),
-            stream_version: position,
-            time: std::time::SystemTime::UNIX_EPOCH,
-            actor: "test".into(),
-            request_id: String::new(),
-            event: Event::TokenRevoked {
-                token_id: format!("t{position}"),
-            },
-        }
-    }
-
-    #[test]
-    fn the_window_is_bounded_in_bytes_as_well_as_records() {
-        let mut w = Window::default();
-        let big = RECENT_BYTES / 4 + 1;
-        for p in 1..=10 {
-            w.push(Applied::new(recorded(p), &State::default()), big);
-        }
-        assert_eq!(
-            w.records.len(),
-            3,
-            "four records of a quarter would pass the bound"
-        );
-        assert!(w.bytes <= RECENT_BYTES);
-        assert_eq!(w.records.front().unwrap().0.recorded.position, 8);
-        // A record larger than the whole bound is still kept, alone.
-        w.push(
-            Applied::new(recorded(11), &State::default()),
-            RECENT_BYTES * 2,
-        );
-        assert_eq!(w.records.len(), 1);
-        // Small records: the record count bounds the window.
-        let mut w = Window::default();
-        for p in 1..=(RECENT as u64 + 5) {
-            w.push(Applied::new(recorded(p), &State::default()), 10);
-        }
-        assert_eq!(w.records.len(), RECENT);
-    }
 
     async fn append_tokens(log: &MemoryLog, n: u64) {
         append_tokens_after(log, 0, n).await;

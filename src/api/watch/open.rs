@@ -1,7 +1,7 @@
 //! The open watch streams: slots per token, the sweeper that ends the
-//! streams nobody reads, and the pacer that wakes them.
+//! streams nobody reads, and the pacer that wakes them, by environment.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -23,10 +23,65 @@ pub(super) struct Opened {
     pub(super) per_token: Mutex<HashMap<String, usize>>,
     pub(super) streams: Mutex<Vec<Weak<Shared>>>,
     pub(super) sweeping: AtomicBool,
-    /// The projection's applied position, paced: what wakes the streams.
-    pub(super) head: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
+    /// Whether the pacer was started.
+    pub(super) pacing: AtomicBool,
+    /// What wakes the streams.
+    pub(super) wakers: Mutex<Wakers>,
     /// Streams open.
     pub(super) count: AtomicUsize,
+}
+
+/// What wakes the open streams: per environment watched, the projection's
+/// applied position, paced, sent when a change for that environment's
+/// watchers was applied (every environment's for the settings and for
+/// tokens, whose revocation ends streams).
+#[derive(Debug, Default)]
+pub(super) struct Wakers {
+    by_environment: HashMap<String, tokio::sync::watch::Sender<u64>>,
+    /// The pacer ended (the projection closed): streams end, and those
+    /// opened after end at once.
+    ended: bool,
+}
+
+impl Wakers {
+    /// A stream's wake-ups: the channel of its environment's.
+    pub(super) fn subscribe(
+        &mut self,
+        environment_id: &str,
+        at: u64,
+    ) -> tokio::sync::watch::Receiver<u64> {
+        if self.ended {
+            // Its sender is gone: the stream ends as the others did.
+            return tokio::sync::watch::channel(at).1;
+        }
+        match self.by_environment.get(environment_id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(at);
+                self.by_environment.insert(environment_id.to_owned(), tx);
+                rx
+            }
+        }
+    }
+
+    /// Wakes the streams of `environments` (every stream for `None`) with
+    /// `at`, and forgets the channels no stream holds any more.
+    fn wake(&mut self, at: u64, environments: Option<&HashSet<String>>) {
+        self.by_environment.retain(|env, tx| {
+            if tx.receiver_count() == 0 {
+                return false;
+            }
+            if environments.is_none_or(|e| e.contains(env)) {
+                tx.send_replace(at);
+            }
+            true
+        });
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.by_environment.clear();
+    }
 }
 
 /// One open stream of a token; dropping it closes the slot and counts the
@@ -84,6 +139,7 @@ impl OpenWatches {
             cut: Mutex::new(None),
             slot: Mutex::new(Some(slot)),
             who,
+            environment_id: cursor.environment_id().to_owned(),
         });
         {
             let mut streams = self.0.streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,20 +160,21 @@ impl OpenWatches {
             settings.bookmark_every,
         );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if !self.0.pacing.swap(true, Ordering::AcqRel) {
+            let projection = app.projection().clone();
+            tokio::spawn(pace(
+                (projection.watch_applied(), projection.position()),
+                move |after, to| projection.environments_changed(after, to),
+                Arc::downgrade(&self.0),
+                settings.pace,
+            ));
+        }
         let head = self
             .0
-            .head
-            .get_or_init(|| {
-                let (tx, rx) = tokio::sync::watch::channel(app.projection().position());
-                tokio::spawn(pace(
-                    app.projection().watch_applied(),
-                    tx,
-                    Arc::downgrade(&self.0),
-                    settings.pace,
-                ));
-                rx
-            })
-            .clone();
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subscribe(cursor.environment_id(), app.projection().position());
         let head = tokio_stream::wrappers::WatchStream::from_changes(head);
         Ok(WatchStream {
             app: app.clone(),
@@ -178,6 +235,8 @@ pub(super) struct Shared {
     pub(super) slot: Mutex<Option<WatchSlot>>,
     /// Who watches.
     pub(super) who: Principal,
+    /// The environment watched.
+    pub(super) environment_id: String,
 }
 
 impl Shared {
@@ -211,27 +270,46 @@ pub(super) const PACE_PER_STREAM: Duration = Duration::from_micros(40);
 /// Passes the projection's applied position on to the streams: at once
 /// after a quiet spell, then, while writes keep coming, once per pace with
 /// everything applied meanwhile, so that a wake-up of a watcher sends many
-/// changes in one write. The pace is [`PACE_PER_STREAM`] per open stream,
-/// at most `most`. Ends when the projection closes, which ends the
-/// streams.
+/// changes in one write. A round wakes the streams of the environments
+/// `changed(after, to)` names for the records after `after` up to `to`,
+/// every stream when it names none; the first round's records are those
+/// after `since`, the position when the pacer was started. The pace is
+/// [`PACE_PER_STREAM`] per open stream, at most `most`. Ends when the
+/// projection closes, which ends the streams.
 pub(super) async fn pace(
-    mut applied: tokio::sync::watch::Receiver<u64>,
-    head: tokio::sync::watch::Sender<u64>,
+    (mut applied, since): (tokio::sync::watch::Receiver<u64>, u64),
+    changed: impl Fn(u64, u64) -> Option<HashSet<String>>,
     open: Weak<Opened>,
     most: Duration,
 ) {
+    let mut last = since;
     while applied.changed().await.is_ok() {
         let at = *applied.borrow_and_update();
-        head.send_replace(at);
-        let streams = open
-            .upgrade()
-            .map_or(0, |o| o.count.load(Ordering::Relaxed));
+        let Some(opened) = open.upgrade() else {
+            return;
+        };
+        let environments = changed(last, at);
+        opened
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wake(at, environments.as_ref());
+        last = at;
+        let streams = opened.count.load(Ordering::Relaxed);
+        drop(opened);
         let every = PACE_PER_STREAM
             .saturating_mul(u32::try_from(streams).unwrap_or(u32::MAX))
             .min(most);
         if !every.is_zero() {
             tokio::time::sleep(every).await;
         }
+    }
+    if let Some(opened) = open.upgrade() {
+        opened
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end();
     }
 }
 
@@ -262,7 +340,7 @@ async fn sweep(
         };
         drop(open);
         let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let head = app.projection().position();
+        let projection = app.projection();
         for s in streams {
             // Unread since the first sweep that found no new ask.
             let polls = s.polls.load(Ordering::Relaxed);
@@ -272,10 +350,10 @@ async fn sweep(
             }
             let unread = Duration::from_millis(now_ms - s.seen_at_ms.load(Ordering::Relaxed));
             // A stream the transport stopped asking: it has changes at hand
-            // (it was not waiting), or the head moved past it, which wakes
-            // a stream whose client reads.
-            let behind =
-                !s.waiting.load(Ordering::Acquire) || s.position.load(Ordering::Acquire) < head;
+            // (it was not waiting), or a change for its environment came
+            // after it, which wakes a stream whose client reads.
+            let behind = !s.waiting.load(Ordering::Acquire)
+                || projection.changed_after(&s.environment_id, s.position.load(Ordering::Acquire));
             if let Err(e) = app.check_still_valid(&s.who) {
                 s.cut(Status::from(e));
             } else if behind && unread >= stall_timeout {

@@ -1,6 +1,6 @@
 //! The watch stream's parts: its batches, its cursor's stops, its pacer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use secrecy::SecretString;
 
@@ -208,16 +208,70 @@ async fn a_stream_the_transport_stops_asking_is_woken_at_most_once_more() {
     store.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_stream_is_not_woken_by_other_environments_changes() {
+    use tokio_stream::Stream as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, store) = open(&tmp.path().join("data")).await;
+    let (admin, env) = environment(&app).await;
+    let agent = Principal {
+        token_id: "cert:agent".into(),
+        role: crate::domain::event::Role::Agent,
+        environment_id: Some(env.clone()),
+    };
+    let start = app.watch(&agent, &env, "", false).unwrap();
+    let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut stream = OpenWatches::default()
+        .open(
+            &app,
+            agent,
+            start.cursor,
+            None,
+            WatchSettings::default(),
+            closing,
+        )
+        .unwrap();
+    let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+    // Twenty other environments are created: no wake-up.
+    for _ in 0..20 {
+        environment(&app).await;
+    }
+    app.projection().wait_for(app.projection().position()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    // A change of its own environment wakes it, and is the one it sends.
+    let at = app.projection().position();
+    app.execute(&admin, "", &[], || Command::DeleteEnvironment {
+        environment_id: env.clone(),
+    })
+    .await
+    .unwrap();
+    app.projection().wait_for(at + 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    let Poll::Ready(Some(Err(status))) = Pin::new(&mut stream).poll_next(&mut cx) else {
+        panic!("the stream ends with its environment");
+    };
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    drop(stream);
+    app.close().await;
+    drop(app);
+    store.close().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn watchers_wake_at_once_after_a_quiet_spell_then_once_per_pace() {
     let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
-    let (head_tx, mut head) = tokio::sync::watch::channel(0u64);
     let open = Arc::new(Opened::default());
+    let mut head = open.wakers.lock().unwrap().subscribe("e", 0);
     // 100 open streams: 4 ms between rounds, under a 10 ms most.
     open.count.store(100, Ordering::Relaxed);
     let pacer = tokio::spawn(pace(
-        applied,
-        head_tx,
+        (applied, 0),
+        |_, _| None,
         Arc::downgrade(&open),
         Duration::from_millis(10),
     ));
@@ -245,10 +299,50 @@ async fn watchers_wake_at_once_after_a_quiet_spell_then_once_per_pace() {
     applied_tx.send_replace(6);
     head.changed().await.unwrap();
     assert_eq!(woken.elapsed(), Duration::from_millis(10));
-    // The projection closing ends the pacer, and so the streams.
+    // The projection closing ends the pacer, and so the streams, and those
+    // opened after.
     drop(applied_tx);
     pacer.await.unwrap();
     assert!(head.changed().await.is_err());
+    let mut late = open.wakers.lock().unwrap().subscribe("e", 6);
+    assert!(late.changed().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_wakes_the_streams_of_the_environments_that_changed() {
+    let (applied_tx, applied) = tokio::sync::watch::channel(0u64);
+    let open = Arc::new(Opened::default());
+    let (mut a, mut b) = {
+        let mut wakers = open.wakers.lock().unwrap();
+        (wakers.subscribe("a", 0), wakers.subscribe("b", 0))
+    };
+    let mut a2 = open.wakers.lock().unwrap().subscribe("a", 0);
+    // Up to 2, a change of "a"; at 3, one for every environment. Each
+    // round names the records after the last one's, the first those after
+    // the position the pacer started from, though 1 came before it ran.
+    applied_tx.send_replace(1);
+    let rounds = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&rounds);
+    let pacer = tokio::spawn(pace(
+        (applied, 0),
+        move |after, to| {
+            seen.lock().unwrap().push((after, to));
+            (to < 3).then(|| ["a".to_owned()].into())
+        },
+        Arc::downgrade(&open),
+        Duration::ZERO,
+    ));
+    a.changed().await.unwrap();
+    a2.changed().await.unwrap();
+    assert_eq!((*a.borrow_and_update(), *a2.borrow_and_update()), (1, 1));
+    assert!(!b.has_changed().unwrap(), "b had no change");
+    applied_tx.send_replace(3);
+    b.changed().await.unwrap();
+    a.changed().await.unwrap();
+    assert_eq!((*a.borrow_and_update(), *b.borrow_and_update()), (3, 3));
+    drop(applied_tx);
+    pacer.await.unwrap();
+    assert_eq!(*rounds.lock().unwrap(), vec![(0, 1), (1, 3)]);
 }
 
 #[tokio::test]
