@@ -148,24 +148,30 @@ impl std::task::Wake for Wakes {
     }
 }
 
-#[tokio::test]
-async fn a_stream_the_transport_stops_asking_is_woken_at_most_once_more() {
+/// Opens a stream of `env` for an agent whose credential is a client
+/// certificate (not a token of the log, so it stays valid) and polls it
+/// once, at the head, with a waker that counts its wake-ups; returns the
+/// stream, the count, the waker and the sender that would close it.
+fn waiting_stream(
+    app: &App,
+    env: &str,
+) -> (
+    WatchStream,
+    Arc<Wakes>,
+    std::task::Waker,
+    tokio::sync::watch::Sender<bool>,
+) {
     use tokio_stream::Stream as _;
-    let tmp = tempfile::tempdir().unwrap();
-    let (app, store) = open(&tmp.path().join("data")).await;
-    let (admin, env) = environment(&app).await;
-    // A watcher whose credential is a client certificate: not a token of
-    // the log, so it stays valid.
     let agent = Principal {
         token_id: "cert:agent".into(),
         role: crate::domain::event::Role::Agent,
-        environment_id: Some(env.clone()),
+        environment_id: Some(env.to_owned()),
     };
-    let start = app.watch(&agent, &env, "", false).unwrap();
-    let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+    let start = app.watch(&agent, env, "", false).unwrap();
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut stream = OpenWatches::default()
         .open(
-            &app,
+            app,
             agent,
             start.cursor,
             None,
@@ -175,9 +181,20 @@ async fn a_stream_the_transport_stops_asking_is_woken_at_most_once_more() {
         .unwrap();
     let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
     let waker = std::task::Waker::from(Arc::clone(&wakes));
-    let mut cx = Context::from_waker(&waker);
     // At the head: the stream waits for it to move.
+    let mut cx = Context::from_waker(&waker);
     assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+    (stream, wakes, waker, closing_tx)
+}
+
+#[tokio::test]
+async fn a_stream_the_transport_stops_asking_is_woken_at_most_once_more() {
+    use tokio_stream::Stream as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (app, store) = open(&tmp.path().join("data")).await;
+    let (admin, env) = environment(&app).await;
+    let (mut stream, wakes, waker, _closing) = waiting_stream(&app, &env);
+    let mut cx = Context::from_waker(&waker);
     // The client stops reading: HTTP/2 no longer asks the stream, whatever
     // changes. One wake-up, then none for the 19 changes after.
     for n in 0..20 {
@@ -214,27 +231,8 @@ async fn a_stream_is_not_woken_by_other_environments_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let (app, store) = open(&tmp.path().join("data")).await;
     let (admin, env) = environment(&app).await;
-    let agent = Principal {
-        token_id: "cert:agent".into(),
-        role: crate::domain::event::Role::Agent,
-        environment_id: Some(env.clone()),
-    };
-    let start = app.watch(&agent, &env, "", false).unwrap();
-    let (_closing_tx, closing) = tokio::sync::watch::channel(false);
-    let mut stream = OpenWatches::default()
-        .open(
-            &app,
-            agent,
-            start.cursor,
-            None,
-            WatchSettings::default(),
-            closing,
-        )
-        .unwrap();
-    let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let (mut stream, wakes, waker, _closing) = waiting_stream(&app, &env);
     let mut cx = Context::from_waker(&waker);
-    assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
     // Twenty other environments are created: no wake-up.
     for _ in 0..20 {
         environment(&app).await;
