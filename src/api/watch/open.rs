@@ -359,8 +359,7 @@ async fn sweep(
             } else if behind && unread >= stall_timeout {
                 let last = app.token(s.last.load(Ordering::Relaxed));
                 s.cut(Status::resource_exhausted(format!(
-                    "the stream was not read for {}s; resume with the token of the last message processed ({last})",
-                    stall_timeout.as_secs()
+                    "the stream was not read for {stall_timeout:?}; resume with the token of the last message processed ({last})"
                 )));
             }
         }
