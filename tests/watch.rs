@@ -247,6 +247,20 @@ async fn quiet_streams_get_bookmarks_that_resume() {
     assert_eq!(r.address, "a.io");
 }
 
+/// Deactivates the registry when it is active, else activates it: one
+/// change for its environment's watchers.
+async fn toggle(admin: &mut common::Clients, id: &str, active: bool) {
+    let id = id.to_owned();
+    let request_id = String::new();
+    if active {
+        let r = pb::DeactivateRegistryRequest { id, request_id };
+        admin.reg.deactivate_registry(r).await.unwrap();
+    } else {
+        let r = pb::ActivateRegistryRequest { id, request_id };
+        admin.reg.activate_registry(r).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
     let server = TestServer::start_with(|c| {
@@ -279,26 +293,7 @@ async fn a_subscriber_that_stops_reading_is_ended_and_others_get_everything() {
         got
     });
     for i in 0..TOGGLES {
-        let id = reg.id.clone();
-        if i % 2 == 0 {
-            admin
-                .reg
-                .deactivate_registry(pb::DeactivateRegistryRequest {
-                    id,
-                    request_id: String::new(),
-                })
-                .await
-                .unwrap();
-        } else {
-            admin
-                .reg
-                .activate_registry(pb::ActivateRegistryRequest {
-                    id,
-                    request_id: String::new(),
-                })
-                .await
-                .unwrap();
-        }
+        toggle(&mut admin, &reg.id, i % 2 == 0).await;
     }
     assert_eq!(reading.await.unwrap(), TOGGLES);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -504,20 +499,7 @@ async fn a_quiet_environments_watcher_is_not_ended_while_others_change() {
     let until = tokio::time::Instant::now() + Duration::from_millis(1500);
     let mut active = true;
     while tokio::time::Instant::now() < until {
-        let id = reg.id.clone();
-        if active {
-            let r = pb::DeactivateRegistryRequest {
-                id,
-                request_id: String::new(),
-            };
-            admin.reg.deactivate_registry(r).await.unwrap();
-        } else {
-            let r = pb::ActivateRegistryRequest {
-                id,
-                request_id: String::new(),
-            };
-            admin.reg.activate_registry(r).await.unwrap();
-        }
+        toggle(&mut admin, &reg.id, active).await;
         active = !active;
     }
     // The stream is still open, and its environment's next change is the
