@@ -5,19 +5,30 @@
 //!   keys in a `keys` tree of their own, written with the events in a sled
 //!   transaction over both trees.
 //! - Format 2: no `v` keys (a stream's version is its last index entry's).
-//! - Format 3, written now: the data keys in the `log` tree under their own
-//!   prefixes (`k`, `w`), so that a commit and its data keys are one plain
-//!   batch on one tree, and a start upgrades the older formats in one.
+//! - Format 3: the data keys in the `log` tree under their own prefixes
+//!   (`k`, `w`), so that a commit and its data keys are one plain batch on
+//!   one tree.
+//! - Format 4, written now: no stream index on disk. Formats 1 to 3 wrote
+//!   an `i` key per event (stream, version → position), half the keys of
+//!   the tree, which sled keeps bookkeeping for in memory and which each
+//!   write had to insert; the index is now built in memory at open
+//!   (`streams.rs`), from the records, which hold the same facts.
+//!
+//! A start upgrades any older format to format 4 once the log is verified.
 
-use super::{prefixed, Error, Result, DATA_KEY, FORMAT, KEYS_META, KEYS_TREE, META, VERSION};
+use super::{
+    prefixed, Error, Result, DATA_KEY, FORMAT, INDEX, KEYS_META, KEYS_TREE, META, VERSION,
+};
 
 /// The format a directory was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Found {
-    /// Format 1: `v` keys, and the `keys` tree.
+    /// Format 1: `v` keys, the `keys` tree and the stream index.
     VersionKeys,
-    /// Format 2: the `keys` tree.
+    /// Format 2: the `keys` tree and the stream index.
     KeysTree,
+    /// Format 3: the stream index.
+    IndexKeys,
     /// The format this build writes.
     Current,
 }
@@ -26,6 +37,21 @@ impl Found {
     /// Whether the log holds a `v` key per stream.
     pub(super) fn version_keys(self) -> bool {
         self == Found::VersionKeys
+    }
+
+    /// Whether the data keys are in the `keys` tree.
+    fn keys_tree(self) -> bool {
+        matches!(self, Found::VersionKeys | Found::KeysTree)
+    }
+
+    /// The format's number.
+    fn number(self) -> u8 {
+        match self {
+            Found::VersionKeys => 1,
+            Found::KeysTree => 2,
+            Found::IndexKeys => 3,
+            Found::Current => 4,
+        }
     }
 }
 
@@ -38,12 +64,13 @@ pub(super) fn init_meta(tree: &::sled::Tree) -> Result<(String, Found)> {
         (Some(format), Some(log_id)) => {
             let found = match &*format {
                 f if f == FORMAT => Found::Current,
+                b"3" => Found::IndexKeys,
                 b"2" => Found::KeysTree,
                 b"1" => Found::VersionKeys,
                 _ => {
                     return Err(Error::UnsupportedFormat {
                         found: String::from_utf8_lossy(&format).into_owned(),
-                        reads: "formats \"1\", \"2\" and \"3\" of the sled log",
+                        reads: "formats \"1\" to \"4\" of the sled log",
                     })
                 }
             };
@@ -74,29 +101,94 @@ pub(super) fn init_meta(tree: &::sled::Tree) -> Result<(String, Found)> {
     }
 }
 
-/// Entries copied from the old `keys` tree per batch.
+/// Entries copied or removed per batch.
 const COPY_BATCH: usize = 4096;
 
 /// Brings a verified log of an older format to the current one:
 ///
-/// 1. copies every entry of the `keys` tree into the log's tree (data keys
-///    under `k`, the key store's meta under `w`), in batches, after
-///    removing from the log's tree any such copy the `keys` tree no longer
-///    holds (left by an earlier upgrade cut short, if an older build wrote
-///    to the directory since);
+/// 1. formats 1 and 2: copies every entry of the `keys` tree into the
+///    log's tree (data keys under `k`, the key store's meta under `w`), in
+///    batches, after removing from the log's tree any such copy the `keys`
+///    tree no longer holds (left by an earlier upgrade cut short, if an
+///    older build wrote to the directory since);
 /// 2. in one batch, removes format 1's `v` keys and records the format,
-///    then flushes: a crash before the flush leaves the old format, whose
-///    start upgrades it again;
-/// 3. drops the old tree. A crash before that leaves it beside a current
-///    log, and the next start drops it once it has checked that the log's
-///    tree holds each of its entries (anything else refuses the start).
+///    then flushes: a crash before the flush leaves the old format, whole,
+///    which this build upgrades again and an older build still reads;
+/// 3. drops the old `keys` tree;
+/// 4. removes the stream index's `i` keys, in batches, then flushes.
 ///
-/// Until step 2 the directory is of its old format, which keeps its data
-/// keys in the `keys` tree; the copies are never read before it.
+/// A crash after step 2 leaves a current log with what steps 3 and 4 had
+/// still to remove, and every start of the current format finishes them:
+/// it drops a `keys` tree once it has checked that the log's tree holds
+/// each of its entries (anything else refuses the start), and removes any
+/// `i` key. Until step 2 the copies of step 1 are never read.
 pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Result<()> {
     if found == Found::Current {
-        return drop_keys_tree(db, tree);
+        drop_keys_tree(db, tree)?;
+        let left = remove_index(db, tree)?;
+        if left > 0 {
+            tracing::info!(
+                index_keys = left,
+                "removed the stream index entries an upgrade cut short had left"
+            );
+        }
+        return Ok(());
     }
+    let moved = if found.keys_tree() {
+        move_keys_tree(db, tree)?
+    } else {
+        0
+    };
+    let mut batch = ::sled::Batch::default();
+    let mut version_keys = 0u64;
+    for item in tree.scan_prefix([VERSION]) {
+        let (key, _) = item?;
+        batch.remove(key);
+        version_keys += 1;
+    }
+    batch.insert(prefixed(META, "format"), FORMAT);
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    if found.keys_tree() {
+        db.drop_tree(KEYS_TREE)?;
+    }
+    let index_keys = remove_index(db, tree)?;
+    tracing::info!(
+        from = found.number(),
+        to = Found::Current.number(),
+        version_keys,
+        key_store_entries = moved,
+        index_keys,
+        "data directory upgraded (data keys beside the log, the stream index in memory)"
+    );
+    Ok(())
+}
+
+/// Removes the `i` keys of the stream index formats 1 to 3 kept on disk,
+/// in batches; returns how many there were.
+fn remove_index(db: &::sled::Db, tree: &::sled::Tree) -> Result<u64> {
+    let mut batch = ::sled::Batch::default();
+    let (mut removed, mut in_batch) = (0u64, 0);
+    for item in tree.scan_prefix([INDEX]) {
+        let (key, _) = item?;
+        batch.remove(key);
+        (removed, in_batch) = (removed + 1, in_batch + 1);
+        if in_batch == COPY_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
+    if removed > 0 {
+        tree.apply_batch(batch)?;
+        db.flush()?;
+    }
+    Ok(removed)
+}
+
+/// Copies the `keys` tree of formats 1 and 2 into the log's tree, in
+/// batches; returns how many entries it copied. The tree is dropped only
+/// once the new format is recorded.
+fn move_keys_tree(db: &::sled::Db, tree: &::sled::Tree) -> Result<u64> {
     let keys_tree = db.open_tree(KEYS_TREE)?;
     let mut stale = ::sled::Batch::default();
     for prefix in [DATA_KEY, KEYS_META] {
@@ -119,24 +211,8 @@ pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Res
             in_batch = 0;
         }
     }
-    let mut version_keys = 0u64;
-    for item in tree.scan_prefix([VERSION]) {
-        let (key, _) = item?;
-        batch.remove(key);
-        version_keys += 1;
-    }
-    batch.insert(prefixed(META, "format"), FORMAT);
     tree.apply_batch(batch)?;
-    db.flush()?;
-    drop(keys_tree);
-    db.drop_tree(KEYS_TREE)?;
-    tracing::info!(
-        from = if found.version_keys() { 1 } else { 2 },
-        version_keys,
-        key_store_entries = moved,
-        "data directory upgraded to format 3 (the data keys beside the log in one tree)"
-    );
-    Ok(())
+    Ok(moved)
 }
 
 /// The old `keys` tree's key for a key store entry of the log's tree.
@@ -181,7 +257,7 @@ fn drop_keys_tree(db: &::sled::Db, tree: &::sled::Tree) -> Result<()> {
             return Err(Error::Corrupt {
                 position: 0,
                 reason:
-                    "a `keys` tree beside a log of format 3 holds an entry the log's tree does not"
+                    "a `keys` tree beside a log of format 4 holds an entry the log's tree does not"
                         .into(),
             });
         }

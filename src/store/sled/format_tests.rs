@@ -5,9 +5,10 @@ use std::path::Path;
 use super::super::super::conformance::{one, with_keys};
 use super::super::tests::{edit_log_tree, expect_corrupt, refused_at, three_records};
 use super::super::{
-    open_db, prefixed, SledStore, DATA_KEY, DEFAULT_CACHE_BYTES, KEYS_META, KEYS_TREE, META,
-    VERSION,
+    open_db, prefixed, record_position, SledStore, DATA_KEY, DEFAULT_CACHE_BYTES, INDEX, KEYS_META,
+    KEYS_TREE, META, RECORD, VERSION,
 };
+use crate::store::codec;
 use crate::store::{EventLog as _, KeyStore as _};
 
 /// Opens a closed data directory's sled database as it is.
@@ -39,10 +40,37 @@ async fn records_and_keys(dir: &Path) {
     store.close().await.unwrap();
 }
 
+/// Gives a closed directory's log tree the stream index formats 1 to 3
+/// kept on disk: an `i` key per record (stream, NUL, version) naming its
+/// position.
+fn add_index(dir: &Path) {
+    edit_log_tree(dir, |tree| {
+        let records: Vec<_> = tree.scan_prefix([RECORD]).map(Result::unwrap).collect();
+        for (key, value) in records {
+            let position = record_position(&key).unwrap();
+            let env = codec::decode_verified(&value, position).unwrap();
+            let mut index = prefixed(INDEX, &env.stream);
+            index.push(0);
+            index.extend_from_slice(&env.stream_version.to_be_bytes());
+            tree.insert(index, &position.to_be_bytes()).unwrap();
+        }
+    });
+}
+
+/// Turns a closed directory of the current format into what format 3
+/// wrote: the stream index, and format "3".
+fn as_format_3(dir: &Path) {
+    add_index(dir);
+    edit_log_tree(dir, |tree| {
+        tree.insert(prefixed(META, "format"), &b"3"[..]).unwrap()
+    });
+}
+
 /// Turns a closed directory of the current format into what format 2
-/// wrote: the key store's entries in a `keys` tree (its meta under `m`),
-/// and format "2".
+/// wrote: format 3's stream index, the key store's entries in a `keys`
+/// tree (its meta under `m`), and format "2".
 fn as_format_2(dir: &Path) {
+    add_index(dir);
     edit_db(dir, |db| {
         let log = db.open_tree(super::super::LOG_TREE).unwrap();
         let keys = db.open_tree(KEYS_TREE).unwrap();
@@ -75,13 +103,14 @@ fn as_format_1(dir: &Path, versions: &[(&str, u64)]) {
     });
 }
 
-/// What a closed directory holds: its format, its `v` keys, its data keys
-/// and key store meta in the log tree, and its `keys` tree's entries
-/// (`None` when there is no such tree).
+/// What a closed directory holds: its format, its `v` and `i` keys, its
+/// data keys and key store meta in the log tree, and its `keys` tree's
+/// entries (`None` when there is no such tree).
 #[derive(Debug, PartialEq)]
 struct Layout {
     format: String,
     version_keys: usize,
+    index_keys: usize,
     data_keys: usize,
     key_meta: usize,
     keys_tree: Option<usize>,
@@ -99,6 +128,7 @@ fn layout(dir: &Path) -> Layout {
         Layout {
             format: String::from_utf8(format.to_vec()).unwrap(),
             version_keys: log.scan_prefix([VERSION]).count(),
+            index_keys: log.scan_prefix([INDEX]).count(),
             data_keys: log.scan_prefix([DATA_KEY]).count(),
             key_meta: log.scan_prefix([KEYS_META]).count(),
             keys_tree,
@@ -108,8 +138,9 @@ fn layout(dir: &Path) -> Layout {
 
 fn current(data_keys: usize, key_meta: usize) -> Layout {
     Layout {
-        format: "3".into(),
+        format: "4".into(),
         version_keys: 0,
+        index_keys: 0,
         data_keys,
         key_meta,
         keys_tree: None,
@@ -117,12 +148,19 @@ fn current(data_keys: usize, key_meta: usize) -> Layout {
 }
 
 /// Opens the directory and checks what `records_and_keys` wrote (the
-/// records and the streams' versions, `c1` alone among the data keys, and
-/// the meta), writing nothing.
+/// records, the streams' records and versions, `c1` alone among the data
+/// keys, and the meta), writing nothing.
 async fn check_records_and_keys(dir: &Path) {
     let store = SledStore::open(dir).unwrap();
     let (log, keys) = (store.log(), store.keys());
     assert_eq!(log.read(1, 10).await.unwrap().len(), 3);
+    let a = log.read_stream("a", u64::MAX).await.unwrap();
+    assert_eq!(
+        a.iter()
+            .map(|e| (e.position, e.stream_version))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (3, 2)]
+    );
     assert_eq!(refused_at(&log, "a", 1).await, Some(2));
     assert_eq!(refused_at(&log, "b", 0).await, Some(1));
     assert_eq!(keys.get("c1").await.unwrap(), Some(vec![1, 2, 3]));
@@ -147,11 +185,44 @@ async fn a_format_2_directory_has_its_key_store_moved_into_the_log_tree() {
     records_and_keys(dir.path()).await;
     as_format_2(dir.path());
     let before = layout(dir.path());
-    assert_eq!((before.format.as_str(), before.keys_tree), ("2", Some(2)));
+    assert_eq!(
+        (before.format.as_str(), before.keys_tree, before.index_keys),
+        ("2", Some(2), 3)
+    );
     check_records_and_keys(dir.path()).await;
     assert_eq!(layout(dir.path()), current(1, 1));
-    // And it opens again as format 3.
+    // And it opens again as format 4.
     check_records_and_keys(dir.path()).await;
+}
+
+#[tokio::test]
+async fn a_format_3_directory_has_its_stream_index_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_3(dir.path());
+    let before = layout(dir.path());
+    assert_eq!((before.format.as_str(), before.index_keys), ("3", 3));
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
+    check_records_and_keys(dir.path()).await;
+}
+
+#[tokio::test]
+async fn index_keys_an_upgrade_cut_short_left_in_a_current_log_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    // Cut short after the format was recorded, before the index was gone:
+    // the entries are not read, even when they no longer match.
+    add_index(dir.path());
+    edit_log_tree(dir.path(), |tree| {
+        let mut stale = prefixed(INDEX, "a");
+        stale.push(0);
+        stale.extend_from_slice(&9u64.to_be_bytes());
+        tree.insert(stale, &2u64.to_be_bytes()).unwrap();
+    });
+    assert_eq!(layout(dir.path()).index_keys, 4);
+    check_records_and_keys(dir.path()).await;
+    assert_eq!(layout(dir.path()), current(1, 1));
 }
 
 #[tokio::test]
@@ -258,7 +329,7 @@ async fn a_keys_tree_left_beside_a_current_log_is_dropped_when_the_log_holds_its
         let message = expect_corrupt(dir.path(), 0);
         assert!(
             message.contains(
-                "a `keys` tree beside a log of format 3 holds an entry the log's tree does not"
+                "a `keys` tree beside a log of format 4 holds an entry the log's tree does not"
             ),
             "{message}"
         );
@@ -272,11 +343,11 @@ async fn a_format_this_build_does_not_know_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     three_records(dir.path()).await;
     edit_log_tree(dir.path(), |tree| {
-        tree.insert(prefixed(META, "format"), &b"4"[..]).unwrap()
+        tree.insert(prefixed(META, "format"), &b"5"[..]).unwrap()
     });
     let err = SledStore::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unsupported data format \"4\"; this build reads formats \"1\", \"2\" and \"3\" of the sled log"
+        "unsupported data format \"5\"; this build reads formats \"1\" to \"4\" of the sled log"
     );
 }

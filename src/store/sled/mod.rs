@@ -1,7 +1,8 @@
 //! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, open
 //! and close, and the readers. The checks at open are in `verify.rs`, the
-//! one writer task that group-commits in `writer.rs`. The only module that
-//! names the sled crate. About 600 lines: the store, its two traits and
+//! one writer task that group-commits in `writer.rs`, the stream index it
+//! keeps in memory in `streams.rs`. The only module that names the sled
+//! crate. About 600 lines: the store, its two traits and
 //! its key layout belong together; the writer and verify are apart.
 
 use std::path::{Path, PathBuf};
@@ -16,15 +17,17 @@ use super::{
 };
 
 mod format;
+mod streams;
 mod verify;
 mod writer;
 
 use format::init_meta;
+use streams::SharedStreams;
 use verify::verify;
 
 #[cfg(test)]
 use writer::Probe;
-use writer::{Pending, Writer, WriterState};
+use writer::{Pending, Writer};
 
 const LOG_TREE: &str = "log";
 /// The tree of the data keys in formats 1 and 2 (see `format.rs`).
@@ -32,9 +35,10 @@ const KEYS_TREE: &str = "keys";
 
 // Prefixes of the `log` tree; see `SledStore` for the layout.
 const RECORD: u8 = b'e';
-/// Stream versions, kept by format 1 only: a stream's version is its last
-/// index entry's, and format 2 writes nothing more per event.
+/// Stream versions, kept by format 1 only.
 const VERSION: u8 = b'v';
+/// The stream index of formats 1 to 3 (stream, version → position), which
+/// format 4 keeps in memory only (`streams.rs`).
 const INDEX: u8 = b'i';
 const REQUEST: u8 = b'q';
 const META: u8 = b'm';
@@ -42,9 +46,10 @@ const META: u8 = b'm';
 const DATA_KEY: u8 = b'k';
 const KEYS_META: u8 = b'w';
 
-/// The format this build writes: 3, the data keys in the log's tree,
-/// upgraded at open from formats 1 and 2 (see `format.rs`).
-const FORMAT: &[u8] = b"3";
+/// The format this build writes: 4, the data keys in the log's tree and
+/// the stream index in memory, upgraded at open from formats 1 to 3 (see
+/// `format.rs`).
+const FORMAT: &[u8] = b"4";
 /// Most commits one group (one batch, one flush) takes from the queue.
 const MAX_GROUP: usize = 512;
 /// Commits that may wait for the writer before `append` waits to queue.
@@ -64,14 +69,15 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// | key                                   | value                               |
 /// |---------------------------------------|-------------------------------------|
 /// | `e` position                          | the record (see `codec`)            |
-/// | `i` stream `0x00` version             | the position of that stream version |
 /// | `q` request_id                        | first position, last position, fingerprint |
-/// | `m` name                              | meta: `log_id` (random uuid), `format` (`3`) |
+/// | `m` name                              | meta: `log_id` (random uuid), `format` (`4`) |
 /// | `k` credential_id                     | the credential's wrapped data key   |
 /// | `w` name                              | the key store's meta                |
 ///
-/// A stream's version is the version of its last index entry. A request
-/// key is the caller's token id, a NUL and its request id. A commit's data
+/// One key per event: the stream index (the position of each version of
+/// each stream) is in memory, built from the records as a start verifies
+/// them and extended by the writer. A request key is the caller's token
+/// id, a NUL and its request id. A commit's data
 /// keys are written in the same batch as its records, made durable by the
 /// same flush; the key store's own writes (rotation, shredding) touch the
 /// `k` and `w` keys only. Formats 1 and 2 kept more, and a start upgrades
@@ -116,19 +122,20 @@ impl SledStore {
         let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree(LOG_TREE)?;
         let (log_id, found) = init_meta(&tree)?;
-        let state = verify(&tree, fold, found.version_keys())?;
+        let (applied, streams) = verify(&tree, fold, found)?;
         format::upgrade(&db, &tree, found)?;
         db.flush()?;
         tracing::info!(
-            head = state.head,
-            streams = state.versions.len(),
+            head = applied,
+            streams = streams.len(),
             "event log verified"
         );
+        let streams = SharedStreams::new(streams);
 
         let space = Space {
             dir: dir.to_path_buf(),
         };
-        let head = Arc::new(watch::Sender::new(state.head));
+        let head = Arc::new(watch::Sender::new(applied));
         let stop = Arc::new(Notify::new());
         #[cfg(test)]
         let probe = Arc::new(Probe::default());
@@ -137,8 +144,9 @@ impl SledStore {
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
-            durable: state.head,
-            state: Some(state),
+            durable: applied,
+            applied: Some(applied),
+            streams: streams.clone(),
             head: Arc::clone(&head),
             space: space.clone(),
             observer: Arc::clone(&observer),
@@ -148,6 +156,7 @@ impl SledStore {
         let writer = runtime.spawn(writer.run(rx, Arc::clone(&stop)));
         let log = Arc::new(SledLog {
             tree: tree.clone(),
+            streams,
             tx,
             head,
             log_id,
@@ -276,6 +285,7 @@ impl Space {
 #[derive(Debug)]
 pub struct SledLog {
     tree: ::sled::Tree,
+    streams: SharedStreams,
     tx: mpsc::Sender<Pending>,
     head: Arc<watch::Sender<u64>>,
     log_id: String,
@@ -321,22 +331,21 @@ impl EventLog for SledLog {
     }
 
     async fn read_stream(&self, stream: &str, up_to: u64) -> Result<Vec<Envelope>> {
-        let limit = up_to.min(self.head());
-        let mut records = Vec::new();
-        for entry in stream_index(&self.tree, stream) {
-            let (_, position) = entry?;
-            if position > limit {
-                break;
-            }
+        let positions = self
+            .streams
+            .read()
+            .positions(stream, up_to.min(self.head()));
+        let mut records = Vec::with_capacity(positions.len());
+        for (version, position) in (1u64..).zip(positions) {
             let Some(value) = self.tree.get(record_key(position))? else {
                 return Err(missing(position));
             };
             let env = codec::decode_verified(&value, position)?;
-            if env.stream != stream {
+            if env.stream != stream || env.stream_version != version {
                 return Err(Error::Corrupt {
                     position,
                     reason: format!(
-                        "stream index of {stream:?} points to a record of another stream"
+                        "the record is not version {version} of stream {stream:?}, as the index built at start says"
                     ),
                 });
             }
@@ -346,16 +355,9 @@ impl EventLog for SledLog {
     }
 
     async fn stream_version(&self, stream: &str) -> Result<u64> {
-        let head = self.head();
-        // The newest index entry not past the durable head: the index may
-        // already hold a version whose flush has not returned yet.
-        for entry in stream_index(&self.tree, stream).rev() {
-            let (version, position) = entry?;
-            if position <= head {
-                return Ok(version);
-            }
-        }
-        Ok(0)
+        // Not past the durable head: the index may already hold a version
+        // whose flush has not returned yet.
+        Ok(self.streams.read().version_at(stream, self.head()))
     }
 
     async fn find_request(&self, actor: &str, request_id: &str) -> Result<Option<RequestRecord>> {
@@ -495,27 +497,6 @@ impl From<::sled::Error> for Error {
     }
 }
 
-/// Iterates a stream's index as (version, position), in version order.
-fn stream_index(
-    tree: &::sled::Tree,
-    stream: &str,
-) -> impl DoubleEndedIterator<Item = Result<(u64, u64)>> {
-    let prefix = index_prefix(stream);
-    let key_len = prefix.len() + 8;
-    tree.scan_prefix(&prefix).filter_map(move |item| {
-        let (key, value) = match item {
-            Ok(entry) => entry,
-            Err(e) => return Some(Err(e.into())),
-        };
-        // Longer keys belong to streams whose name extends this one past a 0x00.
-        if key.len() != key_len {
-            return None;
-        }
-        let entry = be_u64(&key[prefix.len()..]).zip(be_u64(&value));
-        Some(entry.ok_or_else(|| malformed_key(0, "stream index")))
-    })
-}
-
 fn record_key(position: u64) -> [u8; 9] {
     let mut key = [RECORD; 9];
     key[1..].copy_from_slice(&position.to_be_bytes());
@@ -538,18 +519,6 @@ fn prefixed(prefix: u8, name: &str) -> Vec<u8> {
 
 fn key_name(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.get(1..)?).ok()
-}
-
-fn index_prefix(stream: &str) -> Vec<u8> {
-    let mut key = prefixed(INDEX, stream);
-    key.push(0);
-    key
-}
-
-fn index_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut key = index_prefix(stream);
-    key.extend_from_slice(&version.to_be_bytes());
-    key
 }
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::streams::{SharedStreams, Streams};
 use super::{
-    decode_request, encode_request, flush, index_key, malformed_key, plan, prefixed, record_key,
-    record_position, request_record, verify, Commit, Envelope, Error, RequestRecord, Result, Space,
-    DATA_KEY, INDEX, MAX_GROUP, RECORD, REQUEST,
+    decode_request, encode_request, flush, malformed_key, plan, prefixed, record_key,
+    record_position, request_record, Commit, Envelope, Error, RequestRecord, Result, Space,
+    DATA_KEY, MAX_GROUP, RECORD, REQUEST,
 };
-use crate::domain::state::set_version;
 use crate::store::codec;
 
 /// A commit waiting for the writer, with where to send its outcome.
@@ -21,14 +21,6 @@ use crate::store::codec;
 pub(super) struct Pending {
     pub(super) commit: Commit,
     pub(super) reply: oneshot::Sender<Result<Vec<Envelope>>>,
-}
-
-/// What the writer must know to check commits: the applied head and versions.
-#[derive(Debug)]
-pub(super) struct WriterState {
-    /// Last position in the tree, durable or not.
-    pub(super) head: u64,
-    pub(super) versions: HashMap<String, u64>,
 }
 
 /// Counters and fault switches the tests use to watch the writer.
@@ -46,8 +38,12 @@ pub(super) struct Writer {
     /// The log's tree, which holds the data keys too: a commit's data keys
     /// are written in its batch.
     pub(super) tree: ::sled::Tree,
-    /// `None` after a failed reload: reloaded again before the next group.
-    pub(super) state: Option<WriterState>,
+    /// The last position in the tree, durable or not; `None` after a
+    /// failed reload: reloaded again before the next group.
+    pub(super) applied: Option<u64>,
+    /// The stream index, which the writer alone extends: every accepted
+    /// record's stream version, whether or not its group is durable yet.
+    pub(super) streams: SharedStreams,
     /// The published head: flushed, visible to readers.
     pub(super) durable: u64,
     pub(super) head: Arc<watch::Sender<u64>>,
@@ -91,8 +87,8 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, commits = group.len(), "event log write failed");
                 // The batch may or may not be in the tree: trust only the tree.
-                self.state = match load(&self.tree) {
-                    Ok(state) => Some(state),
+                self.applied = match reload(&self.tree, &mut self.streams.write()) {
+                    Ok(head) => Some(head),
                     Err(e) => {
                         tracing::error!(error = %e, "event log state reload failed");
                         None
@@ -107,10 +103,11 @@ impl Writer {
 
     /// Checks, applies and flushes a group; an error fails the whole group.
     async fn write_group(&mut self, group: &[Pending]) -> Result<Vec<Result<Vec<Envelope>>>> {
-        if self.state.is_none() {
-            self.state = Some(load(&self.tree)?);
-        }
-        let state = self.state.as_mut().expect("state was loaded above");
+        let mut head = match self.applied {
+            Some(head) => head,
+            None => reload(&self.tree, &mut self.streams.write())?,
+        };
+        self.applied = Some(head);
         let mut batch = ::sled::Batch::default();
         let mut requests = HashMap::new();
         let mut created = std::collections::HashSet::new();
@@ -119,7 +116,7 @@ impl Writer {
         for pending in group {
             let outcome = accept(
                 &self.tree,
-                state,
+                (&mut head, &self.streams),
                 &mut batch,
                 (&mut requests, &created),
                 &pending.commit,
@@ -137,7 +134,10 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
-        let applied = state.head;
+        // The group's positions count as applied from here: a failure below
+        // reloads them from the tree.
+        self.applied = Some(head);
+        let applied = head;
         if accepted {
             self.space.check()?;
             #[cfg(test)]
@@ -175,10 +175,11 @@ impl Writer {
     }
 }
 
-/// Reads the writer's state from the tree, trusting it as written: the
-/// head from the last record, each stream's version from its last index
-/// entry (one pass over the index, after a failed write only).
-pub(super) fn load(tree: &::sled::Tree) -> Result<WriterState> {
+/// Reads the head from the tree after a failed write, trusting it as
+/// written (a batch is applied whole or not at all), and makes the stream
+/// index forget the versions it holds past it: those of a group whose
+/// batch did not reach the tree. The index never runs behind the tree.
+fn reload(tree: &::sled::Tree, streams: &mut Streams) -> Result<u64> {
     let head = match tree.scan_prefix([RECORD]).next_back() {
         Some(item) => {
             let (key, _) = item?;
@@ -186,20 +187,8 @@ pub(super) fn load(tree: &::sled::Tree) -> Result<WriterState> {
         }
         None => 0,
     };
-    let mut versions: HashMap<String, u64> = HashMap::new();
-    for item in tree.scan_prefix([INDEX]) {
-        let (key, _) = item?;
-        let (name, version) =
-            verify::split_index_key(&key).ok_or_else(|| malformed_key(head, "index"))?;
-        let name = std::str::from_utf8(name).map_err(|_| malformed_key(head, "index"))?;
-        match versions.get_mut(name) {
-            Some(last) => *last = (*last).max(version),
-            None => {
-                versions.insert(name.to_owned(), version);
-            }
-        }
-    }
-    Ok(WriterState { head, versions })
+    streams.truncate(head);
+    Ok(head)
 }
 
 /// Rounds of yielding to the runtime that `gather` does at most. One is
@@ -247,7 +236,7 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
 /// this commit's rejection.
 fn accept(
     tree: &::sled::Tree,
-    state: &mut WriterState,
+    (head, streams): (&mut u64, &SharedStreams),
     batch: &mut ::sled::Batch,
     (requests, created): (
         &mut HashMap<String, RequestRecord>,
@@ -274,23 +263,18 @@ fn accept(
             return Ok(Err(Error::KeyExists(id.clone())));
         }
     }
-    let planned = plan(commit, state.head, |stream| {
-        state.versions.get(stream).copied().unwrap_or(0)
-    });
+    let mut streams = streams.write();
+    let planned = plan(commit, *head, |stream| streams.version(stream));
     let mut envelopes = match planned {
         Ok(envelopes) => envelopes,
         Err(rejection) => return Ok(Err(rejection)),
     };
     for env in &mut envelopes {
-        let record = codec::encode(env);
-        batch.insert(&record_key(env.position)[..], record);
-        batch.insert(
-            index_key(&env.stream, env.stream_version),
-            &env.position.to_be_bytes()[..],
-        );
-        set_version(&mut state.versions, &env.stream, env.stream_version);
-        state.head = env.position;
+        batch.insert(&record_key(env.position)[..], codec::encode(env));
+        streams.push(&env.stream, env.position);
+        *head = env.position;
     }
+    drop(streams);
     if let Some(record) = request_record(commit, &envelopes) {
         batch.insert(
             prefixed(REQUEST, &record.request_id),
