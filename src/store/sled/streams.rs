@@ -53,6 +53,24 @@ impl Streams {
         positions.len() as u64
     }
 
+    /// Records `position` as version `version` of `stream` if that is the
+    /// stream's next version (one lookup, for the start's pass over every
+    /// record); returns whether it was.
+    pub(super) fn push_next(&mut self, stream: &str, version: u64, position: u64) -> bool {
+        match self.positions.get_mut(stream) {
+            Some(positions) if positions.len() as u64 + 1 == version => {
+                positions.push(position);
+                true
+            }
+            Some(_) => false,
+            None if version == 1 => {
+                self.positions.insert(stream.to_owned(), vec![position]);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Forgets every version recorded past `head`: those of a group that a
     /// failed write left out of the tree.
     pub(super) fn truncate(&mut self, head: u64) {
@@ -112,6 +130,18 @@ mod tests {
         assert_eq!(streams.positions("a", 100), vec![1, 3, 7]);
         assert!(streams.positions("b", 100).is_empty());
         assert_eq!(streams.len(), 2);
+    }
+
+    #[test]
+    fn only_a_streams_next_version_is_pushed() {
+        let mut streams = Streams::default();
+        assert!(!streams.push_next("a", 2, 1));
+        assert!(streams.push_next("a", 1, 1));
+        assert!(!streams.push_next("a", 1, 2));
+        assert!(!streams.push_next("a", 3, 2));
+        assert!(streams.push_next("a", 2, 5));
+        assert_eq!(streams.positions("a", 10), vec![1, 5]);
+        assert_eq!(streams.len(), 1);
     }
 
     #[test]

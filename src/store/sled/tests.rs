@@ -124,6 +124,35 @@ async fn record_moved_to_another_position_stops_open() {
     expect_corrupt(dir.path(), 2);
 }
 
+/// Rewrites the record at `position` of a closed directory as version
+/// `version` of `stream`, with a valid checksum.
+fn rewrite_record(dir: &Path, position: u64, stream: &str, version: u64) {
+    tamper_record(dir, position, |bytes| {
+        let mut env = codec::decode_verified(&bytes, position).unwrap();
+        env.stream = stream.to_owned();
+        env.stream_version = version;
+        Some(codec::encode(&mut env))
+    });
+}
+
+#[tokio::test]
+async fn a_record_out_of_its_streams_order_stops_open() {
+    for (stream, version, fault) in [
+        // Stream a's second record says version 3.
+        ("a", 3, "stream \"a\" goes from version 1 to 3"),
+        // Its version 1 again.
+        ("a", 1, "stream \"a\" goes from version 1 to 1"),
+        // A stream that starts past version 1.
+        ("c", 2, "stream \"c\" goes from version 0 to 2"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()).await;
+        rewrite_record(dir.path(), 3, stream, version);
+        let message = expect_corrupt(dir.path(), 3);
+        assert!(message.contains(fault), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn writer_groups_concurrent_commits_into_fewer_flushes() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,17 +45,17 @@ pub(super) fn verify(
         // the receiver.
         for batch in rx.iter() {
             for env in batch? {
-                let version = streams.version(&env.stream);
-                if env.stream_version != version + 1 {
+                if !streams.push_next(&env.stream, env.stream_version, env.position) {
                     return Err(Error::Corrupt {
                         position: env.position,
                         reason: format!(
-                            "stream {:?} goes from version {version} to {}",
-                            env.stream, env.stream_version
+                            "stream {:?} goes from version {} to {}",
+                            env.stream,
+                            streams.version(&env.stream),
+                            env.stream_version
                         ),
                     });
                 }
-                streams.push(&env.stream, env.position);
                 fold(&env)?;
                 head = env.position;
             }
