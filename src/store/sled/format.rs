@@ -16,8 +16,12 @@
 //!
 //! A start upgrades any older format to format 4 once the log is verified.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
 use super::{
-    prefixed, Error, Result, DATA_KEY, FORMAT, INDEX, KEYS_META, KEYS_TREE, META, VERSION,
+    prefixed, Error, Result, SledLog, Space, DATA_KEY, FORMAT, INDEX, KEYS_META, KEYS_TREE, META,
+    VERSION,
 };
 
 /// The format a directory was found in.
@@ -114,25 +118,18 @@ const COPY_BATCH: usize = 4096;
 /// 2. in one batch, removes format 1's `v` keys and records the format,
 ///    then flushes: a crash before the flush leaves the old format, whole,
 ///    which this build upgrades again and an older build still reads;
-/// 3. drops the old `keys` tree;
-/// 4. removes the stream index's `i` keys, in batches, then flushes.
+/// 3. drops the old `keys` tree.
 ///
-/// A crash after step 2 leaves a current log with what steps 3 and 4 had
-/// still to remove, and every start of the current format finishes them:
-/// it drops a `keys` tree once it has checked that the log's tree holds
-/// each of its entries (anything else refuses the start), and removes any
-/// `i` key. Until step 2 the copies of step 1 are never read.
+/// The stream index's `i` keys are left to [`IndexCleaner`], which
+/// removes them while the server serves. A crash after step 2 leaves a
+/// current log with what is still to remove, and every start of the
+/// current format finishes it: it drops a `keys` tree once it has checked
+/// that the log's tree holds each of its entries (anything else refuses
+/// the start), and cleans the `i` keys away. Until step 2 the copies of
+/// step 1 are never read.
 pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Result<()> {
     if found == Found::Current {
-        drop_keys_tree(db, tree)?;
-        let left = remove_index(db, tree)?;
-        if left > 0 {
-            tracing::info!(
-                index_keys = left,
-                "removed the stream index entries an upgrade cut short had left"
-            );
-        }
-        return Ok(());
+        return drop_keys_tree(db, tree);
     }
     let moved = if found.keys_tree() {
         move_keys_tree(db, tree)?
@@ -152,37 +149,107 @@ pub(super) fn upgrade(db: &::sled::Db, tree: &::sled::Tree, found: Found) -> Res
     if found.keys_tree() {
         db.drop_tree(KEYS_TREE)?;
     }
-    let index_keys = remove_index(db, tree)?;
     tracing::info!(
         from = found.number(),
         to = Found::Current.number(),
         version_keys,
         key_store_entries = moved,
-        index_keys,
         "data directory upgraded (data keys beside the log, the stream index in memory)"
     );
     Ok(())
 }
 
 /// Removes the `i` keys of the stream index formats 1 to 3 kept on disk,
-/// in batches; returns how many there were.
-fn remove_index(db: &::sled::Db, tree: &::sled::Tree) -> Result<u64> {
-    let mut batch = ::sled::Batch::default();
-    let (mut removed, mut in_batch) = (0u64, 0);
-    for item in tree.scan_prefix([INDEX]) {
-        let (key, _) = item?;
-        batch.remove(key);
-        (removed, in_batch) = (removed + 1, in_batch + 1);
-        if in_batch == COPY_BATCH {
-            tree.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
+/// on a thread of its own while the server serves: a million of them take
+/// sled about seven seconds, which a start would otherwise wait for. No
+/// reader or writer touches them. Each batch is a plain sled batch beside
+/// the writer's, made durable by the writer's next flush, sled's own or
+/// the cleaner's last; a start after a crash removes what is left.
+#[derive(Debug)]
+pub(super) struct IndexCleaner {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl IndexCleaner {
+    /// Starts removing the `i` keys of `log`'s tree, when it has any. The
+    /// thread holds the log for one batch at a time, and ends, leaving
+    /// what is left to the next start, once every handle to the log is
+    /// dropped or when it is stopped.
+    pub(super) fn start(log: &Arc<SledLog>, space: Space) -> Result<Option<Self>> {
+        if log.tree.scan_prefix([INDEX]).next().is_none() {
+            return Ok(None);
         }
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(log);
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("index-cleanup".into())
+            .spawn(move || match remove_index(&weak, &stopped, &space) {
+                Ok((removed, true)) => tracing::info!(
+                    index_keys = removed,
+                    "removed the stream index older formats kept on disk"
+                ),
+                Ok((removed, false)) => tracing::info!(
+                    index_keys = removed,
+                    "stopped removing the on-disk stream index; the next start goes on"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "removing the on-disk stream index failed; the next start tries again"
+                ),
+            })
+            .map_err(|e| Error::storage(format!("cannot start the index cleanup: {e}")))?;
+        Ok(Some(Self { stop, thread }))
     }
-    if removed > 0 {
-        tree.apply_batch(batch)?;
-        db.flush()?;
+
+    /// Stops it after its current batch and waits for it.
+    pub(super) async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finish().await;
     }
-    Ok(removed)
+
+    /// Waits for it to end.
+    pub(super) async fn finish(self) {
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// The cleaner's loop: batches of `i` keys, each read before it is
+/// applied; returns how many it removed and whether none is left.
+fn remove_index(log: &Weak<SledLog>, stop: &AtomicBool, space: &Space) -> Result<(u64, bool)> {
+    let mut removed = 0u64;
+    let mut from = vec![INDEX];
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok((removed, false));
+        }
+        let Some(log) = log.upgrade() else {
+            return Ok((removed, false));
+        };
+        // A failed disk write stops sled for good: leave the rest to a
+        // start with room.
+        space.check()?;
+        let mut batch = ::sled::Batch::default();
+        let (mut last, mut in_batch) = (None, 0u64);
+        for item in log.tree.range(from.as_slice()..).take(COPY_BATCH) {
+            let (key, _) = item?;
+            if key.first() != Some(&INDEX) {
+                break;
+            }
+            batch.remove(key.clone());
+            last = Some(key);
+            in_batch += 1;
+        }
+        let Some(last) = last else {
+            log.tree.flush()?;
+            return Ok((removed, true));
+        };
+        log.tree.apply_batch(batch)?;
+        removed += in_batch;
+        from = last.to_vec();
+        from.push(0);
+    }
 }
 
 /// Copies the `keys` tree of formats 1 and 2 into the log's tree, in

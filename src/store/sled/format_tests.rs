@@ -49,12 +49,21 @@ fn add_index(dir: &Path) {
         for (key, value) in records {
             let position = record_position(&key).unwrap();
             let env = codec::decode_verified(&value, position).unwrap();
-            let mut index = prefixed(INDEX, &env.stream);
-            index.push(0);
-            index.extend_from_slice(&env.stream_version.to_be_bytes());
-            tree.insert(index, &position.to_be_bytes()).unwrap();
+            tree.insert(
+                index_key(&env.stream, env.stream_version),
+                &position.to_be_bytes(),
+            )
+            .unwrap();
         }
     });
+}
+
+/// The key of a stream's version in the stream index formats 1 to 3 kept.
+fn index_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = prefixed(INDEX, stream);
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
 }
 
 /// Turns a closed directory of the current format into what format 3
@@ -149,9 +158,10 @@ fn current(data_keys: usize, key_meta: usize) -> Layout {
 
 /// Opens the directory and checks what `records_and_keys` wrote (the
 /// records, the streams' records and versions, `c1` alone among the data
-/// keys, and the meta), writing nothing.
+/// keys, and the meta), writing nothing; waits for the removal of an
+/// on-disk stream index before it closes.
 async fn check_records_and_keys(dir: &Path) {
-    let store = SledStore::open(dir).unwrap();
+    let mut store = SledStore::open(dir).unwrap();
     let (log, keys) = (store.log(), store.keys());
     assert_eq!(log.read(1, 10).await.unwrap().len(), 3);
     let a = log.read_stream("a", u64::MAX).await.unwrap();
@@ -168,6 +178,7 @@ async fn check_records_and_keys(dir: &Path) {
     assert_eq!(keys.list().await.unwrap(), vec!["c1".to_owned()]);
     assert_eq!(keys.meta("kek_id").await.unwrap(), Some(b"k1".to_vec()));
     drop((log, keys));
+    store.finish_index_cleanup().await;
     store.close().await.unwrap();
 }
 
@@ -215,10 +226,7 @@ async fn index_keys_an_upgrade_cut_short_left_in_a_current_log_are_removed() {
     // the entries are not read, even when they no longer match.
     add_index(dir.path());
     edit_log_tree(dir.path(), |tree| {
-        let mut stale = prefixed(INDEX, "a");
-        stale.push(0);
-        stale.extend_from_slice(&9u64.to_be_bytes());
-        tree.insert(stale, &2u64.to_be_bytes()).unwrap();
+        tree.insert(index_key("a", 9), &2u64.to_be_bytes()).unwrap();
     });
     assert_eq!(layout(dir.path()).index_keys, 4);
     check_records_and_keys(dir.path()).await;
@@ -350,4 +358,48 @@ async fn a_format_this_build_does_not_know_is_refused() {
         err.to_string(),
         "unsupported data format \"5\"; this build reads formats \"1\" to \"4\" of the sled log"
     );
+}
+
+#[tokio::test]
+async fn the_index_cleanup_stops_when_asked_or_when_the_log_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    records_and_keys(dir.path()).await;
+    as_format_3(dir.path());
+    let store = SledStore::open(dir.path()).unwrap();
+    let log = store.log();
+    let space = super::super::Space {
+        dir: dir.path().to_path_buf(),
+    };
+    let index_keys = || log.tree.scan_prefix([INDEX]).count();
+    // The store's own cleaner may have begun: put the keys back.
+    let mut store = store;
+    store.finish_index_cleanup().await;
+    assert_eq!(index_keys(), 0);
+    for (stream, version) in [("a", 1), ("a", 2), ("b", 1)] {
+        log.tree
+            .insert(index_key(stream, version), &1u64.to_be_bytes())
+            .unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let weak = std::sync::Arc::downgrade(&log);
+    assert_eq!(
+        super::remove_index(&weak, &stop, &space).unwrap(),
+        (0, false)
+    );
+    assert_eq!(index_keys(), 3);
+    stop.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        super::remove_index(&weak, &stop, &space).unwrap(),
+        (3, true)
+    );
+    assert_eq!(index_keys(), 0);
+    let tree = log.tree.clone();
+    drop(log);
+    store.close().await.unwrap();
+    tree.insert(index_key("a", 1), &1u64.to_be_bytes()).unwrap();
+    assert_eq!(
+        super::remove_index(&weak, &stop, &space).unwrap(),
+        (0, false)
+    );
+    assert_eq!(tree.scan_prefix([INDEX]).count(), 1);
 }

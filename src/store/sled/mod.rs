@@ -21,7 +21,7 @@ mod streams;
 mod verify;
 mod writer;
 
-use format::init_meta;
+use format::{init_meta, IndexCleaner};
 use streams::SharedStreams;
 use verify::verify;
 
@@ -96,6 +96,8 @@ pub struct SledStore {
     stop: Arc<Notify>,
     writer: JoinHandle<()>,
     observer: crate::store::WriteObserver,
+    /// Removes the on-disk stream index of an older format, if any is left.
+    cleaner: Option<IndexCleaner>,
 }
 
 impl SledStore {
@@ -163,6 +165,7 @@ impl SledStore {
             #[cfg(test)]
             probe,
         });
+        let cleaner = IndexCleaner::start(&log, space.clone())?;
         let keys = Arc::new(SledKeys { tree, space });
         Ok(SledStore {
             db,
@@ -171,7 +174,16 @@ impl SledStore {
             stop,
             writer,
             observer,
+            cleaner,
         })
+    }
+
+    /// Waits until the on-disk stream index of an older format is removed.
+    #[cfg(test)]
+    pub(crate) async fn finish_index_cleanup(&mut self) {
+        if let Some(cleaner) = self.cleaner.take() {
+            cleaner.finish().await;
+        }
     }
 
     /// Has the writer report each group it writes to `metrics`.
@@ -192,7 +204,12 @@ impl SledStore {
     /// Stops the writer after the commits already queued, then flushes.
     ///
     /// Appends through handles still alive fail with `Error::Closed` afterwards.
+    /// An index cleanup still running stops after its current batch; the
+    /// next start goes on with it.
     pub async fn close(self) -> Result<()> {
+        if let Some(cleaner) = self.cleaner {
+            cleaner.stop().await;
+        }
         self.stop.notify_one();
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "event log writer ended abnormally");
