@@ -77,11 +77,11 @@ pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
 /// One key per event: the stream index (the position of each version of
 /// each stream) is in memory, built from the records as a start verifies
 /// them and extended by the writer. A request key is the caller's token
-/// id, a NUL and its request id. A commit's data
-/// keys are written in the same batch as its records, made durable by the
-/// same flush; the key store's own writes (rotation, shredding) touch the
-/// `k` and `w` keys only. Formats 1 and 2 kept more, and a start upgrades
-/// them (`format.rs`).
+/// id, a NUL and its request id. A commit's data keys are written in the
+/// same batch as its records, made durable by the same flush; the key
+/// store's own writes (rotation, shredding) touch the `k` and `w` keys
+/// only. Formats 1 to 3 kept more, and a start upgrades them
+/// (`format.rs`).
 ///
 /// One writer task owns every write of records to `log`. It takes a queued commit and
 /// whatever else is queued or joins the queue while the runtime runs the
