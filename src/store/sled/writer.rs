@@ -263,18 +263,23 @@ fn accept(
             return Ok(Err(Error::KeyExists(id.clone())));
         }
     }
-    let mut streams = streams.write();
-    let planned = plan(commit, *head, |stream| streams.version(stream));
-    let mut envelopes = match planned {
-        Ok(envelopes) => envelopes,
-        Err(rejection) => return Ok(Err(rejection)),
+    // The index is locked only to plan and extend it; encoding is after.
+    let mut envelopes = {
+        let mut streams = streams.write();
+        let planned = plan(commit, *head, |stream| streams.version(stream));
+        let envelopes = match planned {
+            Ok(envelopes) => envelopes,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        for env in &envelopes {
+            streams.push(&env.stream, env.position);
+        }
+        envelopes
     };
     for env in &mut envelopes {
         batch.insert(&record_key(env.position)[..], codec::encode(env));
-        streams.push(&env.stream, env.position);
         *head = env.position;
     }
-    drop(streams);
     if let Some(record) = request_record(commit, &envelopes) {
         batch.insert(
             prefixed(REQUEST, &record.request_id),
