@@ -460,6 +460,14 @@ impl AsRef<str> for Address {
     }
 }
 
+/// An address orders and hashes as its canonical text, so maps keyed by
+/// addresses are searched with a `&str`.
+impl std::borrow::Borrow<str> for Address {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Parses a port: digits only, 1 to 65535; leading zeros are accepted and dropped.
 pub fn parse_port(text: &str) -> Result<u16, AddressError> {
     if text.is_empty() {

@@ -88,7 +88,7 @@ pub struct CredentialRecord {
     pub expire_time: Option<SystemTime>,
     /// IAM access keys, when registrar fetches this ECR registry's token;
     /// the password is then the current token (empty before the first).
-    pub ecr: Option<EcrKeysRecord>,
+    pub ecr: Option<Box<EcrKeysRecord>>,
 }
 
 impl CredentialRecord {

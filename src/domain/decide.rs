@@ -652,7 +652,7 @@ fn seal(
         username: credential.username.clone(),
         password,
         expire_time: credential.expire_time,
-        ecr,
+        ecr: ecr.map(Box::new),
     }
 }
 

@@ -114,16 +114,39 @@ pub(crate) fn set_version(versions: &mut HashMap<String, u64>, stream: &str, ver
     }
 }
 
+/// What the view keeps of an address in an environment: the version of
+/// its registry stream, which outlives a deleted registry (one created
+/// again at the address goes on from it), and the registry there, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct AddressSlot {
+    version: u64,
+    registry_id: Option<String>,
+}
+
+/// The environment and the address text of a registry stream's name
+/// (`reg/<environment>/<address>`), as `Stream::Registry` writes it.
+fn registry_stream_parts(stream: &str) -> Option<(&str, &str)> {
+    let (environment_id, address) = stream.strip_prefix("reg/")?.split_once('/')?;
+    (!environment_id.is_empty() && !address.is_empty()).then_some((environment_id, address))
+}
+
 /// The fold of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     position: u64,
     environments: BTreeMap<String, Environment>,
-    registries: HashMap<String, Registry>,
-    /// Registry ids by environment, then by canonical address.
-    by_address: BTreeMap<String, BTreeMap<Address, String>>,
+    /// Boxed: a table's slots are a power of two in number and at most
+    /// seven eighths full, so a slot holds a pointer rather than a whole
+    /// registry (a tenth of its size).
+    registries: HashMap<String, Box<Registry>>,
+    /// By environment, then by canonical address: the registry there and
+    /// the version of its stream. Registry streams are most of the log's,
+    /// so their versions are kept here rather than under a name of their
+    /// own in `streams`.
+    by_address: BTreeMap<String, BTreeMap<Address, AddressSlot>>,
     settings: Settings,
     tokens: BTreeMap<String, Token>,
+    /// The versions of the other streams.
     streams: HashMap<String, u64>,
 }
 
@@ -135,7 +158,42 @@ impl State {
 
     /// Returns the current version of a stream (0 when it has no events).
     pub fn stream_version(&self, stream: &str) -> u64 {
-        self.streams.get(stream).copied().unwrap_or(0)
+        match registry_stream_parts(stream) {
+            Some((environment_id, address)) => self
+                .by_address
+                .get(environment_id)
+                .and_then(|slots| slots.get(address))
+                .map_or(0, |slot| slot.version),
+            None => self.streams.get(stream).copied().unwrap_or(0),
+        }
+    }
+
+    /// Sets a stream's version, allocating nothing for a stream it holds.
+    fn set_stream_version(&mut self, stream: &str, version: u64) {
+        let Some((environment_id, address)) = registry_stream_parts(stream) else {
+            set_version(&mut self.streams, stream, version);
+            return;
+        };
+        self.address_slot(environment_id, address).version = version;
+    }
+
+    /// The slot of an address in an environment, made empty if it has none.
+    fn address_slot(&mut self, environment_id: &str, address: &str) -> &mut AddressSlot {
+        if !self.by_address.contains_key(environment_id) {
+            self.by_address
+                .insert(environment_id.to_owned(), BTreeMap::new());
+        }
+        let slots = self
+            .by_address
+            .get_mut(environment_id)
+            .expect("inserted above");
+        if !slots.contains_key(address) {
+            slots.insert(
+                Address::from_canonical_unchecked(address.to_owned()),
+                AddressSlot::default(),
+            );
+        }
+        slots.get_mut(address).expect("inserted above")
     }
 
     /// Returns an environment.
@@ -156,15 +214,16 @@ impl State {
 
     /// Returns a registry by id.
     pub fn registry(&self, id: &str) -> Option<&Registry> {
-        self.registries.get(id)
+        self.registries.get(id).map(|r| &**r)
     }
 
     /// Returns the registry of an environment for a canonical address.
     pub fn registry_at(&self, environment_id: &str, address: &Address) -> Option<&Registry> {
         self.by_address
             .get(environment_id)
-            .and_then(|registries| registries.get(address))
-            .and_then(|id| self.registries.get(id))
+            .and_then(|slots| slots.get(address))
+            .and_then(|slot| slot.registry_id.as_deref())
+            .and_then(|id| self.registry(id))
     }
 
     /// Returns an environment's registries in address order, starting after
@@ -184,8 +243,9 @@ impl State {
         self.by_address
             .get(environment_id)
             .into_iter()
-            .flat_map(move |registries| registries.range((lower.clone(), Bound::Unbounded)))
-            .filter_map(|(_, id)| self.registries.get(id))
+            .flat_map(move |slots| slots.range((lower.clone(), Bound::Unbounded)))
+            .filter_map(|(_, slot)| slot.registry_id.as_deref())
+            .filter_map(|id| self.registry(id))
     }
 
     /// Returns the settings.
@@ -252,7 +312,7 @@ impl State {
     /// never emits one.
     pub fn apply(&mut self, r: &Recorded) {
         self.position = r.position;
-        set_version(&mut self.streams, &r.stream, r.stream_version);
+        self.set_stream_version(&r.stream, r.stream_version);
         match &r.event {
             Event::EnvironmentCreated {
                 environment_id,
@@ -281,16 +341,11 @@ impl State {
                 ca_certificate_pem,
                 credential,
             } => {
-                if !self.by_address.contains_key(environment_id) {
-                    self.by_address
-                        .insert(environment_id.clone(), BTreeMap::new());
-                }
-                if let Some(registries) = self.by_address.get_mut(environment_id) {
-                    registries.insert(address.clone(), registry_id.clone());
-                }
+                self.address_slot(environment_id, address.as_str())
+                    .registry_id = Some(registry_id.clone());
                 self.registries.insert(
                     registry_id.clone(),
-                    Registry {
+                    Box::new(Registry {
                         id: registry_id.clone(),
                         environment_id: environment_id.clone(),
                         kind: *kind,
@@ -306,7 +361,7 @@ impl State {
                         last_verification: None,
                         create_time: r.time,
                         update_time: r.time,
-                    },
+                    }),
                 );
             }
             Event::CredentialReplaced {
@@ -336,12 +391,7 @@ impl State {
             }
             Event::RegistryDeleted { registry_id, .. } => {
                 if let Some(reg) = self.registries.remove(registry_id) {
-                    if let Some(registries) = self.by_address.get_mut(&reg.environment_id) {
-                        registries.remove(&reg.address);
-                        if registries.is_empty() {
-                            self.by_address.remove(&reg.environment_id);
-                        }
-                    }
+                    self.forget_address(&reg.environment_id, reg.address.as_str());
                 }
             }
             Event::EcrTokenRefreshed {
@@ -435,6 +485,24 @@ impl State {
         }
     }
 
+    /// Empties the slot of a deleted registry's address, and drops it when
+    /// no stream version is left in it (a registry folded in from another
+    /// stream, as the tests do).
+    fn forget_address(&mut self, environment_id: &str, address: &str) {
+        let Some(slots) = self.by_address.get_mut(environment_id) else {
+            return;
+        };
+        if let Some(slot) = slots.get_mut(address) {
+            slot.registry_id = None;
+            if slot.version == 0 {
+                slots.remove(address);
+            }
+        }
+        if slots.is_empty() {
+            self.by_address.remove(environment_id);
+        }
+    }
+
     fn set_state(&mut self, registry_id: &str, state: RegistryState, time: SystemTime) {
         if let Some(reg) = self.registries.get_mut(registry_id) {
             reg.state = state;
@@ -444,27 +512,23 @@ impl State {
 
     /// Returns every registry of every environment, in no order.
     pub fn all_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
-        self.registries.values()
+        self.registries.values().map(|r| &**r)
     }
 
     /// Returns the ECR registries whose token registrar fetches.
     pub fn ecr_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
-        self.registries
-            .values()
-            .filter(|r| r.credential.ecr.is_some())
+        self.all_registries().filter(|r| r.credential.ecr.is_some())
     }
 
     /// Returns each registry whose current credential expires, with when.
     pub fn expiring_credentials(&self) -> impl Iterator<Item = (&str, SystemTime)> + '_ {
-        self.registries
-            .values()
+        self.all_registries()
             .filter_map(|r| r.credential.expire_time.map(|t| (r.id.as_str(), t)))
     }
 
     /// Returns the ids of every credential in use, for the key sweep at start.
     pub fn live_credential_ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.registries
-            .values()
+        self.all_registries()
             .map(|r| r.credential.credential_id.as_str())
     }
 }
@@ -521,69 +585,5 @@ pub(crate) mod test_events {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_events::registry_created;
-    use super::*;
-
-    fn fold(state: &mut State, event: Event) {
-        super::test_events::fold(state, event, SystemTime::UNIX_EPOCH);
-    }
-
-    fn create(state: &mut State, env: &str, id: &str, address: &str) {
-        fold(state, registry_created(env, id, address, None));
-    }
-
-    fn ids<'a>(registries: impl Iterator<Item = &'a Registry>) -> Vec<&'a str> {
-        registries.map(|r| r.id.as_str()).collect()
-    }
-
-    #[test]
-    fn registries_are_found_by_environment_and_address_and_listed_in_address_order() {
-        let mut state = State::default();
-        create(&mut state, "e2", "r4", "b.example.com");
-        create(&mut state, "e1", "r1", "c.example.com");
-        create(&mut state, "e1", "r2", "a.example.com");
-        create(&mut state, "e2", "r3", "a.example.com");
-        let a = Address::parse("a.example.com").unwrap();
-        assert_eq!(
-            state.registry_at("e1", &a).map(|r| r.id.as_str()),
-            Some("r2")
-        );
-        assert_eq!(
-            state.registry_at("e2", &a).map(|r| r.id.as_str()),
-            Some("r3")
-        );
-        assert!(state.registry_at("e3", &a).is_none());
-        assert_eq!(ids(state.registries_in("e1", "")), ["r2", "r1"]);
-        assert_eq!(ids(state.registries_in("e1", "a.example.com")), ["r1"]);
-        assert_eq!(ids(state.registries_in("e2", "")), ["r3", "r4"]);
-        assert!(ids(state.registries_in("e3", "")).is_empty());
-
-        for id in ["r2", "r1"] {
-            fold(
-                &mut state,
-                Event::RegistryDeleted {
-                    registry_id: id.into(),
-                    credential_id: format!("c-{id}"),
-                },
-            );
-        }
-        assert!(state.registry_at("e1", &a).is_none());
-        assert!(ids(state.registries_in("e1", "")).is_empty());
-        assert_eq!(ids(state.registries_in("e2", "")), ["r3", "r4"]);
-        // An environment whose last registry is gone leaves no entry.
-        assert_eq!(state.by_address.keys().collect::<Vec<_>>(), ["e2"]);
-    }
-
-    #[test]
-    fn set_version_adds_a_new_stream_and_moves_a_known_one() {
-        let mut versions = HashMap::new();
-        set_version(&mut versions, "env/e1", 1);
-        set_version(&mut versions, "reg/e1/r.example.com", 1);
-        set_version(&mut versions, "env/e1", 2);
-        set_version(&mut versions, "env/e1", 3);
-        assert_eq!(versions.len(), 2);
-        assert_eq!(versions["env/e1"], 3);
-        assert_eq!(versions["reg/e1/r.example.com"], 1);
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

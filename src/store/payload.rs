@@ -361,10 +361,10 @@ fn credential_to_pb(c: &CredentialRecord) -> pb::Credential {
 fn credential_from_pb(c: Option<pb::Credential>) -> std::result::Result<CredentialRecord, String> {
     let c = c.ok_or("registry event without a credential")?;
     let ecr = match c.ecr {
-        Some(k) => Some(EcrKeysRecord {
+        Some(k) => Some(Box::new(EcrKeysRecord {
             access_key_id: k.access_key_id,
             secret_access_key: sealed_from_pb(k.secret_access_key)?,
-        }),
+        })),
         None => None,
     };
     Ok(CredentialRecord {

@@ -97,10 +97,10 @@ fn samples() -> Vec<Event> {
                     ciphertext: Vec::new(),
                 },
                 expire_time: None,
-                ecr: Some(EcrKeysRecord {
+                ecr: Some(Box::new(EcrKeysRecord {
                     access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
                     secret_access_key: sealed(),
-                }),
+                })),
             },
         },
         Event::EcrTokenRefreshed {
