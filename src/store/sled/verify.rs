@@ -81,6 +81,7 @@ pub(super) fn verify(
             });
         }
     }
+    streams.shrink_to_fit();
     Ok((head, streams))
 }
 
