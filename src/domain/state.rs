@@ -2,7 +2,7 @@
 //! with their current credential, settings, tokens and stream versions. It is
 //! what `decide` checks commands against and what reads serve.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use super::address::{Address, RegistryKind};
@@ -144,6 +144,10 @@ pub struct State {
     /// so their versions are kept here rather than under a name of their
     /// own in `streams`.
     by_address: BTreeMap<String, BTreeMap<Address, AddressSlot>>,
+    /// The ids of the registries whose credential carries ECR access keys:
+    /// the refresher looks at them at every change of the log, which must
+    /// not cost a visit to every registry.
+    ecr: BTreeSet<String>,
     settings: Settings,
     tokens: BTreeMap<String, Token>,
     /// The versions of the other streams.
@@ -343,6 +347,7 @@ impl State {
             } => {
                 self.address_slot(environment_id, address.as_str())
                     .registry_id = Some(registry_id.clone());
+                self.note_ecr(registry_id, credential);
                 self.registries.insert(
                     registry_id.clone(),
                     Box::new(Registry {
@@ -371,6 +376,9 @@ impl State {
                 ca_certificate_pem,
                 ..
             } => {
+                if self.registries.contains_key(registry_id) {
+                    self.note_ecr(registry_id, credential);
+                }
                 if let Some(reg) = self.registries.get_mut(registry_id) {
                     reg.credential = credential.clone();
                     reg.credential_version = r.stream_version;
@@ -392,6 +400,7 @@ impl State {
             Event::RegistryDeleted { registry_id, .. } => {
                 if let Some(reg) = self.registries.remove(registry_id) {
                     self.forget_address(&reg.environment_id, reg.address.as_str());
+                    self.ecr.remove(registry_id);
                 }
             }
             Event::EcrTokenRefreshed {
@@ -485,6 +494,15 @@ impl State {
         }
     }
 
+    /// Notes whether a registry's new credential carries ECR access keys.
+    fn note_ecr(&mut self, registry_id: &str, credential: &CredentialRecord) {
+        if credential.ecr.is_none() {
+            self.ecr.remove(registry_id);
+        } else if !self.ecr.contains(registry_id) {
+            self.ecr.insert(registry_id.to_owned());
+        }
+    }
+
     /// Empties the slot of a deleted registry's address, and drops it when
     /// no stream version is left in it (a registry folded in from another
     /// stream, as the tests do).
@@ -517,7 +535,7 @@ impl State {
 
     /// Returns the ECR registries whose token registrar fetches.
     pub fn ecr_registries(&self) -> impl Iterator<Item = &Registry> + '_ {
-        self.all_registries().filter(|r| r.credential.ecr.is_some())
+        self.ecr.iter().filter_map(|id| self.registry(id))
     }
 
     /// Returns each registry whose current credential expires, with when.

@@ -142,3 +142,76 @@ fn set_version_adds_a_new_stream_and_moves_a_known_one() {
     assert_eq!(versions["env/e1"], 3);
     assert_eq!(versions["reg/e1/r.example.com"], 1);
 }
+
+/// `event`'s credential with ECR access keys, or without any.
+fn with_ecr(mut event: Event, ecr: bool) -> Event {
+    use crate::domain::credential::{EcrKeysRecord, SealedSecret};
+    if let Event::RegistryCreated { credential, .. }
+    | Event::CredentialReplaced { credential, .. } = &mut event
+    {
+        credential.ecr = ecr.then(|| {
+            Box::new(EcrKeysRecord {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: SealedSecret {
+                    nonce: vec![],
+                    ciphertext: vec![],
+                },
+            })
+        });
+    }
+    event
+}
+
+fn replaced(id: &str, ecr: bool) -> Event {
+    let Event::RegistryCreated { credential, .. } =
+        registry_created("e", id, "x.example.com", None)
+    else {
+        unreachable!()
+    };
+    with_ecr(
+        Event::CredentialReplaced {
+            registry_id: id.into(),
+            credential,
+            previous_credential_id: format!("c-{id}"),
+            insecure: false,
+            ca_certificate_pem: String::new(),
+            cause: crate::domain::event::CredentialCause::Added,
+        },
+        ecr,
+    )
+}
+
+#[test]
+fn the_ecr_registries_are_those_whose_credential_carries_access_keys() {
+    let mut state = State::default();
+    fn ecr(state: &State) -> Vec<&str> {
+        ids(state.ecr_registries())
+    }
+    for (id, keys) in [("r1", true), ("r2", false), ("r3", true), ("r4", false)] {
+        let address = format!("{id}.example.com");
+        fold(
+            &mut state,
+            with_ecr(registry_created("e", id, &address, None), keys),
+        );
+    }
+    assert_eq!(ecr(&state), ["r1", "r3"]);
+    // Keys replaced by a password, a password by keys.
+    fold(&mut state, replaced("r1", false));
+    fold(&mut state, replaced("r2", true));
+    assert_eq!(ecr(&state), ["r2", "r3"]);
+    fold(
+        &mut state,
+        Event::RegistryDeleted {
+            registry_id: "r3".into(),
+            credential_id: "c-r3".into(),
+        },
+    );
+    // A replacement for a registry that is gone is not one.
+    fold(&mut state, replaced("r9", true));
+    assert_eq!(ecr(&state), ["r2"]);
+    assert_eq!(
+        state.ecr.len(),
+        1,
+        "no id is kept for a registry that is gone"
+    );
+}

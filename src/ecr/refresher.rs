@@ -150,12 +150,12 @@ fn due_now(app: &App, slots: &mut HashMap<String, Slot>) -> Vec<Due> {
     let now = app.now();
     let state = app.projection().read();
     let mut due = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for reg in state.ecr_registries() {
         let Some(keys) = &reg.credential.ecr else {
             continue;
         };
-        seen.push(reg.id.clone());
+        seen.insert(reg.id.as_str());
         let slot = slots.entry(reg.id.clone()).or_insert_with(|| Slot {
             credential_id: reg.credential.credential_id.clone(),
             failures: 0,
@@ -191,7 +191,7 @@ fn due_now(app: &App, slots: &mut HashMap<String, Slot>) -> Vec<Due> {
             });
         }
     }
-    slots.retain(|id, _| seen.contains(id));
+    slots.retain(|id, _| seen.contains(id.as_str()));
     due
 }
 
