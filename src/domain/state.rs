@@ -136,8 +136,8 @@ pub struct State {
     position: u64,
     environments: BTreeMap<String, Environment>,
     /// Boxed: a table's slots are a power of two in number and at most
-    /// seven eighths full, so a slot holds a pointer rather than a whole
-    /// registry (a tenth of its size).
+    /// seven eighths full, so a slot holds the id and a pointer (32 bytes)
+    /// rather than the id and a whole registry (472).
     registries: HashMap<String, Box<Registry>>,
     /// By environment, then by canonical address: the registry there and
     /// the version of its stream. Registry streams are most of the log's,
@@ -551,56 +551,9 @@ impl State {
     }
 }
 
-/// Events for the domain's tests.
 #[cfg(test)]
-pub(crate) mod test_events {
-    use super::*;
-    use crate::domain::credential::SealedSecret;
-
-    /// Folds `event` into `state` at the next position, on a stream of
-    /// its own.
-    pub(crate) fn fold(state: &mut State, event: Event, time: SystemTime) {
-        let position = state.position() + 1;
-        state.apply(&Recorded {
-            position,
-            stream: format!("s{position}"),
-            stream_version: 1,
-            time,
-            actor: "t".into(),
-            request_id: String::new(),
-            event,
-        });
-    }
-
-    /// A custom registry `id` at `address` in `env`, its credential
-    /// `c-<id>` (sealed to nothing) expiring at `expire`.
-    pub(crate) fn registry_created(
-        env: &str,
-        id: &str,
-        address: &str,
-        expire: Option<SystemTime>,
-    ) -> Event {
-        Event::RegistryCreated {
-            registry_id: id.into(),
-            environment_id: env.into(),
-            kind: RegistryKind::Custom,
-            address: Address::parse(address).unwrap(),
-            insecure: false,
-            ca_certificate_pem: String::new(),
-            credential: CredentialRecord {
-                credential_id: format!("c-{id}"),
-                email: "a@b.c".into(),
-                username: "u".into(),
-                password: SealedSecret {
-                    nonce: vec![],
-                    ciphertext: vec![],
-                },
-                expire_time: expire,
-                ecr: None,
-            },
-        }
-    }
-}
+#[path = "state_test_events.rs"]
+pub(crate) mod test_events;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
