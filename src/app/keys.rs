@@ -82,19 +82,17 @@ impl DataKeys {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Vec<String>>,
     {
-        let stored = self.store.list().await?;
+        let stored = self.store.all().await?;
         let live: std::collections::HashSet<String> = live().await.into_iter().collect();
         let mut orphans = Vec::new();
         let mut loaded = HashMap::new();
-        for id in stored {
+        for (id, wrapped) in stored {
             if !live.contains(&id) {
                 orphans.push(id);
                 continue;
             }
-            if let Some(wrapped) = self.store.get(&id).await? {
-                let key = self.kek.unwrap_key(&WrappedKey(wrapped), &id)?;
-                loaded.insert(id, Arc::new(key));
-            }
+            let key = self.kek.unwrap_key(&WrappedKey(wrapped), &id)?;
+            loaded.insert(id, Arc::new(key));
         }
         for id in &live {
             if !loaded.contains_key(id) {
@@ -188,13 +186,10 @@ impl DataKeys {
     /// Returns how many were re-wrapped and how many are still to do.
     pub async fn rewrap(&self, limit: usize) -> Result<(u64, u64)> {
         let mut rewrapped = 0u64;
-        for id in self.store.list().await? {
+        for (id, stored) in self.store.all().await? {
             if limit != 0 && rewrapped == limit as u64 {
                 break;
             }
-            let Some(stored) = self.store.get(&id).await? else {
-                continue;
-            };
             let wrapped = WrappedKey(stored);
             if self.kek.is_current(&wrapped) {
                 continue;
@@ -226,10 +221,7 @@ impl DataKeys {
     /// them (`unknown` for one no held key opens).
     pub async fn usage(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let mut usage = std::collections::BTreeMap::new();
-        for id in self.store.list().await? {
-            let Some(stored) = self.store.get(&id).await? else {
-                continue;
-            };
+        for (id, stored) in self.store.all().await? {
             let by = self
                 .kek
                 .wrapped_by(&WrappedKey(stored), &id)

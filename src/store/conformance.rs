@@ -509,10 +509,18 @@ async fn commits_create_and_destroy_data_keys_with_their_events(f: &Fixture) {
     f.log.append(c).await.unwrap();
     assert_eq!(f.keys.get("c1").await.unwrap(), Some(vec![1]));
     assert_eq!(f.keys.list().await.unwrap(), ["c1", "c2"]);
+    let all = |pairs: &[(&str, u8)]| -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(id, b)| ((*id).to_owned(), vec![*b]))
+            .collect()
+    };
+    assert_eq!(f.keys.all().await.unwrap(), all(&[("c1", 1), ("c2", 2)]));
     // Replacing c1 by c3: one commit creates c3 and destroys c1.
     let c = with_keys(one("a", 1), &[("c3", &[3])], &["c1", "missing"]);
     f.log.append(c).await.unwrap();
     assert_eq!(f.keys.list().await.unwrap(), ["c2", "c3"]);
+    assert_eq!(f.keys.all().await.unwrap(), all(&[("c2", 2), ("c3", 3)]));
     assert_eq!(f.keys.get("c1").await.unwrap(), None);
 }
 

@@ -53,15 +53,7 @@ async fn copy(source: &SledStore, url: &str, ca: Option<&Path>) -> Result<Copied
         log_id: log.log_id().to_owned(),
         records: read_all(log.as_ref()).await?,
         requests: log.request_records()?,
-        keys: {
-            let mut all = Vec::new();
-            for id in keys.list().await? {
-                if let Some(wrapped) = keys.get(&id).await? {
-                    all.push((id, wrapped));
-                }
-            }
-            all
-        },
+        keys: keys.all().await?,
         key_meta: match keys.meta("key_id").await? {
             Some(value) => vec![("key_id".to_owned(), value)],
             None => Vec::new(),

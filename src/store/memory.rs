@@ -222,6 +222,15 @@ impl KeyStore for MemoryKeys {
         Ok(self.lock().keys.keys().cloned().collect())
     }
 
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .map(|(id, wrapped)| (id.clone(), wrapped.clone()))
+            .collect())
+    }
+
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.lock().meta.get(name).cloned())
     }

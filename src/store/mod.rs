@@ -255,6 +255,11 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, credential_ids: &[String]) -> Result<()>;
     /// Lists the credential ids that have a data key, sorted.
     async fn list(&self) -> Result<Vec<String>>;
+    /// Returns every wrapped data key with its credential id, sorted by id,
+    /// in one read of the store: the start loads them all, and rotation
+    /// and its status look at them all (a lookup per key was a round trip
+    /// per registry to PostgreSQL).
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// Returns a metadata value of the key store, e.g. the key-encryption key's id.
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Sets a metadata value of the key store; durable on return.

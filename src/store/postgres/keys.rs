@@ -65,6 +65,18 @@ impl KeyStore for PgKeys {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT credential_id, wrapped FROM registrar_keys ORDER BY credential_id COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client

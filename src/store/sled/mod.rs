@@ -491,12 +491,18 @@ impl KeyStore for SledKeys {
         let mut ids = Vec::new();
         for item in self.tree.scan_prefix([DATA_KEY]) {
             let (key, _) = item?;
-            let id = std::str::from_utf8(&key[1..]).map_err(|_| {
-                Error::storage("the key store holds a credential id that is not utf-8")
-            })?;
-            ids.push(id.to_owned());
+            ids.push(data_key_id(&key)?.to_owned());
         }
         Ok(ids)
+    }
+
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut all = Vec::new();
+        for item in self.tree.scan_prefix([DATA_KEY]) {
+            let (key, wrapped) = item?;
+            all.push((data_key_id(&key)?.to_owned(), wrapped.to_vec()));
+        }
+        Ok(all)
     }
 
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -510,6 +516,12 @@ impl KeyStore for SledKeys {
         flush(&self.tree).await?;
         Ok(())
     }
+}
+
+/// The credential id of a data key's key in the tree.
+fn data_key_id(key: &[u8]) -> Result<&str> {
+    std::str::from_utf8(&key[1..])
+        .map_err(|_| Error::storage("the key store holds a credential id that is not utf-8"))
 }
 
 impl From<::sled::Error> for Error {
