@@ -1,9 +1,8 @@
 //! The durable `EventLog` and `KeyStore` on sled 0.34: the key layout, open
-//! and close, and the readers. The checks at open are in `verify.rs`, the
-//! one writer task that group-commits in `writer.rs`, the stream index it
-//! keeps in memory in `streams.rs`. The only module that names the sled
-//! crate. About 600 lines: the store, its two traits and
-//! its key layout belong together; the writer and verify are apart.
+//! and close, and the log's readers. The checks at open are in `verify.rs`,
+//! the one writer task that group-commits in `writer.rs`, the stream index
+//! it keeps in memory in `streams.rs`, the key store in `keys.rs`. The only
+//! module that names the sled crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,16 +11,17 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::{
-    codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, KeyStore,
-    RequestRecord, Result,
+    codec, missing, plan, request_record, Commit, Envelope, Error, EventLog, RequestRecord, Result,
 };
 
 mod format;
+mod keys;
 mod streams;
 mod verify;
 mod writer;
 
 use format::{init_meta, IndexCleaner};
+pub use keys::SledKeys;
 use streams::SharedStreams;
 use verify::verify;
 
@@ -446,82 +446,6 @@ impl SledLog {
             .fail_flush
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
-}
-
-/// The sled key store: the `k` and `w` keys of the log's tree, beside the
-/// log's records.
-#[derive(Debug)]
-pub struct SledKeys {
-    tree: ::sled::Tree,
-    space: Space,
-}
-
-#[async_trait::async_trait]
-impl KeyStore for SledKeys {
-    async fn get(&self, credential_id: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.tree.get(prefixed(DATA_KEY, credential_id))?;
-        Ok(value.map(|v| v.to_vec()))
-    }
-
-    async fn replace(&self, credential_id: &str, current: &[u8], new: Vec<u8>) -> Result<bool> {
-        self.space.check()?;
-        let swapped = self.tree.compare_and_swap(
-            prefixed(DATA_KEY, credential_id),
-            Some(current),
-            Some(new),
-        )?;
-        if swapped.is_err() {
-            return Ok(false);
-        }
-        flush(&self.tree).await.map_err(|e| self.space.explain(e))?;
-        Ok(true)
-    }
-
-    async fn delete(&self, credential_ids: &[String]) -> Result<()> {
-        let mut batch = ::sled::Batch::default();
-        for id in credential_ids {
-            batch.remove(prefixed(DATA_KEY, id));
-        }
-        self.tree.apply_batch(batch)?;
-        flush(&self.tree).await?;
-        Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        for item in self.tree.scan_prefix([DATA_KEY]) {
-            let (key, _) = item?;
-            ids.push(data_key_id(&key)?.to_owned());
-        }
-        Ok(ids)
-    }
-
-    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut all = Vec::new();
-        for item in self.tree.scan_prefix([DATA_KEY]) {
-            let (key, wrapped) = item?;
-            all.push((data_key_id(&key)?.to_owned(), wrapped.to_vec()));
-        }
-        Ok(all)
-    }
-
-    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.tree.get(prefixed(KEYS_META, name))?;
-        Ok(value.map(|v| v.to_vec()))
-    }
-
-    async fn set_meta(&self, name: &str, value: Vec<u8>) -> Result<()> {
-        self.space.check()?;
-        self.tree.insert(prefixed(KEYS_META, name), value)?;
-        flush(&self.tree).await?;
-        Ok(())
-    }
-}
-
-/// The credential id of a data key's key in the tree.
-fn data_key_id(key: &[u8]) -> Result<&str> {
-    std::str::from_utf8(&key[1..])
-        .map_err(|_| Error::storage("the key store holds a credential id that is not utf-8"))
 }
 
 impl From<::sled::Error> for Error {

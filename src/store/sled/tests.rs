@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::super::conformance::{append, commit, one, with_keys, with_request};
 use super::*;
+use crate::store::KeyStore;
 
 pub(super) fn expect_corrupt(dir: &Path, position: u64) -> String {
     let err = SledStore::open(dir).unwrap_err();
